@@ -1,0 +1,113 @@
+"""The instance settings models: what `vigil.yaml` may say, frozen once validated."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostgresSettings(_Section):
+    """PostgreSQL connection parts; the password comes from the env or a secret file."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    user: str = "vigil"
+    database: str = "vigil"
+    password: SecretStr | None = None
+    password_file: pathlib.Path | None = None
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+
+class StoreSettings(_Section):
+    """Where the instance store lives: embedded SQLite (default) or PostgreSQL."""
+
+    kind: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: pathlib.Path | None = None
+    busy_timeout: float = Field(default=30.0, gt=0)
+    postgres: PostgresSettings = PostgresSettings()
+
+
+class PluginSettings(_Section):
+    """A pluggable class: a built-in short name or `module:Class`, and its options."""
+
+    type: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class CodeLocationSettings(_Section):
+    """One code location: a module to import or a file to load, exposing `Definitions`."""
+
+    name: str | None = None
+    module: str | None = None
+    file: pathlib.Path | None = None
+    attribute: str | None = None
+    working_directory: pathlib.Path | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one_source(self) -> CodeLocationSettings:
+        if (self.module is None) == (self.file is None):
+            raise ValueError("give exactly one of 'module' or 'file'")
+        return self
+
+    @property
+    def location_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.module:
+            return self.module
+        assert self.file is not None
+        return self.file.stem
+
+
+class InstanceSettings(BaseSettings):
+    """The whole instance: read from vigil.yaml, overridden by VIGIL_* env variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: pathlib.Path = pathlib.Path(".vigil")
+    store: StoreSettings = StoreSettings()
+    logs_dir: pathlib.Path | None = None
+    storage_dir: pathlib.Path | None = None
+    workspace: tuple[CodeLocationSettings, ...] = ()
+    run_launcher: PluginSettings = PluginSettings(type="subprocess")
+    run_coordinator: PluginSettings = PluginSettings(type="immediate")
+    executor: PluginSettings = PluginSettings(type="multiprocess")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @property
+    def sqlite_path(self) -> pathlib.Path:
+        return self.store.sqlite_path or self.home / "vigil.db"
+
+    @property
+    def compute_logs_dir(self) -> pathlib.Path:
+        return self.logs_dir or self.home / "logs"
+
+    @property
+    def outputs_dir(self) -> pathlib.Path:
+        return self.storage_dir or self.home / "storage"

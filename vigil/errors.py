@@ -1,0 +1,82 @@
+"""Every error vigil raises on purpose, in one tree.
+
+    VigilError
+    ├── ConfigError              a bad vigil.yaml, env override or secret file
+    ├── DefinitionError          user code that does not describe a valid job or location
+    │   └── CodeLocationLoadError  a code location that fails to import
+    ├── NotFound
+    │   ├── UnknownJob
+    │   └── UnknownRun
+    ├── RunConfigError           run config that does not validate against the steps' models
+    ├── PluginError              a launcher, executor or coordinator that cannot be loaded
+    ├── LaunchError              a launcher that could not give a run its worker
+    └── StoreError               anything the instance store refuses or cannot do
+        ├── StoreUnavailable     the database cannot be reached (transient: retry)
+        ├── SchemaMismatch       the database is at another schema version than this vigil
+        ├── InvalidTransition    a status change the run state machine forbids
+        └── DuplicateRun         a run id that already exists
+
+Only the CLI turns these into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class VigilError(Exception):
+    """Base of every error vigil raises on purpose."""
+
+
+class ConfigError(VigilError):
+    """The instance settings are invalid; the message names file, key and expectation."""
+
+
+class DefinitionError(VigilError):
+    """User definitions are invalid (a cycle, a missing upstream, a duplicate name...)."""
+
+
+class CodeLocationLoadError(DefinitionError):
+    """A code location could not be imported; the message carries file and line."""
+
+
+class NotFound(VigilError):
+    """Something named by the user does not exist."""
+
+
+class UnknownJob(NotFound):
+    """No code location defines a job of this name."""
+
+
+class UnknownRun(NotFound):
+    """No run with this id is in the store."""
+
+
+class RunConfigError(VigilError):
+    """A run config does not validate; the message carries the key path."""
+
+
+class PluginError(VigilError):
+    """A pluggable class (launcher, executor, coordinator) cannot be loaded or configured."""
+
+
+class LaunchError(VigilError):
+    """The run launcher could not start a worker for a run."""
+
+
+class StoreError(VigilError):
+    """The instance store refused or failed an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now; retrying later may succeed."""
+
+
+class SchemaMismatch(StoreError):
+    """The database schema is not the one this version of vigil expects."""
+
+
+class InvalidTransition(StoreError):
+    """A run status change that the run state machine forbids."""
+
+
+class DuplicateRun(StoreError):
+    """A run with this id already exists."""

@@ -1,0 +1,70 @@
+"""Runs: their statuses, the state machine between them, and the frozen run record."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from vigil import errors
+
+
+class RunStatus(enum.StrEnum):
+    NOT_STARTED = "NOT_STARTED"
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    STARTED = "STARTED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
+IN_FLIGHT_STATUSES = frozenset({RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING})
+
+_S = RunStatus
+ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
+    _S.NOT_STARTED: frozenset({_S.QUEUED, _S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    _S.QUEUED: frozenset({_S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    _S.STARTING: frozenset({_S.STARTED, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    _S.STARTED: frozenset({_S.SUCCESS, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    _S.CANCELING: frozenset({_S.CANCELED, _S.FAILURE}),
+    _S.SUCCESS: frozenset(),
+    _S.FAILURE: frozenset(),
+    _S.CANCELED: frozenset(),
+}
+
+
+def check_transition(current: RunStatus, new: RunStatus) -> None:
+    """Raise InvalidTransition unless the state machine allows current -> new."""
+    if new not in ALLOWED_TRANSITIONS[current]:
+        raise errors.InvalidTransition(f"a run cannot go from {current} to {new}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of a job, as stored."""
+
+    run_id: str
+    job_name: str
+    status: RunStatus
+    run_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    code_location: str | None = None
+    step_selection: tuple[str, ...] | None = None
+    parent_run_id: str | None = None
+    root_run_id: str | None = None
+    retry_number: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    launcher_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
