@@ -10,6 +10,7 @@
     ├── RunConfigError           run config that does not validate against the steps' models
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
+    ├── MissingOutputs           a retry or resume whose reused outputs are gone
     └── StoreError               anything the instance store refuses or cannot do
         ├── StoreUnavailable     the database cannot be reached (transient: retry)
         ├── SchemaMismatch       the database is at another schema version than this vigil
@@ -60,6 +61,10 @@ class PluginError(VigilError):
 
 class LaunchError(VigilError):
     """The run launcher could not start a worker for a run."""
+
+
+class MissingOutputs(VigilError):
+    """A run reuses outputs of its lineage that no run kept."""
 
 
 class StoreError(VigilError):

@@ -1,0 +1,42 @@
+# vigil: `make run` and `make test` each set everything up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export VIGIL_HOME ?= $(CURDIR)/.vigil
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(BIN)/vigil: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Set up the embedded SQLite instance with the example definitions and run a job.
+run: $(BIN)/vigil
+	@mkdir -p $(VIGIL_HOME)
+	@test -f $(VIGIL_HOME)/vigil.yaml || cp examples/vigil.yaml $(VIGIL_HOME)/vigil.yaml
+	$(BIN)/vigil instance migrate
+	$(BIN)/vigil definitions list
+	$(BIN)/vigil run launch orders --wait
+	@echo "inspect it with: $(BIN)/vigil run list; $(BIN)/vigil run show RUN_ID"
+
+lint: $(BIN)/vigil
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/vigil
+	$(BIN)/mypy
+
+unit: $(BIN)/vigil
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: $(BIN)/vigil
+	$(BIN)/python bench/launch.py
+	$(BIN)/python bench/chain.py
+	$(BIN)/python bench/events.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,46 @@
+"""Fixtures shared across suites: a throwaway PostgreSQL server and store targets."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests import pg_server
+from vigil import storage
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[sa.engine.URL]:
+    """An admin URL (may CREATE DATABASE) of a PostgreSQL server for this session.
+
+    $VIGIL_TEST_POSTGRES_URL when set; else a throwaway server, stopped at session end.
+    """
+    configured = os.environ.get("VIGIL_TEST_POSTGRES_URL")
+    if configured:
+        yield sa.engine.make_url(configured).set(drivername="postgresql+asyncpg")
+        return
+    server = pg_server.start(pg_server.find_bindir())
+    try:
+        yield server.url
+    finally:
+        pg_server.stop(server)
+
+
+@pytest.fixture
+async def postgres_database(postgres_url: sa.engine.URL) -> AsyncIterator[sa.engine.URL]:
+    """A fresh empty database for one test."""
+    async with pg_server.fresh_database(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_target(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> storage.StoreTarget:
+    """An empty store on SQLite (a file under tmp_path) and on PostgreSQL (a new database)."""
+    if request.param == "sqlite":
+        url = sa.engine.URL.create("sqlite+aiosqlite", database=f"{tmp_path}/vigil.db")
+        return storage.StoreTarget(url)
+    return storage.StoreTarget(request.getfixturevalue("postgres_database"))

@@ -1,0 +1,218 @@
+"""Migrations equal the metadata; opening refuses a schema this vigil cannot use."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from vigil import errors, storage
+from vigil.storage import schema, schema_version, target
+
+
+@pytest.fixture
+async def engine(store_target: storage.StoreTarget) -> AsyncIterator[sa_asyncio.AsyncEngine]:
+    """A raw engine on the test database, to inspect or tamper with it."""
+    raw = target.create_engine(store_target)
+    try:
+        yield raw
+    finally:
+        await raw.dispose()
+
+
+async def execute(engine: sa_asyncio.AsyncEngine, *statements: str) -> None:
+    async with target.writer(engine).begin() as conn:
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+
+
+def schema_diff(conn: sa.Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, schema.metadata))
+
+
+async def test_migrations_produce_exactly_the_metadata(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    assert (await storage.migrate(store_target)).is_current
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(schema_diff) == []
+
+
+async def test_the_initial_migration_downgrades_to_nothing(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    await storage.migrate(store_target)
+
+    def downgrade_and_list(conn: sa.Connection) -> set[str]:
+        command.downgrade(schema_version.alembic_config_for(conn), "base")
+        return set(sa.inspect(conn).get_table_names())
+
+    async with target.writer(engine).begin() as conn:
+        assert await conn.run_sync(downgrade_and_list) == {"alembic_version"}
+
+
+async def test_an_empty_database_is_created_at_head_when_opened(
+    store_target: storage.StoreTarget,
+) -> None:
+    before = await storage.schema_status(store_target)
+    assert (before.current, before.empty, before.is_current) == (None, True, False)
+
+    opened = await storage.open_store(store_target)
+    await opened.close()
+
+    after = await storage.schema_status(store_target)
+    assert (after.current, after.empty, after.is_current) == (after.head, False, True)
+
+
+async def test_concurrent_first_opens_create_the_schema_once(
+    store_target: storage.StoreTarget,
+) -> None:
+    opened = await asyncio.gather(*(storage.open_store(store_target) for _ in range(5)))
+    for store in opened:
+        await store.close()
+
+    assert (await storage.schema_status(store_target)).is_current
+
+
+async def test_an_empty_database_is_refused_when_creation_is_off(
+    store_target: storage.StoreTarget,
+) -> None:
+    with pytest.raises(errors.SchemaMismatch, match="empty: run `vigil instance migrate`"):
+        await storage.open_store(store_target, create_if_empty=False)
+
+
+async def test_migrate_brings_an_empty_database_to_head(
+    store_target: storage.StoreTarget,
+) -> None:
+    status = await storage.migrate(store_target)
+
+    assert (status.current, status.empty, status.is_current) == (status.head, False, True)
+    assert (await storage.migrate(store_target)).is_current  # and again is a no-op
+
+
+async def test_an_older_schema_is_refused_until_migrated(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    # Stamped at "base": the version table exists with no revision in it.
+    await execute(
+        engine,
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        "CREATE TABLE not_vigil (x INTEGER)",
+    )
+
+    with pytest.raises(errors.SchemaMismatch) as refused:
+        await storage.open_store(store_target)
+    head = schema_version.head_revision()
+    assert str(refused.value) == (
+        f"the store at {store_target.redacted()} is at schema base, this vigil expects "
+        f"{head}: run `vigil instance migrate`"
+    )
+
+    assert (await storage.migrate(store_target)).is_current
+    opened = await storage.open_store(store_target)
+    await opened.close()
+
+
+async def test_a_newer_schema_is_refused_and_not_migrated(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    await storage.migrate(store_target)
+    await execute(engine, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+
+    with pytest.raises(errors.SchemaMismatch, match="older than the store, upgrade vigil"):
+        await storage.open_store(store_target)
+    with pytest.raises(errors.SchemaMismatch, match="9999_from_the_future"):
+        await storage.migrate(store_target)
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine executes during the test (BEGINs left out)."""
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        statement = str(args[2])
+        if not statement.startswith("BEGIN"):
+            seen.append(statement)
+
+    event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+async def test_opening_a_current_store_checks_the_schema_in_one_query(
+    store_target: storage.StoreTarget, statements: list[str]
+) -> None:
+    await storage.migrate(store_target)
+    statements.clear()
+
+    opened = await storage.open_store(store_target)
+    await opened.close()
+
+    assert len(statements) == 1, statements
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_a_server_that_is_down_is_unavailable_with_a_readable_message() -> None:
+    url = sa.engine.URL.create(
+        "postgresql+asyncpg",
+        username="vigil",
+        password="s3cret-pw",
+        host="127.0.0.1",
+        port=closed_port(),
+        database="vigil",
+    )
+    down = storage.StoreTarget(url, connect_timeout=5.0)
+
+    for attempt in (storage.open_store(down), storage.schema_status(down), storage.migrate(down)):
+        with pytest.raises(errors.StoreUnavailable) as unavailable:
+            await attempt
+        message = str(unavailable.value)
+        assert message.startswith(f"cannot reach the store at {down.redacted()}: ")
+        assert "***" in message
+        assert "s3cret-pw" not in message
+        assert "\n" not in message
+        assert "Traceback" not in message
+        assert "sqlalche.me" not in message
+
+
+async def test_a_sqlite_file_that_cannot_be_opened_is_unavailable(tmp_path: pathlib.Path) -> None:
+    # The database path is a directory: SQLite reports "unable to open database file".
+    cannot_open = storage.StoreTarget(
+        sa.engine.URL.create("sqlite+aiosqlite", database=str(tmp_path))
+    )
+
+    with pytest.raises(errors.StoreUnavailable, match="unable to open database file"):
+        await storage.open_store(cannot_open)
+
+
+async def test_a_sqlite_directory_that_cannot_be_made_is_unavailable(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "file").write_text("")
+    under_a_file = tmp_path / "file" / "vigil.db"
+    cannot_make = storage.StoreTarget(
+        sa.engine.URL.create("sqlite+aiosqlite", database=str(under_a_file))
+    )
+
+    with pytest.raises(errors.StoreUnavailable, match="cannot reach the store at sqlite"):
+        await storage.open_store(cannot_make)

@@ -1,0 +1,114 @@
+"""Instance settings: vigil.yaml, VIGIL_* overrides, secrets, and clear errors."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from vigil import errors
+from vigil.config import loader
+
+
+def write(home: pathlib.Path, text: str) -> pathlib.Path:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "vigil.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: pathlib.Path) -> None:
+    settings = loader.load_settings(tmp_path)
+    assert settings.home == tmp_path
+    assert settings.store.kind == "sqlite"
+    assert settings.sqlite_path == tmp_path / "vigil.db"
+    assert settings.run_launcher.type == "subprocess"
+    assert settings.executor.type == "multiprocess"
+
+
+def test_env_overrides_nested_keys(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(
+        tmp_path, "store:\n  kind: postgres\n  postgres:\n    host: db.internal\n    port: 5433\n"
+    )
+    monkeypatch.setenv("VIGIL_STORE__POSTGRES__PORT", "6000")
+    settings = loader.load_settings(tmp_path)
+    assert settings.store.postgres.host == "db.internal"
+    assert settings.store.postgres.port == 6000
+
+
+def test_password_from_env_is_redacted(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "store:\n  kind: postgres\n")
+    monkeypatch.setenv("VIGIL_STORE__POSTGRES__PASSWORD", "s3cret-pw")
+    settings = loader.load_settings(tmp_path)
+    assert loader.store_target(settings).url.password == "s3cret-pw"
+    shown = str(loader.redacted(settings))
+    assert "s3cret-pw" not in shown
+    assert "s3cret-pw" not in loader.store_target(settings).redacted()
+
+
+def test_password_from_secret_file(tmp_path: pathlib.Path) -> None:
+    secret = tmp_path / "db_password"
+    secret.write_text("from-file\n")
+    write(
+        tmp_path / "home", f"store:\n  kind: postgres\n  postgres:\n    password_file: {secret}\n"
+    )
+    settings = loader.load_settings(tmp_path / "home")
+    assert loader.store_target(settings).url.password == "from-file"
+
+
+def test_missing_secret_file_names_the_key(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "store:\n  kind: postgres\n  postgres:\n    password_file: /nonexistent/pw\n")
+    settings = loader.load_settings(tmp_path)
+    with pytest.raises(errors.ConfigError, match=r"store\.postgres\.password_file: cannot read"):
+        loader.store_target(settings)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "store:\n  kind: sqlite\n bad: [unclosed\n")
+    with pytest.raises(errors.ConfigError) as info:
+        loader.load_settings(tmp_path)
+    assert str(path) in str(info.value)
+    assert "line 3" in str(info.value)
+
+
+def test_unknown_key_names_the_key_path(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "store:\n  kind: sqlite\n  colour: blue\n")
+    with pytest.raises(errors.ConfigError) as info:
+        loader.load_settings(tmp_path)
+    assert str(info.value) == f"{path}: store.colour: unknown key"
+
+
+def test_wrong_type_says_what_was_expected(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "store:\n  kind: postgres\n  postgres:\n    port: lots\n")
+    with pytest.raises(errors.ConfigError) as info:
+        loader.load_settings(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: store.postgres.port: ")
+    assert "valid integer" in message
+    assert "'lots'" in message
+
+
+def test_bad_env_override_names_the_variable(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIGIL_STORE__KIND", "oracle")
+    with pytest.raises(
+        errors.ConfigError, match=r"environment variable VIGIL_STORE__KIND: store.kind"
+    ):
+        loader.load_settings(tmp_path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "- just\n- a list\n")
+    with pytest.raises(errors.ConfigError, match="expected a mapping"):
+        loader.load_settings(tmp_path)
+
+
+def test_code_location_needs_exactly_one_source(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "workspace:\n  - module: a\n    file: b.py\n")
+    with pytest.raises(
+        errors.ConfigError, match=r"workspace\.0: .*exactly one of 'module' or 'file'"
+    ):
+        loader.load_settings(tmp_path)

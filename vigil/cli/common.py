@@ -1,0 +1,129 @@
+"""What every command shares: settings built once, the event loop, errors to exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import anyio
+import click
+
+from vigil import errors
+from vigil.config import loader
+from vigil.config import settings as settings_mod
+from vigil.definitions import workspace as workspace_mod
+from vigil.storage import engine
+from vigil.storage import store as store_mod
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+USAGE_ERRORS = (
+    errors.ConfigError,
+    errors.DefinitionError,
+    errors.NotFound,
+    errors.RunConfigError,
+    errors.PluginError,
+    errors.SchemaMismatch,
+    errors.InvalidTransition,
+)
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+@dataclasses.dataclass
+class CliState:
+    """Per-invocation state: the home and, once asked for, the settings."""
+
+    home: pathlib.Path
+    environ: Mapping[str, str]
+    _settings: settings_mod.InstanceSettings | None = None
+
+    @property
+    def settings(self) -> settings_mod.InstanceSettings:
+        if self._settings is None:
+            self._settings = loader.load_settings(self.home)
+        return self._settings
+
+    def workspace(self) -> workspace_mod.Workspace:
+        return workspace_mod.load_workspace(self.settings.workspace, pathlib.Path.cwd())
+
+
+def state() -> CliState:
+    return click.get_current_context().find_object(CliState) or _missing_state()
+
+
+def _missing_state() -> CliState:
+    home = loader.home_from_env(os.environ)
+    return CliState(home=home, environ=dict(os.environ))
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function on asyncio with uvloop where it is installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return anyio.run(fn, backend="asyncio")
+    return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": True})
+
+
+def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn vigil's errors into one readable message and an exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except USAGE_ERRORS as exc:
+            fail(str(exc), EXIT_USAGE)
+        except errors.VigilError as exc:
+            fail(str(exc), EXIT_FAILURE)
+
+    return wrapper
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@asynccontextmanager
+async def opened_store(settings: settings_mod.InstanceSettings) -> AsyncIterator[store_mod.Store]:
+    store = await engine.open_store(loader.store_target(settings))
+    try:
+        yield store
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.close()
+
+
+def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+def read_run_config(path: pathlib.Path | None) -> dict[str, Any]:
+    """A run config file (YAML or JSON); errors name the file."""
+    if path is None:
+        return {}
+    try:
+        data = loader.read_yaml(path)
+    except errors.ConfigError as exc:
+        raise errors.RunConfigError(str(exc).replace("settings", "run config")) from None
+    return data
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,89 @@
+"""`vigil instance ...` and `vigil config ...`: the instance's schema and settings."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from vigil import assembly, runs
+from vigil.cli import common
+from vigil.config import loader
+from vigil.storage import engine
+
+
+@click.group("instance")
+def instance_group() -> None:
+    """Create, migrate and describe the instance store."""
+
+
+@instance_group.command("migrate")
+@common.handle_errors
+def migrate() -> None:
+    """Bring the store to this vigil's schema (creating it if empty)."""
+    target = loader.store_target(common.state().settings)
+
+    async def main() -> tuple[engine.SchemaStatus, engine.SchemaStatus]:
+        before = await engine.schema_status(target)
+        return before, await engine.migrate(target)
+
+    before, after = common.run_async(main)
+    if before.current == after.current:
+        click.echo(f"store {target.redacted()} is already at schema {after.current}")
+    else:
+        was = before.current or "empty"
+        click.echo(f"store {target.redacted()} migrated from {was} to {after.current}")
+
+
+@instance_group.command("info")
+@common.handle_errors
+def info() -> None:
+    """Where the instance lives, its schema, and how many runs it holds."""
+    settings = common.state().settings
+    target = loader.store_target(settings)
+
+    async def main() -> tuple[engine.SchemaStatus, dict[runs.RunStatus, int]]:
+        status = await engine.schema_status(target)
+        if not status.is_current:
+            return status, {}
+        async with common.opened_store(settings) as store:
+            return status, await store.count_runs_by_status()
+
+    status, counts = common.run_async(main)
+    click.echo(f"home      {settings.home.absolute()}")
+    click.echo(f"store     {target.redacted()}")
+    state = (
+        "current" if status.is_current else f"needs `vigil instance migrate` (head {status.head})"
+    )
+    click.echo(f"schema    {status.current or 'empty'} ({state})")
+    click.echo(f"launcher  {settings.run_launcher.type}")
+    click.echo(f"executor  {settings.executor.type}")
+    click.echo(f"locations {', '.join(loc.location_name for loc in settings.workspace) or '-'}")
+    summary = ", ".join(f"{s.value}={n}" for s, n in sorted(counts.items())) or "none"
+    click.echo(f"runs      {summary}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Show and check the instance settings."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def show(as_json: bool) -> None:
+    """Print the effective settings (vigil.yaml plus VIGIL_* overrides), secrets redacted."""
+    data = loader.redacted(common.state().settings)
+    if as_json:
+        common.echo_json(data)
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@config_group.command("check")
+@common.handle_errors
+def check() -> None:
+    """Validate the settings and the pluggable classes they name."""
+    st = common.state()
+    assembly.check_plugins(st.settings)
+    loader.store_target(st.settings)
+    click.echo(f"{st.home / loader.CONFIG_FILE}: ok")

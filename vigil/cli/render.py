@@ -1,0 +1,153 @@
+"""How runs, events and logs look on a terminal (and as JSON)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vigil import events, runs
+
+E = events.EventType
+STEP_OUTCOMES = (E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.STEP_SKIPPED, E.STEP_RETRY)
+LOG_STREAMS = ("stdout.log", "stderr.log")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
+
+
+def _duration(run: runs.Run, now: float) -> str:
+    if run.start_time is None:
+        return "-"
+    return f"{(run.end_time or now) - run.start_time:.2f}s"
+
+
+def run_dict(run: runs.Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "status": run.status.value,
+        "code_location": run.code_location,
+        "tags": dict(run.tags),
+        "run_config": dict(run.run_config),
+        "parent_run_id": run.parent_run_id,
+        "root_run_id": run.root_run_id,
+        "created_at": run.created_at,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "worker": f"{run.worker_host}:{run.worker_pid}" if run.worker_pid else None,
+    }
+
+
+def run_table(found: Sequence[runs.Run], now: float) -> str:
+    if not found:
+        return "no runs"
+    rows = [("RUN ID", "JOB", "STATUS", "CREATED", "DURATION")]
+    rows += [
+        (r.run_id, r.job_name, r.status.value, _when(r.created_at), _duration(r, now))
+        for r in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def step_dicts(step_events: Sequence[events.Event]) -> dict[str, dict[str, Any]]:
+    """The latest outcome of each step, with the error of a failed one."""
+    steps: dict[str, dict[str, Any]] = {}
+    for event in step_events:
+        if event.step is None:
+            continue
+        entry = steps.setdefault(event.step, {})
+        entry["status"] = event.event_type.value.removeprefix("STEP_")
+        if event.event_type is E.STEP_FAILURE:
+            entry["error"] = event.message
+            entry["traceback"] = event.data.get("traceback")
+        if event.event_type is E.STEP_SUCCESS:
+            entry["duration"] = event.data.get("duration")
+    return steps
+
+
+def run_detail(run: runs.Run, step_events: Sequence[events.Event], now: float) -> str:
+    lines = [
+        f"run       {run.run_id}",
+        f"job       {run.job_name}  (code location {run.code_location})",
+        f"status    {run.status.value}",
+        f"created   {_when(run.created_at)}",
+        f"started   {_when(run.start_time)}",
+        f"ended     {_when(run.end_time)}",
+        f"duration  {_duration(run, now)}",
+        f"worker    {run.worker_host or '-'}:{run.worker_pid or '-'}",
+    ]
+    if run.parent_run_id:
+        lines.append(f"parent    {run.parent_run_id}  (root {run.root_run_id})")
+    if run.tags:
+        lines.append("tags      " + ", ".join(f"{k}={v}" for k, v in sorted(run.tags.items())))
+    lines.append("steps")
+    for name, entry in step_dicts(step_events).items():
+        lines.append(f"  {name:<24} {entry['status']}")
+        if "error" in entry and entry["status"] == "FAILURE":
+            lines.append(f"    error: {entry['error']}")
+            lines.extend(
+                "    " + t for t in str(entry.get("traceback") or "").rstrip().splitlines()
+            )
+    return "\n".join(lines)
+
+
+def event_line(event: events.Event) -> str:
+    step = event.step or "-"
+    level = f" [{event.level}]" if event.level else ""
+    return (
+        f"{_when(event.timestamp)}  {event.event_type.value:<14} {step:<20}{level} {event.message}"
+    )
+
+
+def event_json(event: events.Event) -> str:
+    return json.dumps(
+        {
+            "id": event.event_id,
+            "run_id": event.run_id,
+            "type": event.event_type.value,
+            "timestamp": event.timestamp,
+            "step": event.step,
+            "level": event.level,
+            "message": event.message,
+            "data": dict(event.data),
+        },
+        default=str,
+    )
+
+
+class LogTail:
+    """Prints what was added to a run's compute-log files since the last call."""
+
+    def __init__(self, run_dir: pathlib.Path, step: str | None) -> None:
+        self._run_dir = run_dir
+        self._step = step
+        self._offsets: dict[pathlib.Path, int] = {}
+
+    def _files(self) -> list[pathlib.Path]:
+        steps = (
+            [self._run_dir / self._step]
+            if self._step
+            else sorted(p for p in self._run_dir.glob("*") if p.is_dir())
+        )
+        return [d / name for d in steps for name in LOG_STREAMS if (d / name).exists()]
+
+    def print_new(self, echo: Callable[[str], None]) -> None:
+        for path in self._files():
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            if chunk:
+                self._offsets[path] = offset + len(chunk)
+                prefix = f"{path.parent.name} {path.stem}"
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    echo(f"[{prefix}] {line}")

@@ -1,0 +1,171 @@
+"""`vigil run ...`: launch, list, show, follow events and logs, cancel."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+
+import anyio
+import click
+
+from vigil import assembly, events, runs, submission
+from vigil.cli import common, render
+from vigil.storage import store as store_mod
+
+FOLLOW_POLL = 0.25
+
+
+@click.group("run")
+def run_group() -> None:
+    """Launch and inspect runs."""
+
+
+@run_group.command("launch")
+@click.argument("job")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+    help="Run config file (YAML or JSON).",
+)
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@common.handle_errors
+def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wait: bool) -> None:
+    """Submit a run of JOB through the configured coordinator and launcher."""
+    st = common.state()
+    run_config = common.read_run_config(config_path)
+    tag_map = common.parse_tags(tags)
+    workspace = st.workspace()
+    run = submission.new_run(workspace, job, run_config, tag_map, time.time())
+
+    async def main() -> runs.Run:
+        async with common.opened_store(st.settings) as store:
+            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
+            launcher = assembly.build_launcher(st.settings, ctx)
+            coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
+            submitted = await coordinator.submit(run)
+            click.echo(f"{submitted.run_id} {submitted.status}")
+            if not wait:
+                return submitted
+            return await submission.wait_for_end(store, submitted.run_id)
+
+    final = common.run_async(main)
+    if wait:
+        click.echo(f"{final.run_id} {final.status}")
+        if final.status is not runs.RunStatus.SUCCESS:
+            raise SystemExit(common.EXIT_FAILURE)
+
+
+@run_group.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in runs.RunStatus], case_sensitive=False),
+)
+@click.option("--job", "job_name", default=None)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    run_filter = store_mod.RunFilter(
+        statuses=tuple(runs.RunStatus(s.upper()) for s in statuses), job_name=job_name, limit=limit
+    )
+
+    async def main() -> list[runs.Run]:
+        async with common.opened_store(common.state().settings) as store:
+            return await store.list_runs(run_filter)
+
+    found = common.run_async(main)
+    if as_json:
+        common.echo_json([render.run_dict(r) for r in found])
+    else:
+        click.echo(render.run_table(found, time.time()))
+
+
+@run_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def show(run_id: str, as_json: bool) -> None:
+    """Show one run: status, timing, worker, tags and step outcomes with their errors."""
+
+    async def main() -> tuple[runs.Run, list[events.Event]]:
+        async with common.opened_store(common.state().settings) as store:
+            run = await store.get_run(run_id)
+            step_events = await store.get_events(run_id, event_types=render.STEP_OUTCOMES)
+            return run, step_events
+
+    run, step_events = common.run_async(main)
+    if as_json:
+        common.echo_json({**render.run_dict(run), "steps": render.step_dicts(step_events)})
+    else:
+        click.echo(render.run_detail(run, step_events, time.time()))
+
+
+@run_group.command("events")
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@common.handle_errors
+def events_cmd(run_id: str, follow: bool, as_json: bool) -> None:
+    """Print a run's events in order."""
+
+    async def main() -> None:
+        async with common.opened_store(common.state().settings) as store:
+            cursor = 0
+            while True:
+                run = await store.get_run(run_id)
+                for event in await store.get_events(run_id, after_id=cursor):
+                    click.echo(render.event_json(event) if as_json else render.event_line(event))
+                    cursor = event.event_id
+                if not follow or run.status.is_terminal:
+                    return
+                await anyio.sleep(FOLLOW_POLL)
+
+    common.run_async(main)
+
+
+@run_group.command("logs")
+@click.argument("run_id")
+@click.argument("step", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@common.handle_errors
+def logs(run_id: str, step: str | None, follow: bool) -> None:
+    """Print the captured stdout and stderr of a run's steps (or one STEP)."""
+    st = common.state()
+    base = st.settings.compute_logs_dir / run_id
+
+    async def main() -> None:
+        async with common.opened_store(st.settings) as store:
+            tail = render.LogTail(base, step)
+            while True:
+                run = await store.get_run(run_id)
+                tail.print_new(click.echo)
+                if not follow or run.status.is_terminal:
+                    tail.print_new(click.echo)
+                    return
+                await anyio.sleep(FOLLOW_POLL)
+
+    common.run_async(main)
+
+
+@run_group.command("cancel")
+@click.argument("run_id")
+@common.handle_errors
+def cancel(run_id: str) -> None:
+    """Cancel a run: its worker is asked to stop, and the run ends CANCELED."""
+    st = common.state()
+
+    async def main() -> runs.Run:
+        async with common.opened_store(st.settings) as store:
+            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path(os.getcwd()))
+            launcher = assembly.build_launcher(st.settings, ctx)
+            coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
+            return await coordinator.cancel(run_id)
+
+    run = common.run_async(main)
+    click.echo(f"{run.run_id} {run.status}")

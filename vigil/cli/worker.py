@@ -1,0 +1,38 @@
+"""`vigil worker run RUN_ID`: the run worker process the launchers start."""
+
+from __future__ import annotations
+
+import pathlib
+
+import click
+
+from vigil import assembly, runs
+from vigil.cli import common
+from vigil.worker import worker
+
+
+@click.group("worker")
+def worker_group() -> None:
+    """The run worker (started by launchers, not by hand)."""
+
+
+@worker_group.command("run")
+@click.argument("run_id")
+@click.option("--resume", is_flag=True, help="Continue a STARTED run whose worker died.")
+@common.handle_errors
+def run(run_id: str, resume: bool) -> None:
+    """Execute one run to its end."""
+    st = common.state()
+    executor = assembly.build_executor(st.settings)
+
+    async def main() -> runs.RunStatus:
+        async with common.opened_store(st.settings) as store:
+            env = worker.WorkerEnv(
+                settings=st.settings, store=store, executor=executor, base_dir=pathlib.Path.cwd()
+            )
+            return await worker.run_worker(env, run_id, resume=resume)
+
+    status = common.run_async(main)
+    click.echo(f"{run_id} {status}")
+    if status is not runs.RunStatus.SUCCESS:
+        raise SystemExit(common.EXIT_FAILURE)

@@ -1,0 +1,12 @@
+"""The immediate coordinator: a submitted run is launched at once, in the caller."""
+
+from __future__ import annotations
+
+from vigil import runs
+from vigil.coordinators import base
+
+
+class ImmediateCoordinator(base.RunCoordinator):
+    async def submit(self, run: runs.Run) -> runs.Run:
+        await self.store.add_run(run)
+        return await self.launch(run)

@@ -1,0 +1,133 @@
+"""The life of one step: attempts, retries with backoff, and the events that tell it.
+
+Both executors drive steps through `run_step`; they differ only in how one attempt runs
+(a worker thread or a forked process), which they pass in as `run_attempt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+
+from vigil import events
+from vigil.definitions import step as step_mod
+from vigil.executors import attempt, base
+from vigil.executors import plan as plan_mod
+from vigil.scheduling import backoff
+
+AttemptRunner = Callable[[str, int], Awaitable[attempt.Outcome]]
+
+_NO_RETRY = step_mod.RetryPolicy()
+_T = events.EventType
+
+
+async def run_step(
+    plan: plan_mod.StepPlan,
+    step: str,
+    services: base.ExecutionServices,
+    run_attempt: AttemptRunner,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> bool:
+    """Attempt the step until it succeeds or its retries run out; True if it succeeded.
+
+    Each attempt holds a token of `limiter` (if any) from its STEP_START to its end; the
+    wait before a retry holds none.
+    """
+    policy = plan.job.steps[step].retry or _NO_RETRY
+    number = 1
+    while True:
+        async with limiter or contextlib.nullcontext():
+            outcome = await _attempt(plan, step, number, services, run_attempt)
+        if isinstance(outcome, attempt.Success):
+            return True
+        if number > policy.max_retries:
+            _emit(services, plan, step, _T.STEP_FAILURE, outcome.summary, _failure(outcome, number))
+            return False
+        delay = backoff.retry_delay(policy, number, services.rand)
+        _emit_retry(services, plan, step, outcome, number, delay)
+        await anyio.sleep(delay)
+        number += 1
+
+
+def emit_skipped(
+    plan: plan_mod.StepPlan,
+    services: base.ExecutionServices,
+    skipped: Iterable[tuple[str, str, str]],
+) -> None:
+    """Tell which steps will not run, and which failed upstream step is the reason."""
+    for step, upstream, failed in skipped:
+        reason = f"upstream step '{failed}' failed"
+        if upstream != failed:
+            reason = f"upstream step '{upstream}' was skipped because step '{failed}' failed"
+        data = {"upstream": upstream, "failed_step": failed}
+        _emit(services, plan, step, _T.STEP_SKIPPED, f"skipped: {reason}", data)
+
+
+async def _attempt(
+    plan: plan_mod.StepPlan,
+    step: str,
+    number: int,
+    services: base.ExecutionServices,
+    run_attempt: AttemptRunner,
+) -> attempt.Outcome:
+    started = services.clock()
+    _emit(services, plan, step, _T.STEP_START, f"attempt {number}", {"attempt": number})
+    outcome = await run_attempt(step, number)
+    if isinstance(outcome, attempt.Success):
+        output = {"locator": outcome.locator, "type": outcome.type_name}
+        _emit(services, plan, step, _T.STEP_OUTPUT, f"output: {outcome.type_name}", output)
+        duration = max(0.0, services.clock() - started)
+        done = {"attempt": number, "duration": duration}
+        _emit(services, plan, step, _T.STEP_SUCCESS, f"succeeded in {duration:.3f}s", done)
+    return outcome
+
+
+def _emit_retry(
+    services: base.ExecutionServices,
+    plan: plan_mod.StepPlan,
+    step: str,
+    outcome: attempt.Failure,
+    number: int,
+    delay: float,
+) -> None:
+    message = f"attempt {number} failed ({outcome.summary}); retrying in {delay:.3f}s"
+    data = {
+        "attempt": number,
+        "delay": delay,
+        "error_type": outcome.error_type,
+        "message": outcome.message,
+    }
+    _emit(services, plan, step, _T.STEP_RETRY, message, data)
+
+
+def _failure(outcome: attempt.Failure, number: int) -> dict[str, Any]:
+    return {
+        "error_type": outcome.error_type,
+        "message": outcome.message,
+        "traceback": outcome.traceback,
+        "attempt": number,
+        **outcome.details,
+    }
+
+
+def _emit(
+    services: base.ExecutionServices,
+    plan: plan_mod.StepPlan,
+    step: str,
+    event_type: events.EventType,
+    message: str,
+    data: dict[str, Any],
+) -> None:
+    services.sink.emit(
+        events.NewEvent(
+            run_id=plan.run_id,
+            event_type=event_type,
+            timestamp=services.clock(),
+            step=step,
+            message=message,
+            data=data,
+        )
+    )

@@ -1,0 +1,73 @@
+"""The run launcher interface: how a run gets a worker, and how vigil watches it."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import pathlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pydantic
+
+from vigil import runs
+
+
+class WorkerHealth(enum.StrEnum):
+    RUNNING = "RUNNING"
+    DEAD = "DEAD"
+    UNKNOWN = "UNKNOWN"  # the launcher cannot tell; never to be taken for DEAD
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthCheck:
+    health: WorkerHealth
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LaunchContext:
+    """What every launcher may need from the instance, resolved at the edge."""
+
+    home: pathlib.Path
+    logs_dir: pathlib.Path
+    environ: Mapping[str, str]
+    working_directory: pathlib.Path
+
+
+class NoOptions(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class RunLauncher(abc.ABC):
+    """Gives runs their workers. Subclass it, declare `Options`, name it in vigil.yaml."""
+
+    Options: ClassVar[type[pydantic.BaseModel]] = NoOptions
+    supports_resume: ClassVar[bool] = False
+
+    def __init__(self, options: pydantic.BaseModel, context: LaunchContext) -> None:
+        self.options = options
+        self.context = context
+
+    @abc.abstractmethod
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        """Start a worker for a STARTING run; returns facts to record as launcher_info.
+
+        Raises LaunchError when no worker could be started.
+        """
+
+    @abc.abstractmethod
+    async def terminate(self, run: runs.Run) -> bool:
+        """Ask the run's worker to stop (it ends the run CANCELED); False if none is alive."""
+
+    @abc.abstractmethod
+    async def check_worker_health(self, run: runs.Run) -> HealthCheck:
+        """Whether the run's worker is RUNNING, DEAD, or UNKNOWN (cannot tell)."""
+
+    async def resume(self, run: runs.Run) -> Mapping[str, Any]:
+        """Start a new worker that continues a STARTED run whose worker died."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume runs")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release whatever the launcher holds."""

@@ -1,0 +1,153 @@
+"""The default launcher: each run's worker is a local subprocess in its own session.
+
+No shell is involved; the worker is a new session leader so the CLI or daemon that
+launched it may exit; its pid and process start time are recorded, so a reused pid is
+never taken for the worker.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import psutil
+import pydantic
+
+from vigil import errors, runs
+from vigil.launchers import base
+
+START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
+EXIT_CODES_KEPT = 1000
+
+
+class SubprocessOptions(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    python: str = pydantic.Field(default=sys.executable, description="interpreter for workers")
+    env: dict[str, str] = pydantic.Field(default_factory=dict, description="extra worker env")
+
+
+class SubprocessLauncher(base.RunLauncher):
+    Options = SubprocessOptions
+    supports_resume: ClassVar[bool] = True
+
+    def __init__(self, options: pydantic.BaseModel, context: base.LaunchContext) -> None:
+        super().__init__(options, context)
+        assert isinstance(options, SubprocessOptions)
+        self._opts = options
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exit_codes: dict[int, int] = {}
+
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        return self._spawn(run, resume=False)
+
+    async def resume(self, run: runs.Run) -> Mapping[str, Any]:
+        return self._spawn(run, resume=True)
+
+    def _spawn(self, run: runs.Run, resume: bool) -> Mapping[str, Any]:
+        self._reap()
+        argv = [self._opts.python, "-m", "vigil", "worker", "run", run.run_id]
+        if resume:
+            argv.append("--resume")
+        log_path = self.context.logs_dir / run.run_id / "worker.log"
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.context.working_directory,
+                    env=self._worker_env(),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            raise errors.LaunchError(f"cannot start a worker for run {run.run_id}: {exc}") from exc
+        self._children[child.pid] = child
+        return {
+            "launcher": "subprocess",
+            "host": socket.gethostname(),
+            "pid": child.pid,
+            "process_start_time": _start_time(child.pid),
+            "log": str(log_path),
+        }
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(self.context.environ)
+        env["VIGIL_HOME"] = str(self.context.home)
+        env.update(self._opts.env)
+        return env
+
+    async def terminate(self, run: runs.Run) -> bool:
+        proc = self._worker_process(run)
+        if proc is None:
+            return False
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            return False
+        return True
+
+    async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
+        info = run.launcher_info
+        if info.get("host") not in (None, socket.gethostname()):
+            return base.HealthCheck(base.WorkerHealth.UNKNOWN, f"worker is on {info.get('host')}")
+        if "pid" not in info:
+            return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no worker pid recorded yet")
+        self._reap()
+        try:
+            proc = self._worker_process(run)
+        except psutil.AccessDenied:
+            return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no permission to inspect worker")
+        if proc is None:
+            return base.HealthCheck(base.WorkerHealth.DEAD, self._death_detail(int(info["pid"])))
+        return base.HealthCheck(base.WorkerHealth.RUNNING, f"pid {proc.pid}")
+
+    def _death_detail(self, pid: int) -> str:
+        code = self._exit_codes.get(pid)
+        if code is None:
+            return f"worker pid {pid} is gone"
+        if code < 0:
+            return f"worker pid {pid} was killed by signal {signal.Signals(-code).name}"
+        return f"worker pid {pid} exited with code {code}"
+
+    def _worker_process(self, run: runs.Run) -> psutil.Process | None:
+        """The live worker process, checked by pid and start time; None if gone."""
+        pid, started = run.launcher_info.get("pid"), run.launcher_info.get("process_start_time")
+        if pid is None:
+            return None
+        try:
+            proc = psutil.Process(int(pid))
+            if (
+                started is not None
+                and abs(proc.create_time() - float(started)) > START_TIME_TOLERANCE
+            ):
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.NoSuchProcess:
+            return None
+        return proc
+
+    def _reap(self) -> None:
+        """Collect exited children (no zombies), remembering their exit codes."""
+        for pid, child in list(self._children.items()):
+            code = child.poll()
+            if code is not None:
+                del self._children[pid]
+                self._exit_codes[pid] = code
+        while len(self._exit_codes) > EXIT_CODES_KEPT:
+            del self._exit_codes[next(iter(self._exit_codes))]
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

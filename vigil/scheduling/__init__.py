@@ -1,0 +1,1 @@
+"""Pure time logic: backoff with jitter (and, later, cron ticks and catch-up)."""

@@ -1,0 +1,25 @@
+"""The instance store: the `Store` interface, its SQL implementation, and its schema.
+
+store = await storage.open_store(storage.StoreTarget(url))
+try:
+    ...
+finally:
+    await store.close()
+"""
+
+from __future__ import annotations
+
+from vigil.storage.engine import SchemaStatus, StoreTarget, migrate, open_store, schema_status
+from vigil.storage.store import Heartbeat, RunFilter, RunUpdate, Store
+
+__all__ = [
+    "Heartbeat",
+    "RunFilter",
+    "RunUpdate",
+    "SchemaStatus",
+    "Store",
+    "StoreTarget",
+    "migrate",
+    "open_store",
+    "schema_status",
+]

@@ -1,0 +1,79 @@
+"""Opening the store: check the schema cheaply, create an empty one, migrate on request.
+
+This is the public face of the storage package's plumbing: it also re-exports
+`StoreTarget` (from `target`) and `SchemaStatus` (from `schema_version`).
+
+Every CLI command and every run worker opens the store, so the check is one query on a
+versioned database. Only `migrate` (`vigil instance migrate`) changes an existing schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from vigil.storage import schema_version, sql
+from vigil.storage import target as target_mod
+from vigil.storage.schema_version import SchemaStatus
+from vigil.storage.target import StoreTarget
+
+__all__ = ["SchemaStatus", "StoreTarget", "migrate", "open_store", "schema_status"]
+
+
+async def open_store(target: StoreTarget, *, create_if_empty: bool = True) -> sql.SqlStore:
+    """A store at this vigil's schema; raises SchemaMismatch or StoreUnavailable."""
+    engine = target_mod.create_engine(target)
+    try:
+        await _ensure_current(engine, target, create_if_empty=create_if_empty)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return sql.SqlStore(engine, target)
+
+
+async def schema_status(target: StoreTarget) -> SchemaStatus:
+    """Where the database's schema stands against this vigil's head."""
+    async with _engine(target) as engine:
+        return await _read_status(engine, target)
+
+
+async def migrate(target: StoreTarget) -> SchemaStatus:
+    """Upgrade the database to this vigil's head; returns the status after."""
+    async with _engine(target) as engine:
+        before = await _read_status(engine, target)
+        schema_version.check_upgradable(before, target.redacted())
+        await _upgrade(engine, target)
+        return await _read_status(engine, target)
+
+
+async def _ensure_current(
+    engine: sa_asyncio.AsyncEngine, target: StoreTarget, *, create_if_empty: bool
+) -> None:
+    status = await _read_status(engine, target)
+    if status.empty and create_if_empty:
+        await _upgrade(engine, target)
+        return
+    schema_version.check(status, target.redacted())
+
+
+async def _read_status(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> SchemaStatus:
+    with target_mod.translate_errors(target):
+        async with engine.connect() as conn:
+            return await schema_version.read_status(conn)
+
+
+async def _upgrade(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> None:
+    with target_mod.translate_errors(target):
+        async with target_mod.writer(engine).begin() as conn:
+            await schema_version.upgrade(conn)
+
+
+@contextlib.asynccontextmanager
+async def _engine(target: StoreTarget) -> AsyncIterator[sa_asyncio.AsyncEngine]:
+    engine = target_mod.create_engine(target)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -1,0 +1,111 @@
+"""The tables of the instance store, in SQLAlchemy Core.
+
+This metadata is the source of truth the migrations must equal (a drift test checks it).
+Times are epoch seconds as doubles; JSON columns hold plain dicts and lists.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# A BIGINT on PostgreSQL; an INTEGER (a rowid alias) on SQLite.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("job_name", sa.String(255), nullable=False),
+    sa.Column("code_location", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("run_config", sa.JSON(), nullable=False),
+    sa.Column("step_selection", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("parent_run_id", sa.String(64), nullable=True),
+    sa.Column("root_run_id", sa.String(64), nullable=True, index=True),
+    sa.Column("retry_number", sa.Integer(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False, index=True),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("start_time", sa.Double(), nullable=True),
+    sa.Column("end_time", sa.Double(), nullable=True),
+    sa.Column("worker_host", sa.String(255), nullable=True),
+    sa.Column("worker_pid", sa.Integer(), nullable=True),
+    sa.Column("launcher_info", sa.JSON(), nullable=False),
+    sa.Index(None, "job_name", "created_at"),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.String(64),
+        sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Index(None, "key", "value"),
+)
+
+event_log = sa.Table(
+    "event_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False, index=True),
+    sa.Column("step", sa.String(255), nullable=True),
+    sa.Column("level", sa.String(16), nullable=True),
+    sa.Column("timestamp", sa.Double(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    # Serves both "a run's events by id" and "events of this run" lookups.
+    sa.Index(None, "run_id", "id"),
+    # Ids are never reused on SQLite, even after the newest rows are deleted: cursors hold.
+    sqlite_autoincrement=True,
+)
+
+instigator_state = sa.Table(
+    "instigator_state",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("cursor", sa.Text(), nullable=True),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+ticks = sa.Table(
+    "ticks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("instigator", sa.String(255), nullable=False, index=True),
+    sa.Column("scheduled_time", sa.Double(), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("run_ids", sa.JSON(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("cursor", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.UniqueConstraint("instigator", "scheduled_time"),
+)
+
+daemon_heartbeats = sa.Table(
+    "daemon_heartbeats",
+    metadata,
+    sa.Column("daemon_id", sa.String(64), primary_key=True),
+    sa.Column("loop", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("last_heartbeat", sa.Double(), nullable=False),
+    sa.Column("info", sa.JSON(), nullable=False),
+)

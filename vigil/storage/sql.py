@@ -1,0 +1,261 @@
+"""The store on SQLAlchemy Core (async): SQLite for one machine, PostgreSQL for many.
+
+Each method owns one transaction (`_read` or `_write`); every driver error leaves through
+`target.translate_errors`. Writes on SQLite take the write lock up front (see `target`).
+On PostgreSQL, event inserts take a transaction-scoped advisory lock, so event ids
+become visible in commit order and a reader following `events_after` never skips an id
+that commits late.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext import asyncio as sa_asyncio
+
+from vigil import errors, events, runs
+from vigil.storage import rows, schema, store
+from vigil.storage import target as target_mod
+
+_EVENT_ORDER_LOCK_KEY = 0x76657674  # "vevt"
+_TAG_CHUNK = 1000  # run ids per IN (...) when loading tags; far below driver limits
+_HEARTBEAT_FIELDS = ("host", "pid", "last_heartbeat", "info")
+_ALL_RUNS = store.RunFilter()
+_NO_UPDATE = store.RunUpdate()
+
+_insert_events = sa.insert(schema.event_log)
+_insert_tags = sa.insert(schema.run_tags)
+_events_order_lock = sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK_KEY))
+
+
+class SqlStore(store.Store):
+    """The instance store over an async SQLAlchemy engine. Build it with `open_store`."""
+
+    def __init__(self, engine: sa_asyncio.AsyncEngine, target: target_mod.StoreTarget) -> None:
+        self._engine = engine
+        self._writer = target_mod.writer(engine)
+        self._target = target
+        self._is_postgres = engine.dialect.name == "postgresql"
+
+    @property
+    def engine(self) -> sa_asyncio.AsyncEngine:
+        return self._engine
+
+    @property
+    def target(self) -> target_mod.StoreTarget:
+        return self._target
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
+        with target_mod.translate_errors(self._target):
+            async with self._engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
+        with target_mod.translate_errors(self._target):
+            async with self._writer.begin() as conn:
+                yield conn
+
+    # runs ---------------------------------------------------------------------------
+    async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
+        async with self._write() as conn:
+            await _insert_run(conn, run)
+            if run.tags:
+                tag_rows = [
+                    {"run_id": run.run_id, "key": k, "value": v} for k, v in run.tags.items()
+                ]
+                await conn.execute(_insert_tags, tag_rows)
+            if event is not None:
+                await self._append(conn, [event])
+
+    async def get_run(self, run_id: str) -> runs.Run:
+        query = sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
+        async with self._read() as conn:
+            row = (await conn.execute(query)).one_or_none()
+            if row is None:
+                raise _unknown_run(run_id)
+            tags = await _load_tags(conn, [run_id])
+        return rows.run_from_row(row, tags.get(run_id, {}))
+
+    async def list_runs(self, run_filter: store.RunFilter = _ALL_RUNS) -> list[runs.Run]:
+        async with self._read() as conn:
+            found = (await conn.execute(_runs_query(run_filter))).all()
+            tags = await _load_tags(conn, [row.run_id for row in found])
+        return [rows.run_from_row(row, tags.get(row.run_id, {})) for row in found]
+
+    async def transition_run(
+        self,
+        run_id: str,
+        expected: runs.RunStatus | Collection[runs.RunStatus],
+        new: runs.RunStatus,
+        now: float,
+        update: store.RunUpdate = _NO_UPDATE,
+        event: events.NewEvent | None = None,
+    ) -> bool:
+        leaving = _as_statuses(expected)
+        for status in leaving:
+            runs.check_transition(status, new)
+        values = {"status": new.value, "updated_at": now, **rows.update_values(update)}
+        statement = (
+            sa.update(schema.runs)
+            .where(schema.runs.c.run_id == run_id, schema.runs.c.status.in_(leaving))
+            .values(values)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(statement)).rowcount == 0:
+                await _check_run_exists(conn, run_id)
+                return False
+            if event is not None:
+                await self._append(conn, [event])
+        return True
+
+    async def update_run_info(self, run_id: str, update: store.RunUpdate) -> None:
+        values = rows.update_values(update)
+        statement = sa.update(schema.runs).where(schema.runs.c.run_id == run_id).values(values)
+        async with self._write() as conn:
+            matched = (await conn.execute(statement)).rowcount if values else 0
+            if matched == 0:
+                await _check_run_exists(conn, run_id)
+
+    async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
+        status = schema.runs.c.status
+        query = sa.select(status, sa.func.count()).group_by(status)
+        async with self._read() as conn:
+            counts = (await conn.execute(query)).all()
+        return {runs.RunStatus(name): count for name, count in counts}
+
+    # events -------------------------------------------------------------------------
+    async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
+        if not batch:
+            return
+        async with self._write() as conn:
+            await self._append(conn, batch)
+
+    async def _append(
+        self, conn: sa_asyncio.AsyncConnection, batch: Sequence[events.NewEvent]
+    ) -> None:
+        if self._is_postgres:
+            await conn.execute(_events_order_lock)
+        await conn.execute(_insert_events, rows.event_values(batch))
+
+    async def get_events(
+        self,
+        run_id: str,
+        after_id: int = 0,
+        limit: int | None = None,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]:
+        query = _events_query(after_id, limit, event_types)
+        return await self._fetch_events(query.where(schema.event_log.c.run_id == run_id))
+
+    async def events_after(
+        self,
+        after_id: int,
+        limit: int,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]:
+        return await self._fetch_events(_events_query(after_id, limit, event_types))
+
+    async def _fetch_events(self, query: sa.Select[Any]) -> list[events.Event]:
+        async with self._read() as conn:
+            found = (await conn.execute(query)).all()
+        return [rows.event_from_row(row) for row in found]
+
+    # daemon -------------------------------------------------------------------------
+    async def write_heartbeat(self, heartbeat: store.Heartbeat) -> None:
+        insert = postgresql.insert if self._is_postgres else sqlite.insert
+        statement = insert(schema.daemon_heartbeats).values(rows.heartbeat_values(heartbeat))
+        statement = statement.on_conflict_do_update(
+            index_elements=["daemon_id", "loop"],
+            set_={name: statement.excluded[name] for name in _HEARTBEAT_FIELDS},
+        )
+        async with self._write() as conn:
+            await conn.execute(statement)
+
+    async def list_heartbeats(self) -> list[store.Heartbeat]:
+        table = schema.daemon_heartbeats
+        query = sa.select(table).order_by(table.c.daemon_id, table.c.loop)
+        async with self._read() as conn:
+            found = (await conn.execute(query)).all()
+        return [store.Heartbeat(**row._asdict()) for row in found]
+
+    # lifecycle ----------------------------------------------------------------------
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+# statements and rows -------------------------------------------------------------------
+async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
+    try:
+        await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))
+    except sa.exc.IntegrityError as exc:
+        raise errors.DuplicateRun(f"a run with id {run.run_id!r} already exists") from exc
+
+
+async def _check_run_exists(conn: sa_asyncio.AsyncConnection, run_id: str) -> None:
+    query = sa.select(schema.runs.c.run_id).where(schema.runs.c.run_id == run_id)
+    if (await conn.execute(query)).first() is None:
+        raise _unknown_run(run_id)
+
+
+def _unknown_run(run_id: str) -> errors.UnknownRun:
+    return errors.UnknownRun(f"no run with id {run_id!r}")
+
+
+async def _load_tags(
+    conn: sa_asyncio.AsyncConnection, run_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    table = schema.run_tags
+    tags: dict[str, dict[str, str]] = {}
+    for start in range(0, len(run_ids), _TAG_CHUNK):
+        chunk = run_ids[start : start + _TAG_CHUNK]
+        query = sa.select(table.c.run_id, table.c.key, table.c.value)
+        for run_id, key, value in await conn.execute(query.where(table.c.run_id.in_(chunk))):
+            tags.setdefault(run_id, {})[key] = value
+    return tags
+
+
+def _runs_query(run_filter: store.RunFilter) -> sa.Select[Any]:
+    table = schema.runs
+    query = sa.select(table).order_by(table.c.created_at.desc(), table.c.run_id.desc())
+    if run_filter.statuses:
+        query = query.where(table.c.status.in_(_as_statuses(run_filter.statuses)))
+    if run_filter.job_name is not None:
+        query = query.where(table.c.job_name == run_filter.job_name)
+    for key, value in run_filter.tags.items():
+        query = query.where(_has_tag(key, value))
+    if run_filter.limit is not None:
+        query = query.limit(run_filter.limit)
+    return query
+
+
+def _has_tag(key: str, value: str) -> sa.Exists:
+    tags = schema.run_tags
+    return sa.exists().where(
+        tags.c.run_id == schema.runs.c.run_id, tags.c.key == key, tags.c.value == value
+    )
+
+
+def _events_query(
+    after_id: int, limit: int | None, event_types: Collection[events.EventType]
+) -> sa.Select[Any]:
+    table = schema.event_log
+    query = sa.select(table).where(table.c.id > after_id).order_by(table.c.id)
+    if event_types:
+        query = query.where(table.c.event_type.in_([t.value for t in event_types]))
+    if limit is not None:
+        query = query.limit(limit)
+    return query
+
+
+def _as_statuses(
+    statuses: runs.RunStatus | Collection[runs.RunStatus],
+) -> list[runs.RunStatus]:
+    if isinstance(statuses, runs.RunStatus):
+        return [statuses]
+    return list(statuses)

@@ -1,0 +1,45 @@
+"""A run's lineage: which steps already succeeded, and where reused inputs come from."""
+
+from __future__ import annotations
+
+from vigil import errors, events, runs
+from vigil.definitions import job as job_mod
+from vigil.executors import outputs as outputs_mod
+from vigil.storage import store as store_mod
+
+
+async def succeeded_steps(store: store_mod.Store, run_id: str) -> frozenset[str]:
+    """Steps of this run that have a STEP_SUCCESS event."""
+    done = await store.get_events(run_id, event_types=(events.EventType.STEP_SUCCESS,))
+    return frozenset(e.step for e in done if e.step is not None)
+
+
+async def input_runs(
+    store: store_mod.Store,
+    outputs: outputs_mod.OutputStore,
+    run: runs.Run,
+    job: job_mod.JobDef,
+    selected: tuple[str, ...],
+) -> dict[str, str]:
+    """For each upstream outside `selected`, the nearest run of the lineage holding its output.
+
+    The lineage is the run itself (a resumed run keeps its own outputs), then its parent,
+    the parent's parent and so on.
+    """
+    chosen = set(selected)
+    needed = {up for step in selected for up in job.upstream(step) if up not in chosen}
+    found: dict[str, str] = {}
+    current: runs.Run | None = run
+    while needed and current is not None:
+        for step in sorted(needed):
+            if outputs.has(current.run_id, step):
+                found[step] = current.run_id
+        needed -= found.keys()
+        parent = current.parent_run_id
+        current = await store.get_run(parent) if parent else None
+    if needed:
+        missing = ", ".join(sorted(needed))
+        raise errors.MissingOutputs(
+            f"run {run.run_id} needs the outputs of {missing}, which no run of its lineage kept"
+        )
+    return found

@@ -1,0 +1,75 @@
+"""Events from steps to the store in batches, without blocking the steps.
+
+`emit` may be called from any thread (steps run in worker threads, or forward events
+from step processes); a single flusher task writes whatever has gathered in one
+transaction, so the batch size grows with the event rate on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from vigil import events
+from vigil.storage import store as store_mod
+
+MAX_BATCH = 2000
+
+
+class BatchingSink:
+    def __init__(self, store: store_mod.Store, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._buffer: list[events.NewEvent] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.written = 0
+
+    def emit(self, event: events.NewEvent) -> None:
+        with self._lock:
+            self._buffer.append(event)
+            first = len(self._buffer) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def flush(self) -> None:
+        """Write everything emitted so far."""
+        while True:
+            with self._lock:
+                batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            if not batch:
+                return
+            await self._store.append_events(batch)
+            self.written += len(batch)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+            if self._closed:
+                return
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+
+@asynccontextmanager
+async def batching_sink(store: store_mod.Store) -> AsyncIterator[BatchingSink]:
+    """A sink whose flusher runs for the block; the last events are written on exit.
+
+    Cancel the work that emits, not this block: leaving it drains what is left.
+    """
+    sink = BatchingSink(store, asyncio.get_running_loop())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sink._run)
+        try:
+            yield sink
+        finally:
+            sink._close()

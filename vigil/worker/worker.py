@@ -1,0 +1,227 @@
+"""The run worker: one process, one run, from STARTING to an end.
+
+It marks the run STARTED with its host and pid, executes the planned steps through the
+configured executor, streams events in batches, and ends the run SUCCESS, FAILURE or,
+on SIGTERM, CANCELED. A resumed worker continues a STARTED run, skipping the steps that
+already succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import random
+import signal
+import socket
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+
+from vigil import errors, events, runs
+from vigil.config import settings as settings_mod
+from vigil.definitions import workspace as workspace_mod
+from vigil.executors import base as executors_base
+from vigil.executors import outputs as outputs_mod
+from vigil.executors import plan as plan_mod
+from vigil.storage import store as store_mod
+from vigil.worker import lineage
+from vigil.worker import sink as sink_mod
+
+S = runs.RunStatus
+E = events.EventType
+Clock = Callable[[], float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerEnv:
+    """What the worker needs, built by the CLI."""
+
+    settings: settings_mod.InstanceSettings
+    store: store_mod.Store
+    executor: executors_base.Executor
+    base_dir: pathlib.Path
+    clock: Clock = time.time
+
+
+async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.RunStatus:
+    """Execute one run to its end; returns the final status."""
+    run = await env.store.get_run(run_id)
+    if not await _mark_started(env, run, resume):
+        return await _settle_lost_start(env, run_id)
+    try:
+        plan = await _plan(env, run, resume)
+    except errors.VigilError as exc:
+        return await _end(env, run_id, S.FAILURE, E.RUN_FAILURE, str(exc))
+    return await _execute(env, plan)
+
+
+async def _mark_started(env: WorkerEnv, run: runs.Run, resume: bool) -> bool:
+    now = env.clock()
+    expected = S.STARTED if resume else S.STARTING
+    update = store_mod.RunUpdate(
+        start_time=run.start_time or now, worker_host=socket.gethostname(), worker_pid=os.getpid()
+    )
+    message = f"worker {socket.gethostname()}:{os.getpid()} " + ("resumed" if resume else "started")
+    if resume:
+        await env.store.update_run_info(run.run_id, update)
+        await env.store.append_events([_event(env, run.run_id, E.ENGINE, message)])
+        return (await env.store.get_run(run.run_id)).status is S.STARTED
+    event = _event(env, run.run_id, E.RUN_START, message)
+    return await env.store.transition_run(run.run_id, expected, S.STARTED, now, update, event)
+
+
+async def _settle_lost_start(env: WorkerEnv, run_id: str) -> runs.RunStatus:
+    """The run was not ours to start: a cancel got there first, or it already ended."""
+    run = await env.store.get_run(run_id)
+    if run.status is S.CANCELING:
+        return await _end(env, run_id, S.CANCELED, E.RUN_CANCELED, "canceled before it started")
+    return run.status
+
+
+async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPlan:
+    location_settings = _location_settings(env.settings, run)
+    location = workspace_mod.load_location(location_settings, env.base_dir)
+    job = location.definitions.get_job(run.job_name)
+    configs = job.validate_run_config(run.run_config)
+    order = job.topological_order()
+    selected = [s for s in order if run.step_selection is None or s in run.step_selection]
+    if resume:
+        done = await lineage.succeeded_steps(env.store, run.run_id)
+        selected = [s for s in selected if s not in done]
+    outputs = _outputs(env.settings)
+    input_runs = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
+    return plan_mod.StepPlan(
+        run_id=run.run_id,
+        job=job,
+        steps=tuple(selected),
+        step_configs=configs,
+        input_runs=input_runs,
+    )
+
+
+def _location_settings(
+    settings: settings_mod.InstanceSettings, run: runs.Run
+) -> settings_mod.CodeLocationSettings:
+    for location in settings.workspace:
+        if location.location_name == run.code_location:
+            return location
+    raise errors.DefinitionError(
+        f"run {run.run_id} belongs to code location {run.code_location!r}, "
+        "which the workspace in vigil.yaml no longer lists"
+    )
+
+
+def _outputs(settings: settings_mod.InstanceSettings) -> outputs_mod.OutputStore:
+    return outputs_mod.PickleOutputStore(settings.outputs_dir)
+
+
+@dataclasses.dataclass
+class _Interrupt:
+    signum: int | None = None
+
+
+async def _execute(env: WorkerEnv, plan: plan_mod.StepPlan) -> runs.RunStatus:
+    result: executors_base.ExecutionResult | None = None
+    interrupt = _Interrupt()
+    async with sink_mod.batching_sink(env.store) as sink:
+        services = executors_base.ExecutionServices(
+            sink=sink,
+            outputs=_outputs(env.settings),
+            compute_logs_dir=env.settings.compute_logs_dir,
+            clock=env.clock,
+            rand=random.random,
+        )
+        async with anyio.create_task_group() as tg:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                tg.start_soon(_cancel_on_signal, signals, tg.cancel_scope, interrupt)
+                try:
+                    result = await env.executor.execute(plan, services)
+                except Exception as exc:
+                    sink.emit(_engine_error(env, plan.run_id, exc))
+                tg.cancel_scope.cancel()
+    return await _finish(env, plan, result, interrupt)
+
+
+async def _cancel_on_signal(
+    signals: AsyncIterator[int], scope: anyio.CancelScope, interrupt: _Interrupt
+) -> None:
+    async for signum in signals:
+        interrupt.signum = signum
+        scope.cancel()
+        return
+
+
+async def _finish(
+    env: WorkerEnv,
+    plan: plan_mod.StepPlan,
+    result: executors_base.ExecutionResult | None,
+    interrupt: _Interrupt,
+) -> runs.RunStatus:
+    if interrupt.signum is not None:
+        name = signal.Signals(interrupt.signum).name
+        return await _end(env, plan.run_id, S.CANCELED, E.RUN_CANCELED, f"worker received {name}")
+    if result is not None and result.ok:
+        done = f"{len(result.succeeded)} steps succeeded"
+        return await _end(env, plan.run_id, S.SUCCESS, E.RUN_SUCCESS, done)
+    failed = ", ".join(result.failed) if result is not None else "the executor"
+    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, f"failed: {failed}")
+
+
+async def _end(
+    env: WorkerEnv, run_id: str, status: runs.RunStatus, kind: events.EventType, message: str
+) -> runs.RunStatus:
+    """End the run; a cancel requested meanwhile turns any end into CANCELED."""
+    expected = (S.STARTED, S.CANCELING) if status is S.CANCELED else (S.STARTED,)
+    with anyio.CancelScope(shield=True):
+        final = await _settle(env, run_id, expected, status, kind, message)
+    return final
+
+
+async def _settle(
+    env: WorkerEnv,
+    run_id: str,
+    expected: tuple[runs.RunStatus, ...],
+    status: runs.RunStatus,
+    kind: events.EventType,
+    message: str,
+) -> runs.RunStatus:
+    if await _transition_to_end(env, run_id, expected, status, kind, message):
+        return status
+    current = (await env.store.get_run(run_id)).status
+    if current is S.CANCELING:
+        note = f"canceled ({message})"
+        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, E.RUN_CANCELED, note)
+        return S.CANCELED
+    return current
+
+
+async def _transition_to_end(
+    env: WorkerEnv,
+    run_id: str,
+    expected: tuple[runs.RunStatus, ...],
+    status: runs.RunStatus,
+    kind: events.EventType,
+    message: str,
+) -> bool:
+    now = env.clock()
+    update = store_mod.RunUpdate(end_time=now)
+    event = _event(env, run_id, kind, message)
+    return await env.store.transition_run(run_id, expected, status, now, update, event)
+
+
+def _event(env: WorkerEnv, run_id: str, kind: events.EventType, message: str) -> events.NewEvent:
+    return events.NewEvent(run_id=run_id, event_type=kind, timestamp=env.clock(), message=message)
+
+
+def _engine_error(env: WorkerEnv, run_id: str, exc: BaseException) -> events.NewEvent:
+    return events.NewEvent(
+        run_id=run_id,
+        event_type=E.ENGINE,
+        timestamp=env.clock(),
+        level="ERROR",
+        message=f"executor error: {type(exc).__name__}: {exc}",
+        data={"traceback": "".join(traceback.format_exception(exc))},
+    )
