@@ -18,7 +18,7 @@ def assert_clean_error(result: object, *fragments: str, code: int = 2) -> str:
 
 def test_unknown_job(instance: Instance) -> None:
     result = instance.vigil("run", "launch", "nope")
-    assert_clean_error(result, "error: unknown job 'nope'", "orders")
+    assert_clean_error(result, "error: no job named 'nope'", "orders")
 
 
 def test_run_config_that_does_not_validate_names_the_key_path(instance: Instance) -> None:
