@@ -26,10 +26,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import sqlalchemy as sa
 
-SERVER_OPTIONS = (
-    "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-    "-c full_page_writes=off -c max_connections=200"
-)
+SERVER_OPTIONS = "-c listen_addresses=127.0.0.1 -c max_connections=200"
+# Tests trade durability for speed; benchmarks keep PostgreSQL's defaults.
+NOT_DURABLE = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 START_DEADLINE_SECONDS = 60
 
 
@@ -85,22 +84,25 @@ def _highest_system_bindir() -> str | None:
     return str(best / "bin")
 
 
-def start(bindir: pathlib.Path) -> Server:
+def start(bindir: pathlib.Path, durable: bool = False) -> Server:
     """initdb and start a server in a new temporary directory; ready when it returns."""
     as_postgres = os.geteuid() == 0
     directory = _make_directory(as_postgres)
+    options = SERVER_OPTIONS if durable else f"{SERVER_OPTIONS} {NOT_DURABLE}"
     try:
-        return _start_in(directory, bindir, as_postgres)
+        return _start_in(directory, bindir, as_postgres, options)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
 
 
-def _start_in(directory: pathlib.Path, bindir: pathlib.Path, as_postgres: bool) -> Server:
+def _start_in(
+    directory: pathlib.Path, bindir: pathlib.Path, as_postgres: bool, server_options: str
+) -> Server:
     data, port = directory / "data", _free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     _run(as_postgres, [*initdb, "--no-sync", "-E", "UTF8", "--locale=C"])
-    options = f"-p {port} -k {directory} {SERVER_OPTIONS}"
+    options = f"-p {port} -k {directory} {server_options}"
     pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log")]
     # -w: pg_ctl polls the server until it accepts connections, up to -t seconds.
     start_cmd = [*pg_ctl, "-w", "-t", str(START_DEADLINE_SECONDS), "-o", options, "start"]

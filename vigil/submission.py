@@ -13,7 +13,7 @@ from vigil.definitions import workspace as workspace_mod
 from vigil.storage import store as store_mod
 
 POLL_FIRST = 0.005
-POLL_MAX = 0.25
+POLL_MAX = 0.05
 
 
 def new_run(
@@ -54,4 +54,4 @@ async def wait_for_end(
         if run.status.is_terminal:
             return run
         await anyio.sleep(delay)
-        delay = min(delay * 1.5, POLL_MAX)
+        delay = min(delay * 1.25, POLL_MAX)

@@ -45,7 +45,10 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
             ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
             launcher = assembly.build_launcher(st.settings, ctx)
             coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
-            submitted = await coordinator.submit(run)
+            try:
+                submitted = await coordinator.submit(run)
+            finally:
+                await launcher.close()
             click.echo(f"{submitted.run_id} {submitted.status}")
             if not wait:
                 return submitted

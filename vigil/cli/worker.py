@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+from collections.abc import Sequence
 
 import click
 
 from vigil import assembly, runs
 from vigil.cli import common
+from vigil.worker import template as template_mod
 from vigil.worker import worker
 
 
@@ -36,3 +39,18 @@ def run(run_id: str, resume: bool) -> None:
     click.echo(f"{run_id} {status}")
     if status is not runs.RunStatus.SUCCESS:
         raise SystemExit(common.EXIT_FAILURE)
+
+
+@worker_group.command("template", hidden=True)
+def template() -> None:
+    """Serve fork requests from the subprocess launcher on stdin (see vigil.worker.template)."""
+    root = click.get_current_context().find_root().command
+
+    def run_command(argv: Sequence[str]) -> int:
+        try:
+            root.main(args=list(argv), prog_name="vigil")
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return 0
+
+    template_mod.serve(run_command, sys.stdin, sys.stdout)

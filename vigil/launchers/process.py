@@ -7,6 +7,7 @@ never taken for the worker.
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import socket
 import subprocess
@@ -14,11 +15,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import anyio
 import psutil
 import pydantic
 
 from vigil import errors, runs
-from vigil.launchers import base
+from vigil.launchers import base, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
 EXIT_CODES_KEPT = 1000
@@ -29,6 +31,9 @@ class SubprocessOptions(pydantic.BaseModel):
 
     python: str = pydantic.Field(default=sys.executable, description="interpreter for workers")
     env: dict[str, str] = pydantic.Field(default_factory=dict, description="extra worker env")
+    prefork: bool = pydantic.Field(
+        default=True, description="fork workers from a pre-imported template process"
+    )
 
 
 class SubprocessLauncher(base.RunLauncher):
@@ -41,42 +46,55 @@ class SubprocessLauncher(base.RunLauncher):
         self._opts = options
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exit_codes: dict[int, int] = {}
+        self._template = template.TemplateClient(
+            options.python, self._worker_env(), context.working_directory
+        )
 
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
-        return self._spawn(run, resume=False)
+        return await self._spawn(run, resume=False)
 
     async def resume(self, run: runs.Run) -> Mapping[str, Any]:
-        return self._spawn(run, resume=True)
+        return await self._spawn(run, resume=True)
 
-    def _spawn(self, run: runs.Run, resume: bool) -> Mapping[str, Any]:
+    async def _spawn(self, run: runs.Run, resume: bool) -> Mapping[str, Any]:
         self._reap()
-        argv = [self._opts.python, "-m", "vigil", "worker", "run", run.run_id]
-        if resume:
-            argv.append("--resume")
+        args = ["worker", "run", run.run_id, *(["--resume"] if resume else [])]
         log_path = self.context.logs_dir / run.run_id / "worker.log"
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            with log_path.open("ab") as log:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.context.working_directory,
-                    env=self._worker_env(),
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            if self._opts.prefork:
+                pid = await anyio.to_thread.run_sync(self._fork_from_template, args, log_path)
+            else:
+                pid = self._popen(args, log_path)
         except OSError as exc:
             raise errors.LaunchError(f"cannot start a worker for run {run.run_id}: {exc}") from exc
-        self._children[child.pid] = child
         return {
             "launcher": "subprocess",
             "host": socket.gethostname(),
-            "pid": child.pid,
-            "process_start_time": _start_time(child.pid),
+            "pid": pid,
+            "process_start_time": _start_time(pid),
             "log": str(log_path),
         }
+
+    def _fork_from_template(self, args: list[str], log_path: pathlib.Path) -> int:
+        return self._template.spawn(
+            args, self._worker_env(), self.context.working_directory, log_path
+        )
+
+    def _popen(self, args: list[str], log_path: pathlib.Path) -> int:
+        with log_path.open("ab") as log:
+            child = subprocess.Popen(
+                [self._opts.python, "-m", "vigil", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.context.working_directory,
+                env=self._worker_env(),
+                start_new_session=True,
+                close_fds=True,
+            )
+        self._children[child.pid] = child
+        return child.pid
 
     def _worker_env(self) -> dict[str, str]:
         env = dict(self.context.environ)
@@ -93,6 +111,9 @@ class SubprocessLauncher(base.RunLauncher):
         except psutil.NoSuchProcess:
             return False
         return True
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._template.close)
 
     async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
         info = run.launcher_info

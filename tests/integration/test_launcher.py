@@ -1,0 +1,157 @@
+"""The subprocess launcher and the immediate coordinator with real worker processes."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from tests.acceptance.harness import base_env, store_yaml
+from tests.integration import test_worker
+from vigil import assembly, coordinators, errors, events, launchers, runs, storage, submission
+from vigil.config import loader
+
+S = runs.RunStatus
+H = launchers.WorkerHealth
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Wired:
+    """A store, the configured launcher and the immediate coordinator on one instance."""
+
+    def __init__(self, store: storage.Store, launcher: launchers.RunLauncher) -> None:
+        self.store = store
+        self.launcher = launcher
+        self.coordinator = coordinators.ImmediateCoordinator(
+            coordinators.RunCoordinator.Options(), store, launcher, time.time
+        )
+
+    async def wait_for(self, run_id: str, status: runs.RunStatus) -> runs.Run:
+        with anyio.fail_after(30):
+            while (run := await self.store.get_run(run_id)).status is not status:
+                await anyio.sleep(0.02)
+        return run
+
+
+def _url(request: pytest.FixtureRequest) -> sa.engine.URL | None:
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", True), id="sqlite-prefork"),
+        pytest.param(("sqlite", False), id="sqlite-popen"),
+        pytest.param(("postgres", True), id="postgres-prefork", marks=pytest.mark.postgres),
+    ]
+)
+async def wired(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Wired]:
+    kind, prefork = request.param
+    url = None if kind == "sqlite" else request.getfixturevalue("postgres_database")
+    (tmp_path / "vigil.yaml").write_text(
+        f"workspace:\n  - name: it\n    file: {test_worker.JOBS}\n"
+        f"run_launcher:\n  type: subprocess\n  options:\n    prefork: {str(prefork).lower()}\n"
+        + store_yaml(url)
+    )
+    settings = loader.load_settings(tmp_path)
+    ctx = assembly.launch_context(settings, base_env(tmp_path), REPO)
+    launcher = assembly.build_launcher(settings, ctx)
+    store = await storage.open_store(loader.store_target(settings))
+    yield Wired(store, launcher)
+    await launcher.close()
+    await store.close()
+
+
+async def test_launch_runs_the_worker_to_success(wired: Wired) -> None:
+    run = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+    info = run.launcher_info
+    assert info["launcher"] == "subprocess"
+    assert info["pid"] > 0
+    assert info["process_start_time"] is not None
+    done = await wired.wait_for(run.run_id, S.SUCCESS)
+    assert done.worker_pid == info["pid"]
+    kinds = [e.event_type for e in await wired.store.get_events(run.run_id)]
+    assert kinds[0] is events.EventType.RUN_STARTING
+    assert kinds[-1] is events.EventType.RUN_SUCCESS
+
+
+async def test_health_follows_the_worker_and_terminate_cancels(wired: Wired) -> None:
+    run = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED, job_name="hang"))
+    started = await wired.wait_for(run.run_id, S.STARTED)
+    assert (await wired.launcher.check_worker_health(started)).health is H.RUNNING
+
+    canceled = await wired.coordinator.cancel(run.run_id)
+    assert canceled.status in (S.CANCELING, S.CANCELED)
+    await wired.wait_for(run.run_id, S.CANCELED)
+    with anyio.fail_after(10):
+        while (await wired.launcher.check_worker_health(started)).health is not H.DEAD:
+            await anyio.sleep(0.02)
+    assert not await wired.launcher.terminate(started)
+
+
+async def test_a_reused_pid_is_not_taken_for_the_worker(wired: Wired) -> None:
+    me = psutil.Process(os.getpid())
+    alive = test_worker.new_run(launcher_info=_info(os.getpid(), me.create_time()))
+    reused = test_worker.new_run(launcher_info=_info(os.getpid(), me.create_time() - 100))
+    assert (await wired.launcher.check_worker_health(alive)).health is H.RUNNING
+    assert (await wired.launcher.check_worker_health(reused)).health is H.DEAD
+    assert not await wired.launcher.terminate(reused)
+
+
+async def test_another_hosts_worker_is_unknown_not_dead(wired: Wired) -> None:
+    info = {**_info(os.getpid(), None), "host": "elsewhere.invalid"}
+    check = await wired.launcher.check_worker_health(test_worker.new_run(launcher_info=info))
+    assert check.health is H.UNKNOWN
+
+
+async def test_cancel_before_launch_ends_canceled_at_once(wired: Wired) -> None:
+    run = test_worker.new_run(status=S.NOT_STARTED)
+    await wired.store.add_run(run)
+    assert (await wired.coordinator.cancel(run.run_id)).status is S.CANCELED
+
+
+class FailingLauncher(launchers.RunLauncher):
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        raise errors.LaunchError("no capacity left on the launcher")
+
+    async def terminate(self, run: runs.Run) -> bool:
+        return False
+
+    async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
+        return launchers.HealthCheck(H.UNKNOWN)
+
+
+async def test_a_failed_launch_fails_the_run_with_the_reason(wired: Wired) -> None:
+    failing = FailingLauncher(FailingLauncher.Options(), wired.launcher.context)
+    coordinator = coordinators.ImmediateCoordinator(
+        coordinators.RunCoordinator.Options(), wired.store, failing, time.time
+    )
+    run = test_worker.new_run(status=S.NOT_STARTED)
+    with pytest.raises(errors.LaunchError):
+        await coordinator.submit(run)
+    stored = await wired.store.get_run(run.run_id)
+    assert stored.status is S.FAILURE
+    failure = await wired.store.get_events(run.run_id, event_types=(events.EventType.RUN_FAILURE,))
+    assert [e.message for e in failure] == ["no capacity left on the launcher"]
+
+
+async def test_wait_for_end_returns_the_final_run(wired: Wired) -> None:
+    run = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+    with anyio.fail_after(30):
+        final = await submission.wait_for_end(wired.store, run.run_id)
+    assert final.status is S.SUCCESS
+
+
+def _info(pid: int, started: float | None) -> dict[str, Any]:
+    return {
+        "launcher": "subprocess",
+        "host": os.uname().nodename,
+        "pid": pid,
+        "process_start_time": started,
+    }

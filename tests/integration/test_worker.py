@@ -1,0 +1,150 @@
+"""The run worker in this process against a real store: subsets, resume, bad code."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from vigil import events, executors, runs, storage
+from vigil.config import settings as settings_mod
+from vigil.executors import outputs
+from vigil.worker import worker
+
+JOBS = pathlib.Path(__file__).with_name("jobs.py")
+S = runs.RunStatus
+E = events.EventType
+
+
+@pytest.fixture
+async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
+    opened = await storage.open_store(store_target)
+    yield opened
+    await opened.close()
+
+
+def settings_for(
+    home: pathlib.Path, location: pathlib.Path = JOBS
+) -> settings_mod.InstanceSettings:
+    loc = settings_mod.CodeLocationSettings(name="it", file=location)
+    return settings_mod.InstanceSettings(home=home, workspace=(loc,))
+
+
+def new_run(status: runs.RunStatus = S.STARTING, **fields: object) -> runs.Run:
+    run_id = str(uuid.uuid4())
+    now = time.time()
+    base = runs.Run(
+        run_id=run_id,
+        job_name="abc",
+        status=status,
+        code_location="it",
+        root_run_id=run_id,
+        created_at=now,
+        updated_at=now,
+    )
+    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+
+
+async def execute(
+    store: storage.Store,
+    settings: settings_mod.InstanceSettings,
+    run: runs.Run,
+    resume: bool = False,
+) -> runs.RunStatus:
+    env = worker.WorkerEnv(
+        settings=settings,
+        store=store,
+        executor=executors.InProcessExecutor(),
+        base_dir=settings.home,
+    )
+    return await worker.run_worker(env, run.run_id, resume=resume)
+
+
+async def started_steps(store: storage.Store, run_id: str) -> list[str | None]:
+    return [e.step for e in await store.get_events(run_id, event_types=(E.STEP_START,))]
+
+
+async def test_a_run_goes_from_starting_to_success(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    run = new_run()
+    await store.add_run(run)
+    assert await execute(store, settings_for(tmp_path), run) is S.SUCCESS
+    stored = await store.get_run(run.run_id)
+    assert stored.status is S.SUCCESS
+    assert stored.worker_pid is not None
+    assert stored.start_time is not None
+    assert stored.end_time is not None
+    assert await started_steps(store, run.run_id) == ["a", "b", "c"]
+    assert outputs.PickleOutputStore(tmp_path / "storage").get(run.run_id, "c") == 20
+
+
+async def test_a_subset_reuses_the_parents_outputs(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    settings = settings_for(tmp_path)
+    parent = new_run(run_config={"steps": {"c": {"fail": True}}})
+    await store.add_run(parent)
+    assert await execute(store, settings, parent) is S.FAILURE
+
+    child = new_run(parent_run_id=parent.run_id, root_run_id=parent.run_id, step_selection=("c",))
+    await store.add_run(child)
+    assert await execute(store, settings, child) is S.SUCCESS
+    assert await started_steps(store, child.run_id) == ["c"]
+    assert outputs.PickleOutputStore(tmp_path / "storage").get(child.run_id, "c") == 20
+
+
+async def test_resume_skips_the_steps_that_succeeded(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    settings = settings_for(tmp_path)
+    run = new_run(status=S.STARTED)
+    await store.add_run(run)
+    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    kept.put(run.run_id, "a", 5)
+    kept.put(run.run_id, "b", 6)
+    now = time.time()
+    await store.append_events(
+        [events.NewEvent(run.run_id, E.STEP_SUCCESS, now, step=s) for s in ("a", "b")]
+    )
+    assert await execute(store, settings, run, resume=True) is S.SUCCESS
+    assert await started_steps(store, run.run_id) == ["c"]
+    assert kept.get(run.run_id, "c") == 60
+
+
+async def test_a_location_that_fails_to_load_fails_the_run(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import vigil\nraise RuntimeError('boom at import')\n")
+    run = new_run()
+    await store.add_run(run)
+    assert await execute(store, settings_for(tmp_path, broken), run) is S.FAILURE
+    failure = await store.get_events(run.run_id, event_types=(E.RUN_FAILURE,))
+    assert len(failure) == 1
+    assert f"{broken}:2: RuntimeError: boom at import" in failure[0].message
+
+
+async def test_a_run_canceled_before_its_worker_started_ends_canceled(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    run = new_run()
+    await store.add_run(run)
+    assert await store.transition_run(run.run_id, S.STARTING, S.CANCELING, time.time())
+    assert await execute(store, settings_for(tmp_path), run) is S.CANCELED
+    assert await started_steps(store, run.run_id) == []
+
+
+async def test_an_ended_run_is_never_restarted(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    run = new_run()
+    await store.add_run(run)
+    settings = settings_for(tmp_path)
+    assert await execute(store, settings, run) is S.SUCCESS
+    assert await execute(store, settings, run) is S.SUCCESS
+    assert await started_steps(store, run.run_id) == ["a", "b", "c"]

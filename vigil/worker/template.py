@@ -1,0 +1,96 @@
+"""The worker template: a pre-imported process that forks run workers in milliseconds.
+
+A run worker started from scratch spends most of its life importing (SQLAlchemy, the
+drivers, pydantic, vigil). The template imports all of that once; the launcher then asks
+it, one JSON line per run, to fork a worker. The forked worker starts its own session,
+sends its output to the run's worker log, takes the environment and directory of the
+request and runs the `vigil` command line given, as a fresh process would.
+
+The template is single-threaded and runs no event loop, so forking it is safe. It reaps
+its children, and exits when the launcher closes its stdin (or dies). User code is never
+imported here: each worker loads the code location itself, so new code is picked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+WARM_MODULES = (
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "aiosqlite",
+    "asyncpg",
+    "uvloop",
+    "psutil",
+)
+
+RunCommand = Callable[[Sequence[str]], int]
+
+
+def serve(run_command: RunCommand, requests: IO[str], replies: IO[str]) -> None:
+    """Answer fork requests until `requests` ends."""
+    _warm()
+    signal.signal(signal.SIGCHLD, _reap)
+    for line in requests:
+        replies.write(json.dumps(_handle(run_command, line)) + "\n")
+        replies.flush()
+
+
+def _warm() -> None:
+    for name in WARM_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def _handle(run_command: RunCommand, line: str) -> dict[str, Any]:
+    try:
+        request = json.loads(line)
+        pid = os.fork()
+    except (ValueError, OSError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if pid == 0:
+        _become_worker(run_command, request)
+    return {"pid": pid}
+
+
+def _become_worker(run_command: RunCommand, request: dict[str, Any]) -> None:
+    """In the forked child: detach, redirect, take the request's env and cwd, run, exit."""
+    code = 70  # EX_SOFTWARE, if anything below fails before the command runs
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        _redirect(request["log"])
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        code = run_command(request["argv"])
+    except BaseException as exc:  # the child must always reach os._exit
+        print(f"worker template: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _redirect(log_path: str) -> None:
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(null)
+
+
+def _reap(_signum: int, _frame: object) -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
