@@ -25,7 +25,8 @@ from tests import pg_server  # noqa: E402
 from vigil import assembly, runs, submission  # noqa: E402
 from vigil.config import loader  # noqa: E402
 from vigil.definitions import workspace as workspace_mod  # noqa: E402
-from vigil.storage import engine, store as store_mod  # noqa: E402
+from vigil.storage import engine  # noqa: E402
+from vigil.storage import store as store_mod
 
 JOBS = REPO / "bench" / "jobs.py"
 

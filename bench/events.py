@@ -31,7 +31,8 @@ async def measure(pg_url: sa.engine.URL | None, executor: str, runs_n: int) -> l
                     run.run_id, event_types=(events.EventType.LOG,)
                 )
                 assert len(logged) == LINES, len(logged)
-                assert run.start_time is not None and run.end_time is not None
+                assert run.start_time is not None
+                assert run.end_time is not None
                 rates.append(LINES / (run.end_time - run.start_time))
     return rates
 

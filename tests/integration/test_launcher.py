@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import psutil
 import pytest
-import sqlalchemy as sa
 
+from tests import waiting
 from tests.acceptance.harness import base_env, store_yaml
 from tests.integration import test_worker
 from vigil import assembly, coordinators, errors, events, launchers, runs, storage, submission
@@ -34,14 +34,11 @@ class Wired:
         )
 
     async def wait_for(self, run_id: str, status: runs.RunStatus) -> runs.Run:
-        with anyio.fail_after(30):
-            while (run := await self.store.get_run(run_id)).status is not status:
-                await anyio.sleep(0.02)
-        return run
+        async def reached() -> bool:
+            return (await self.store.get_run(run_id)).status is status
 
-
-def _url(request: pytest.FixtureRequest) -> sa.engine.URL | None:
-    return None if request.param == "sqlite" else request.getfixturevalue("postgres_database")
+        await waiting.eventually(reached)
+        return await self.store.get_run(run_id)
 
 
 @pytest.fixture(
@@ -89,9 +86,11 @@ async def test_health_follows_the_worker_and_terminate_cancels(wired: Wired) -> 
     canceled = await wired.coordinator.cancel(run.run_id)
     assert canceled.status in (S.CANCELING, S.CANCELED)
     await wired.wait_for(run.run_id, S.CANCELED)
-    with anyio.fail_after(10):
-        while (await wired.launcher.check_worker_health(started)).health is not H.DEAD:
-            await anyio.sleep(0.02)
+
+    async def dead() -> bool:
+        return (await wired.launcher.check_worker_health(started)).health is H.DEAD
+
+    await waiting.eventually(dead, deadline=10)
     assert not await wired.launcher.terminate(started)
 
 
