@@ -34,9 +34,8 @@ unit: $(BIN)/vigil
 test: lint typecheck unit
 
 bench: $(BIN)/vigil
-	$(BIN)/python bench/launch.py
-	$(BIN)/python bench/chain.py
-	$(BIN)/python bench/events.py
+	$(BIN)/python -m bench.launch
+	$(BIN)/python -m bench.events
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

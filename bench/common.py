@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,15 +17,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests import pg_server  # noqa: E402
-from vigil import assembly, runs, submission  # noqa: E402
-from vigil.config import loader  # noqa: E402
-from vigil.definitions import workspace as workspace_mod  # noqa: E402
-from vigil.storage import engine  # noqa: E402
+from tests import pg_server
+from vigil import assembly, runs, submission
+from vigil.config import loader
+from vigil.definitions import workspace as workspace_mod
+from vigil.storage import engine
 from vigil.storage import store as store_mod
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 JOBS = REPO / "bench" / "jobs.py"
 
