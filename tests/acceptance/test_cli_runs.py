@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 
 import psutil
 
@@ -100,3 +102,33 @@ def test_run_config_reaches_the_step(instance: Instance) -> None:
     assert instance.show(run_id)["run_config"] == {"steps": {"load_orders": {"orders": 3}}}
     with (instance.home / "storage" / run_id / "load_orders").open("rb") as fh:
         assert len(pickle.load(fh)) == 3
+
+
+def test_follow_prints_events_and_logs_until_the_run_ends(instance: Instance) -> None:
+    run_id = run_id_of(instance.ok("run", "launch", "sleepy"))
+    instance.wait_until(run_id, lambda r: "wait_forever" in r["steps"])
+    followers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vigil", "run", kind, run_id, "--follow"],
+            cwd=instance.cwd,
+            env=instance.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for kind in ("events", "logs")
+    ]
+    try:
+        instance.ok("run", "cancel", run_id)
+        events_out, _ = followers[0].communicate(timeout=30)
+        logs_out, _ = followers[1].communicate(timeout=30)
+    finally:
+        for follower in followers:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+    assert followers[0].returncode == 0
+    assert "waiting to be canceled" in events_out
+    assert events_out.rstrip().splitlines()[-1].split()[2] == "RUN_CANCELED"
+    assert followers[1].returncode == 0
+    assert logs_out == ""  # the step printed nothing, and following ends with the run

@@ -48,7 +48,7 @@ class Wired:
         pytest.param(("postgres", True), id="postgres-prefork", marks=pytest.mark.postgres),
     ]
 )
-async def wired(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Wired]:
+def home(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> pathlib.Path:
     kind, prefork = request.param
     url = None if kind == "sqlite" else request.getfixturevalue("postgres_database")
     (tmp_path / "vigil.yaml").write_text(
@@ -56,6 +56,12 @@ async def wired(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Async
         f"run_launcher:\n  type: subprocess\n  options:\n    prefork: {str(prefork).lower()}\n"
         + store_yaml(url)
     )
+    return tmp_path
+
+
+@pytest.fixture
+async def wired(home: pathlib.Path) -> AsyncIterator[Wired]:
+    tmp_path = home
     settings = loader.load_settings(tmp_path)
     ctx = assembly.launch_context(settings, base_env(tmp_path), REPO)
     launcher = assembly.build_launcher(settings, ctx)

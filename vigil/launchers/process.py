@@ -24,6 +24,9 @@ from vigil.launchers import base, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
 EXIT_CODES_KEPT = 1000
+# Handles of workers still running when their launcher closed. Workers outlive launchers
+# on purpose; keeping the handles stops Python from warning that they are still running.
+_OUTLIVING: list[subprocess.Popen[bytes]] = []
 
 
 class SubprocessOptions(pydantic.BaseModel):
@@ -113,7 +116,11 @@ class SubprocessLauncher(base.RunLauncher):
         return True
 
     async def close(self) -> None:
+        """Stop the template; workers outlive the launcher by design (own sessions)."""
         await anyio.to_thread.run_sync(self._template.close)
+        self._reap()
+        _OUTLIVING.extend(self._children.values())
+        self._children.clear()
 
     async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
         info = run.launcher_info
