@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import socket
+import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from vigil import errors, storage
-from vigil.storage import schema, schema_version, target
+from vigil.storage import migration, schema, target
 
 
 @pytest.fixture
@@ -40,6 +44,11 @@ def schema_diff(conn: sa.Connection) -> list[object]:
     return list(compare_metadata(context, schema.metadata))
 
 
+def test_the_head_revision_constant_is_the_migrations_head() -> None:
+    # A new migration must update schema.HEAD_REVISION, which opening a store compares to.
+    assert migration.head_revision() == schema.HEAD_REVISION
+
+
 async def test_migrations_produce_exactly_the_metadata(
     store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
 ) -> None:
@@ -55,7 +64,7 @@ async def test_the_initial_migration_downgrades_to_nothing(
     await storage.migrate(store_target)
 
     def downgrade_and_list(conn: sa.Connection) -> set[str]:
-        command.downgrade(schema_version.alembic_config_for(conn), "base")
+        command.downgrade(migration.alembic_config_for(conn), "base")
         return set(sa.inspect(conn).get_table_names())
 
     async with target.writer(engine).begin() as conn:
@@ -83,6 +92,66 @@ async def test_concurrent_first_opens_create_the_schema_once(
         await store.close()
 
     assert (await storage.schema_status(store_target)).is_current
+
+
+def sqlite_target(path: pathlib.Path, busy_timeout: float = 30.0) -> storage.StoreTarget:
+    url = sa.engine.URL.create("sqlite+aiosqlite", database=str(path))
+    return storage.StoreTarget(url, busy_timeout=busy_timeout)
+
+
+async def test_a_first_sqlite_open_waits_for_a_writer_and_switches_to_wal(
+    tmp_path: pathlib.Path,
+) -> None:
+    # Switching to WAL needs the write lock, and SQLite refuses it at once (without its busy
+    # handler) while another connection writes: the open must wait for it instead.
+    writer = sqlite3.connect(tmp_path / "vigil.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        opening = asyncio.create_task(storage.open_store(sqlite_target(tmp_path / "vigil.db")))
+        done, _ = await asyncio.wait({opening}, timeout=0.2)
+        assert not done
+        writer.execute("COMMIT")
+        opened = await opening
+        await opened.close()
+
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        writer.close()
+
+
+async def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_unavailable(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = sqlite3.connect(tmp_path / "vigil.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        locked = sqlite_target(tmp_path / "vigil.db", busy_timeout=0.05)
+
+        with pytest.raises(errors.StoreUnavailable, match="database is locked"):
+            await storage.open_store(locked)
+    finally:
+        writer.close()
+
+
+async def test_opening_a_current_store_does_not_import_alembic(tmp_path: pathlib.Path) -> None:
+    # alembic adds ~50 ms to import; CLI commands and run workers open the store every time.
+    await storage.migrate(sqlite_target(tmp_path / "vigil.db"))
+    script = (
+        "import asyncio, sys, sqlalchemy as sa\n"
+        "from vigil import storage\n"
+        "url = sa.engine.URL.create('sqlite+aiosqlite', database=sys.argv[1])\n"
+        "async def main():\n"
+        "    await (await storage.open_store(storage.StoreTarget(url))).close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(tmp_path / "vigil.db"), stdout=subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+
+    assert (child.returncode, out.decode().strip()) == (0, "[]")
 
 
 async def test_an_empty_database_is_refused_when_creation_is_off(
@@ -113,7 +182,7 @@ async def test_an_older_schema_is_refused_until_migrated(
 
     with pytest.raises(errors.SchemaMismatch) as refused:
         await storage.open_store(store_target)
-    head = schema_version.head_revision()
+    head = schema.HEAD_REVISION
     assert str(refused.value) == (
         f"the store at {store_target.redacted()} is at schema base, this vigil expects "
         f"{head}: run `vigil instance migrate`"
@@ -201,8 +270,23 @@ async def test_a_sqlite_file_that_cannot_be_opened_is_unavailable(tmp_path: path
         sa.engine.URL.create("sqlite+aiosqlite", database=str(tmp_path))
     )
 
+    threads_before = set(threading.enumerate())
+
     with pytest.raises(errors.StoreUnavailable, match="unable to open database file"):
         await storage.open_store(cannot_open)
+    await join_sqlite_threads_started_since(threads_before)
+
+
+async def join_sqlite_threads_started_since(before: set[threading.Thread]) -> None:
+    """Wait, with a deadline, for the aiosqlite threads started since `before` to end.
+
+    A failed aiosqlite connect stops its thread without waiting for it, and the thread
+    raises "Event loop is closed" if the loop closes first (omnilib/aiosqlite#241).
+    """
+    for thread in set(threading.enumerate()) - before:
+        if "_connection_worker_thread" in thread.name:
+            await asyncio.to_thread(thread.join, 10.0)
+            assert not thread.is_alive()
 
 
 async def test_a_sqlite_directory_that_cannot_be_made_is_unavailable(

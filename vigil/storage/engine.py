@@ -4,7 +4,8 @@ This is the public face of the storage package's plumbing: it also re-exports
 `StoreTarget` (from `target`) and `SchemaStatus` (from `schema_version`).
 
 Every CLI command and every run worker opens the store, so the check is one query on a
-versioned database. Only `migrate` (`vigil instance migrate`) changes an existing schema.
+versioned database, and alembic is imported only for a database that is not at head.
+Only `migrate` (`vigil instance migrate`) changes an existing schema.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ async def open_store(target: StoreTarget, *, create_if_empty: bool = True) -> sq
     """A store at this vigil's schema; raises SchemaMismatch or StoreUnavailable."""
     engine = target_mod.create_engine(target)
     try:
-        await _ensure_current(engine, target, create_if_empty=create_if_empty)
+        status = await _read_status(engine, target)
+        if not status.is_current:
+            create = status.empty and create_if_empty
+            await _bring_to_head(engine, target, status, upgrade=create)
     except BaseException:
         await engine.dispose()
         raise
@@ -42,20 +46,10 @@ async def schema_status(target: StoreTarget) -> SchemaStatus:
 async def migrate(target: StoreTarget) -> SchemaStatus:
     """Upgrade the database to this vigil's head; returns the status after."""
     async with _engine(target) as engine:
-        before = await _read_status(engine, target)
-        schema_version.check_upgradable(before, target.redacted())
-        await _upgrade(engine, target)
-        return await _read_status(engine, target)
-
-
-async def _ensure_current(
-    engine: sa_asyncio.AsyncEngine, target: StoreTarget, *, create_if_empty: bool
-) -> None:
-    status = await _read_status(engine, target)
-    if status.empty and create_if_empty:
-        await _upgrade(engine, target)
-        return
-    schema_version.check(status, target.redacted())
+        status = await _read_status(engine, target)
+        if status.is_current:
+            return status
+        return await _bring_to_head(engine, target, status, upgrade=True)
 
 
 async def _read_status(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> SchemaStatus:
@@ -64,10 +58,22 @@ async def _read_status(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> S
             return await schema_version.read_status(conn)
 
 
-async def _upgrade(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> None:
+async def _bring_to_head(
+    engine: sa_asyncio.AsyncEngine, target: StoreTarget, status: SchemaStatus, *, upgrade: bool
+) -> SchemaStatus:
+    """Upgrade a database that is not at head and return its new status, or refuse it."""
+    # A deliberately lazy import: alembic adds ~50 ms to import, and every CLI command and
+    # run worker opens the store, but only a new or outdated database needs the migrations.
+    from vigil.storage import migration
+
+    known = migration.known_revisions()
+    if not upgrade:
+        raise schema_version.mismatch(status, target.redacted(), known)
+    schema_version.check_upgradable(status, target.redacted(), known)
     with target_mod.translate_errors(target):
         async with target_mod.writer(engine).begin() as conn:
-            await schema_version.upgrade(conn)
+            await migration.upgrade(conn)
+    return await _read_status(engine, target)
 
 
 @contextlib.asynccontextmanager

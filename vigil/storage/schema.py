@@ -1,7 +1,8 @@
 """The tables of the instance store, in SQLAlchemy Core.
 
-This metadata is the source of truth the migrations must equal (a drift test checks it).
-Times are epoch seconds as doubles; JSON columns hold plain dicts and lists.
+This metadata is the source of truth the migrations must equal (a drift test checks it),
+at `HEAD_REVISION`. Times are epoch seconds as doubles; JSON columns hold plain dicts and
+lists.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# The revision of the newest migration: the schema this vigil expects. Kept here as a
+# constant so opening a store needs no alembic; a test checks it equals alembic's head, so
+# a new migration must update it.
+HEAD_REVISION = "0001"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -1,20 +1,27 @@
 """A store target: its URL and settings, the engine built for it, and the error boundary.
 
-SQLite runs in WAL mode, and a transaction opened through `writer(engine)` takes the write
-lock up front (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout instead of
-failing with "database is locked" when a read lock cannot be upgraded. PostgreSQL gets a
-pre-pinged pool and a connect timeout.
+SQLite waits on locks for the busy timeout, which the driver sets as it opens the file, so
+it holds from the first statement. SQLite refuses outright, without waiting, to upgrade a
+read lock to the write lock while another connection writes (waiting could deadlock); so
+nothing here upgrades one. A transaction opened through `writer(engine)` takes the write
+lock up front (BEGIN IMMEDIATE), and the switch to WAL mode, which SQLite makes as a read
+then a write, is retried for up to the busy timeout. PostgreSQL gets a pre-pinged pool and
+a connect timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import pathlib
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import aiosqlite
 import asyncpg.exceptions  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -27,6 +34,9 @@ from vigil import errors
 WRITE_OPTION = "vigil_write"
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+# Per-connection settings; WAL mode is a property of the file, switched by `_use_wal`.
+_SQLITE_PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
+_WAL_RETRY_MAX_DELAY = 0.05  # seconds; the first retry waits 1 ms, each next one twice as long
 
 # Driver errors that mean "the server is not there (yet), or refuses us at the door".
 _UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -96,26 +106,63 @@ def _sqlite_engine(url: sa.engine.URL, target: StoreTarget) -> sa_asyncio.AsyncE
         url,
         pool_size=target.pool_size,
         max_overflow=target.max_overflow,
+        # sqlite3's `timeout` is SQLite's busy timeout, in effect before the first statement.
         connect_args={"timeout": target.busy_timeout},
     )
-    pragmas = (
-        f"PRAGMA busy_timeout = {int(target.busy_timeout * 1000)}",
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = NORMAL",
-        "PRAGMA foreign_keys = ON",
-    )
+    prepare = functools.partial(_prepare_sqlite, busy_timeout=target.busy_timeout)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver; `_on_begin` emits BEGIN itself.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in pragmas:
-            cursor.execute(pragma)
-        cursor.close()
+        dbapi_connection.run_async(prepare)
 
     event.listen(engine.sync_engine, "begin", _on_begin)
     return engine
+
+
+async def _prepare_sqlite(connection: aiosqlite.Connection, *, busy_timeout: float) -> None:
+    try:
+        await _use_wal(connection, busy_timeout)
+        for pragma in _SQLITE_PRAGMAS:
+            await _execute(connection, pragma)
+    except BaseException:
+        # Close it here, while the loop runs: the pool only asks the driver's thread to stop,
+        # and that thread fails if it gets to it after the loop has closed.
+        await connection.close()
+        raise
+
+
+async def _use_wal(connection: aiosqlite.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL mode (a no-op once it is), waiting up to the busy timeout.
+
+    The switch reads the file header, then takes the write lock to rewrite it. When another
+    connection holds that lock (say, another first open making the same switch), SQLite
+    answers SQLITE_BUSY at once instead of calling its busy handler, so back off and retry
+    here as the busy handler would, counting the time slept against the same timeout.
+    """
+    delay, waited = 0.001, 0.0
+    while True:
+        try:
+            await _execute(connection, "PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or waited >= busy_timeout:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, _WAL_RETRY_MAX_DELAY)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # The low byte is the primary result code (SQLITE_BUSY_RECOVERY etc. are extended ones).
+    code: int = getattr(exc, "sqlite_errorcode", 0)
+    return code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+async def _execute(connection: aiosqlite.Connection, statement: str) -> None:
+    async with connection.execute(statement):
+        pass  # closing the cursor at once ends the statement and any read lock it holds
 
 
 def _on_begin(connection: sa.Connection) -> None:

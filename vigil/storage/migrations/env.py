@@ -1,6 +1,6 @@
 """Alembic's entry point for vigil's migrations.
 
-vigil runs alembic in code (`storage.schema_version`): it passes an open synchronous
+vigil runs alembic in code (`storage.migration`): it passes an open synchronous
 connection, already in a transaction, as `config.attributes["connection"]`. For
 developers, `alembic -x url=sqlite:///path/to/vigil.db revision --autogenerate` (with a
 config whose script_location is this directory) connects on its own.
