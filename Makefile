@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export VIGIL_HOME ?= $(CURDIR)/.vigil
+VIGIL_HOME ?= $(CURDIR)/.vigil
 
 .PHONY: run test lint typecheck unit bench clean
 
@@ -16,9 +16,9 @@ $(BIN)/vigil: pyproject.toml constraints.txt
 run: $(BIN)/vigil
 	@mkdir -p $(VIGIL_HOME)
 	@test -f $(VIGIL_HOME)/vigil.yaml || cp examples/vigil.yaml $(VIGIL_HOME)/vigil.yaml
-	$(BIN)/vigil instance migrate
-	$(BIN)/vigil definitions list
-	$(BIN)/vigil run launch orders --wait
+	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil instance migrate
+	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil definitions list
+	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil run launch orders --wait
 	@echo "inspect it with: $(BIN)/vigil run list; $(BIN)/vigil run show RUN_ID"
 
 lint: $(BIN)/vigil

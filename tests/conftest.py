@@ -13,6 +13,14 @@ from tests import pg_server
 from vigil import storage
 
 
+@pytest.fixture(autouse=True)
+def _no_vigil_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own VIGIL_* settings must not leak into what a test builds."""
+    for name in list(os.environ):
+        if name.startswith("VIGIL_") and not name.startswith("VIGIL_TEST_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[sa.engine.URL]:
     """An admin URL (may CREATE DATABASE) of a PostgreSQL server for this session.
