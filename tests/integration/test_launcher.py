@@ -160,3 +160,28 @@ def _info(pid: int, started: float | None) -> dict[str, Any]:
         "pid": pid,
         "process_start_time": started,
     }
+
+
+async def test_a_canceling_run_whose_worker_is_gone_ends_canceled(wired: Wired) -> None:
+    gone = _info(os.getpid(), psutil.Process(os.getpid()).create_time() - 100)
+    run = test_worker.new_run(status=S.STARTED, launcher_info=gone)
+    await wired.store.add_run(run)
+    assert (await wired.coordinator.cancel(run.run_id)).status is S.CANCELED
+    ended = await wired.store.get_events(run.run_id, event_types=(events.EventType.RUN_CANCELED,))
+    assert [e.message for e in ended] == ["no live worker"]
+
+
+async def test_settle_cancel_ends_a_run_whose_worker_died_while_canceling(wired: Wired) -> None:
+    run = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED, job_name="hang"))
+    started = await wired.wait_for(run.run_id, S.STARTED)
+    assert await wired.store.transition_run(run.run_id, S.STARTED, S.CANCELING, time.time())
+    assert (await wired.coordinator.settle_cancel(run.run_id)).status is S.CANCELING  # alive
+    psutil.Process(started.launcher_info["pid"]).kill()
+
+    async def settled() -> bool:
+        return (await wired.coordinator.settle_cancel(run.run_id)).status is S.CANCELED
+
+    await waiting.eventually(settled, deadline=10)
+    ended = await wired.store.get_events(run.run_id, event_types=(events.EventType.RUN_CANCELED,))
+    assert len(ended) == 1
+    assert ended[0].message.startswith("worker gone before it ended the run")

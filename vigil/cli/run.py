@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import time
 
@@ -14,6 +13,7 @@ from vigil.cli import common, render
 from vigil.storage import store as store_mod
 
 FOLLOW_POLL = 0.25
+CANCEL_POLL = 0.1
 
 
 @click.group("run")
@@ -158,17 +158,29 @@ def logs(run_id: str, step: str | None, follow: bool) -> None:
 
 @run_group.command("cancel")
 @click.argument("run_id")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for the run to end CANCELED (0: do not wait).",
+)
 @common.handle_errors
-def cancel(run_id: str) -> None:
+def cancel(run_id: str, timeout: float) -> None:
     """Cancel a run: its worker is asked to stop, and the run ends CANCELED."""
     st = common.state()
 
     async def main() -> runs.Run:
         async with common.opened_store(st.settings) as store:
-            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path(os.getcwd()))
+            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
             launcher = assembly.build_launcher(st.settings, ctx)
             coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
-            return await coordinator.cancel(run_id)
+            run = await coordinator.cancel(run_id)
+            with anyio.move_on_after(timeout):
+                while not run.status.is_terminal:
+                    await anyio.sleep(CANCEL_POLL)
+                    run = await coordinator.settle_cancel(run_id)
+            return run
 
     run = common.run_async(main)
     click.echo(f"{run.run_id} {run.status}")

@@ -69,6 +69,17 @@ class RunCoordinator(abc.ABC):
             )
         return await self.store.get_run(run_id)
 
+    async def settle_cancel(self, run_id: str) -> runs.Run:
+        """End a CANCELING run CANCELED if its worker is gone without having ended it."""
+        run = await self.store.get_run(run_id)
+        if run.status is not S.CANCELING:
+            return run
+        check = await self.launcher.check_worker_health(run)
+        if check.health is launchers.WorkerHealth.DEAD:
+            message = f"worker gone before it ended the run ({check.detail})"
+            await self._end(run_id, S.CANCELING, S.CANCELED, events.EventType.RUN_CANCELED, message)
+        return await self.store.get_run(run_id)
+
     async def launch(self, run: runs.Run) -> runs.Run:
         """Claim a run (its status -> STARTING) and hand it to the launcher."""
         now = self.clock()

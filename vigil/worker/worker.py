@@ -46,8 +46,37 @@ class WorkerEnv:
     clock: Clock = time.time
 
 
+@dataclasses.dataclass
+class _Interrupt:
+    """The first SIGTERM/SIGINT received, and the scope of the work it cancels."""
+
+    signum: int | None = None
+    scope: anyio.CancelScope | None = None
+
+    def arm(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        if self.signum is not None:
+            scope.cancel()
+
+
 async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.RunStatus:
-    """Execute one run to its end; returns the final status."""
+    """Execute one run to its end; returns the final status.
+
+    SIGTERM and SIGINT are handled from the start: before the steps run they end the run
+    CANCELED at once, while they run they cancel the steps first.
+    """
+    interrupt = _Interrupt()
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, signals, interrupt)
+            try:
+                status = await _run(env, run_id, resume, interrupt)
+            finally:
+                tg.cancel_scope.cancel()
+    return status
+
+
+async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt) -> runs.RunStatus:
     run = await env.store.get_run(run_id)
     if not await _mark_started(env, run, resume):
         return await _settle_lost_start(env, run_id)
@@ -55,7 +84,7 @@ async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.
         plan = await _plan(env, run, resume)
     except errors.VigilError as exc:
         return await _end(env, run_id, S.FAILURE, E.RUN_FAILURE, str(exc))
-    return await _execute(env, plan)
+    return await _execute(env, plan, interrupt)
 
 
 async def _mark_started(env: WorkerEnv, run: runs.Run, resume: bool) -> bool:
@@ -118,14 +147,10 @@ def _outputs(settings: settings_mod.InstanceSettings) -> outputs_mod.OutputStore
     return outputs_mod.PickleOutputStore(settings.outputs_dir)
 
 
-@dataclasses.dataclass
-class _Interrupt:
-    signum: int | None = None
-
-
-async def _execute(env: WorkerEnv, plan: plan_mod.StepPlan) -> runs.RunStatus:
+async def _execute(
+    env: WorkerEnv, plan: plan_mod.StepPlan, interrupt: _Interrupt
+) -> runs.RunStatus:
     result: executors_base.ExecutionResult | None = None
-    interrupt = _Interrupt()
     async with sink_mod.batching_sink(env.store) as sink:
         services = executors_base.ExecutionServices(
             sink=sink,
@@ -134,24 +159,21 @@ async def _execute(env: WorkerEnv, plan: plan_mod.StepPlan) -> runs.RunStatus:
             clock=env.clock,
             rand=random.random,
         )
-        async with anyio.create_task_group() as tg:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                tg.start_soon(_cancel_on_signal, signals, tg.cancel_scope, interrupt)
-                try:
-                    result = await env.executor.execute(plan, services)
-                except Exception as exc:
-                    sink.emit(_engine_error(env, plan.run_id, exc))
-                tg.cancel_scope.cancel()
+        with anyio.CancelScope() as scope:
+            interrupt.arm(scope)
+            try:
+                result = await env.executor.execute(plan, services)
+            except Exception as exc:
+                sink.emit(_engine_error(env, plan.run_id, exc))
     return await _finish(env, plan, result, interrupt)
 
 
-async def _cancel_on_signal(
-    signals: AsyncIterator[int], scope: anyio.CancelScope, interrupt: _Interrupt
-) -> None:
+async def _watch_signals(signals: AsyncIterator[int], interrupt: _Interrupt) -> None:
     async for signum in signals:
-        interrupt.signum = signum
-        scope.cancel()
-        return
+        if interrupt.signum is None:
+            interrupt.signum = signum
+        if interrupt.scope is not None:
+            interrupt.scope.cancel()
 
 
 async def _finish(
