@@ -24,6 +24,8 @@ from vigil.launchers import base, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
 EXIT_CODES_KEPT = 1000
+# The service manager's handles belong to the daemon, never to the workers it launches.
+DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"})
 # Handles of workers still running when their launcher closed. Workers outlive launchers
 # on purpose; keeping the handles stops Python from warning that they are still running.
 _OUTLIVING: list[subprocess.Popen[bytes]] = []
@@ -100,7 +102,7 @@ class SubprocessLauncher(base.RunLauncher):
         return child.pid
 
     def _worker_env(self) -> dict[str, str]:
-        env = dict(self.context.environ)
+        env = {k: v for k, v in self.context.environ.items() if k not in DAEMON_ONLY_ENV}
         env["VIGIL_HOME"] = str(self.context.home)
         env.update(self._opts.env)
         return env
