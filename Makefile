@@ -12,14 +12,19 @@ $(BIN)/vigil: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Set up the embedded SQLite instance with the example definitions and run a job.
+# Set up the embedded SQLite instance with the example definitions, run a job once, then
+# run the daemon in the foreground (Ctrl-C drains it and exits).
 run: $(BIN)/vigil
 	@mkdir -p $(VIGIL_HOME)
 	@test -f $(VIGIL_HOME)/vigil.yaml || cp examples/vigil.yaml $(VIGIL_HOME)/vigil.yaml
-	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil instance migrate
-	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil definitions list
-	VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil run launch orders --wait
+	$(BIN)/vigil instance migrate
+	$(BIN)/vigil definitions list
+	$(BIN)/vigil run launch orders --wait
 	@echo "inspect it with: $(BIN)/vigil run list; $(BIN)/vigil run show RUN_ID"
+	@echo "the daemon runs below; Ctrl-C stops it. From another terminal:"
+	@echo "  status:  VIGIL_HOME=$(VIGIL_HOME) $(BIN)/vigil daemon status --follow"
+	@echo "  metrics: http://127.0.0.1:9464/metrics"
+	$(BIN)/vigil daemon run
 
 lint: $(BIN)/vigil
 	$(BIN)/ruff check .

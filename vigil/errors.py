@@ -11,6 +11,7 @@
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
     ├── MissingOutputs           a retry or resume whose reused outputs are gone
+    ├── DaemonAlreadyRunning     another live daemon uses this store (host, pid, heartbeat age)
     └── StoreError               anything the instance store refuses or cannot do
         ├── StoreUnavailable     the database cannot be reached (transient: retry)
         ├── SchemaMismatch       the database is at another schema version than this vigil
@@ -65,6 +66,10 @@ class LaunchError(VigilError):
 
 class MissingOutputs(VigilError):
     """A run reuses outputs of its lineage that no run kept."""
+
+
+class DaemonAlreadyRunning(VigilError):
+    """Another daemon is live on this store; the message names its host, pid and age."""
 
 
 class StoreError(VigilError):

@@ -7,7 +7,7 @@ import pathlib
 
 import click
 
-from vigil.cli import common, definitions, instance, run, worker
+from vigil.cli import common, daemon, definitions, instance, run, worker
 from vigil.config import loader
 
 
@@ -33,6 +33,7 @@ cli.add_command(instance.config_group)
 cli.add_command(definitions.definitions_group)
 cli.add_command(definitions.job_group)
 cli.add_command(worker.worker_group)
+cli.add_command(daemon.daemon_group)
 
 
 def main() -> None:

@@ -69,6 +69,32 @@ class CodeLocationSettings(_Section):
         return self.file.stem
 
 
+class HttpSettings(_Section):
+    """The daemon's HTTP server for machines: /metrics, /healthz, /readyz."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback unless configured otherwise (0.0.0.0 in the image)
+    port: int = Field(default=9464, ge=0, le=65535)  # 0 picks a free port (tests)
+
+
+class BackoffSettings(_Section):
+    """Capped exponential backoff with jitter: base * factor**(n-1), at most cap, ± jitter."""
+
+    base: float = Field(default=1.0, ge=0)
+    factor: float = Field(default=2.0, ge=1)
+    cap: float = Field(default=60.0, gt=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+
+class DaemonSettings(_Section):
+    """The daemon: heartbeats, shutdown, loop restarts, and extra loops by `module:Class`."""
+
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    restart_backoff: BackoffSettings = BackoffSettings()
+    loops: tuple[PluginSettings, ...] = ()
+
+
 class InstanceSettings(BaseSettings):
     """The whole instance: read from vigil.yaml, overridden by VIGIL_* env variables."""
 
@@ -87,6 +113,8 @@ class InstanceSettings(BaseSettings):
     run_launcher: PluginSettings = PluginSettings(type="subprocess")
     run_coordinator: PluginSettings = PluginSettings(type="immediate")
     executor: PluginSettings = PluginSettings(type="multiprocess")
+    daemon: DaemonSettings = DaemonSettings()
+    http: HttpSettings = HttpSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,137 @@
+"""Drive the real `vigil daemon run` as a process, and the CLI that watches it.
+
+Processes started here are stopped by pid (`Popen.kill`) when the test ends, whatever
+happened. Waits are conditions with a deadline (`tests.waiting.eventually`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+
+from tests.acceptance.harness import Instance
+from tests.waiting import eventually
+
+FAST = """\
+daemon:
+  heartbeat_interval: 0.3
+  shutdown_grace: {grace}
+  restart_backoff: {{base: 0.1, factor: 2, cap: 0.4, jitter: 0.1}}
+  loops:
+{loops}http:
+  enabled: false
+"""
+TICKER = "    - type: tests.daemon.loops:Ticker\n      options: {interval: 0.2, timeout: 5}\n"
+FLAKY = (
+    "    - type: tests.daemon.loops:Flaky\n      options: {interval: 0.2, timeout: 5, every: 3}\n"
+)
+BLOCKER = "    - type: tests.daemon.loops:Blocker\n      options: {interval: 0.2, timeout: 0.6}\n"
+
+
+def configure(instance: Instance, *loops: str, grace: float = 5.0) -> None:
+    """Add a fast daemon section naming these test loops to the instance's vigil.yaml."""
+    path = instance.home / "vigil.yaml"
+    path.write_text(path.read_text() + FAST.format(grace=grace, loops="".join(loops)))
+
+
+@dataclasses.dataclass
+class Daemon:
+    """One `vigil daemon run` process; its stdout and stderr go to `log_path`."""
+
+    process: subprocess.Popen[bytes]
+    log_path: pathlib.Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def exit_code(self, deadline: float = 30.0) -> int:
+        async def exited() -> bool:
+            return self.process.poll() is not None
+
+        await eventually(exited, deadline)
+        return self.process.returncode
+
+    async def logged(self, text: str, deadline: float = 30.0) -> None:
+        async def found() -> bool:
+            return text in self.log()
+
+        await eventually(found, deadline)
+
+
+class Daemons:
+    """Starts daemons for one test; `stop_all` kills any still running, by pid."""
+
+    def __init__(self, instance: Instance, logs_dir: pathlib.Path) -> None:
+        self.instance = instance
+        self._logs_dir = logs_dir
+        self._started: list[Daemon] = []
+
+    def start(self, *args: str) -> Daemon:
+        log_path = self._logs_dir / f"daemon-{len(self._started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vigil", "daemon", "run", *args],
+                cwd=self.instance.cwd,
+                env=self.instance.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        daemon = Daemon(process, log_path)
+        self._started.append(daemon)
+        return daemon
+
+    def stop_all(self) -> Iterator[Daemon]:
+        for daemon in self._started:
+            if daemon.process.poll() is None:
+                daemon.process.kill()
+                daemon.process.wait(timeout=30)
+            yield daemon
+
+
+async def vigil(instance: Instance, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process(
+        [sys.executable, "-m", "vigil", *args],
+        cwd=instance.cwd,
+        env=instance.env,
+        check=False,
+    )
+
+
+async def status_rows(instance: Instance) -> dict[str, dict[str, Any]]:
+    """`vigil daemon status --json`, by loop name."""
+    done = await vigil(instance, "daemon", "status", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    return {row["loop"]: row for row in json.loads(done.stdout)}
+
+
+async def wait_for_rows(
+    instance: Instance, want: dict[str, str], deadline: float = 30.0
+) -> dict[str, dict[str, Any]]:
+    """Wait until each named loop has the wanted state; returns the rows."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    async def reached() -> bool:
+        nonlocal rows
+        rows = await status_rows(instance)
+        return all(rows.get(name, {}).get("state") == state for name, state in want.items())
+
+    try:
+        await eventually(reached, deadline)
+    except TimeoutError:
+        raise AssertionError(f"loops never reached {want}: {rows}") from None
+    return rows

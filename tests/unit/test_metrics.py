@@ -1,0 +1,206 @@
+"""The daemon's Prometheus metrics: names, snapshots read at scrape time, the run counts."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import subprocess
+
+import anyio
+import prometheus_client
+import sqlalchemy as sa
+from prometheus_client import parser
+
+from vigil import errors, runs, storage
+from vigil.daemon import loop, metrics
+
+START = 1_700_000_000.0
+
+
+def statistics(name: str = "scheduler", **changes: object) -> loop.LoopStatistics:
+    base = loop.LoopStatistics(
+        name=name,
+        interval=30.0,
+        timeout=60.0,
+        state=loop.LoopState.IDLE,
+        iterations=7,
+        failures=2,
+        restarts=1,
+        last_iteration_start=START + 100,
+        last_iteration_end=START + 101,
+        last_success=START + 101,
+        last_duration=0.25,
+        errors=(),
+        consecutive_failures=0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def samples(rendered: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a text exposition, keyed by name and sorted labels."""
+    found = {}
+    for family in parser.text_string_to_metric_families(rendered.decode("utf-8")):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(rendered: bytes, name: str, **labels: str) -> float:
+    return samples(rendered)[(name, tuple(sorted(labels.items())))]
+
+
+def names(rendered: bytes) -> set[str]:
+    return {name for name, _ in samples(rendered)}
+
+
+def make(*snapshots: loop.LoopStatistics) -> metrics.Metrics:
+    return metrics.Metrics(version="1.2.3", started_at=START, loops=lambda: snapshots)
+
+
+def test_build_info_and_start_time() -> None:
+    rendered = make().render()
+    assert value(rendered, "vigil_build_info", version="1.2.3") == 1
+    assert value(rendered, "vigil_daemon_start_time_seconds") == START
+
+
+def test_loop_series_come_from_the_snapshots() -> None:
+    rendered = make(statistics(), statistics("queue", state=loop.LoopState.RUNNING)).render()
+    assert value(rendered, "vigil_loop_iterations_total", loop="scheduler") == 7
+    assert value(rendered, "vigil_loop_errors_total", loop="scheduler") == 2
+    assert value(rendered, "vigil_loop_restarts_total", loop="scheduler") == 1
+    assert value(rendered, "vigil_loop_last_success_timestamp_seconds", loop="queue") == START + 101
+    assert value(rendered, "vigil_loop_last_iteration_duration_seconds", loop="queue") == 0.25
+    assert value(rendered, "vigil_loop_interval_seconds", loop="queue") == 30
+    assert value(rendered, "vigil_loop_timeout_seconds", loop="queue") == 60
+    assert value(rendered, "vigil_loop_state", loop="queue", state="running") == 1
+    assert value(rendered, "vigil_loop_state", loop="queue", state="idle") == 0
+    assert value(rendered, "vigil_loop_state", loop="scheduler", state="idle") == 1
+
+
+def test_counters_are_the_loops_totals_never_summed_across_scrapes() -> None:
+    current = [statistics(iterations=3)]
+    exported = metrics.Metrics(version="1", started_at=START, loops=lambda: current)
+    first = exported.render()
+    assert exported.render() == first  # a second scrape counts nothing again
+    current[0] = statistics(iterations=5, failures=3)
+    rendered = exported.render()
+    assert value(rendered, "vigil_loop_iterations_total", loop="scheduler") == 5
+    assert value(rendered, "vigil_loop_errors_total", loop="scheduler") == 3
+
+
+def test_a_loop_that_never_ran_has_no_timestamps() -> None:
+    fresh = statistics(
+        iterations=0,
+        last_iteration_start=None,
+        last_iteration_end=None,
+        last_success=None,
+        last_duration=None,
+    )
+    rendered = make(fresh).render()
+    assert ("vigil_loop_last_success_timestamp_seconds", (("loop", "scheduler"),)) not in (
+        samples(rendered)
+    )
+    assert value(rendered, "vigil_loop_iterations_total", loop="scheduler") == 0
+
+
+def test_runs_by_status_only_after_the_first_snapshot_and_every_status() -> None:
+    exported = make()
+    assert "vigil_runs" not in names(exported.render())
+    exported.set_run_counts({runs.RunStatus.QUEUED: 4, runs.RunStatus.SUCCESS: 10})
+    rendered = exported.render()
+    assert value(rendered, "vigil_runs", status="QUEUED") == 4
+    assert value(rendered, "vigil_runs", status="SUCCESS") == 10
+    for status in runs.RunStatus:
+        assert ("vigil_runs", (("status", status.value),)) in samples(rendered)
+
+
+def test_events_reported_as_they_happen() -> None:
+    exported = make()
+    exported.observe_launch(0.2)
+    exported.observe_launch(3.0)
+    exported.launch_failed()
+    exported.store_error()
+    exported.observe_iteration("queue", 0.03)
+    rendered = exported.render()
+    assert value(rendered, "vigil_runs_launched_total") == 2
+    assert value(rendered, "vigil_run_launch_failures_total") == 1
+    assert value(rendered, "vigil_store_errors_total") == 1
+    assert value(rendered, "vigil_run_launch_duration_seconds_count") == 2
+    assert value(rendered, "vigil_run_launch_duration_seconds_bucket", le="0.25") == 1
+    assert value(rendered, "vigil_loop_iteration_duration_seconds_count", loop="queue") == 1
+
+
+def test_no_created_series_no_global_registry_and_no_run_ids() -> None:
+    first, second = make(statistics()), make(statistics())  # two registries coexist
+    second.observe_launch(1.0)
+    rendered = first.render()
+    assert not any(name.endswith("_created") for name in names(rendered))
+    assert b"vigil_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)
+    labels = {key for _, pairs in samples(rendered) for key, _ in pairs}
+    assert labels <= {"loop", "state", "status", "version", "le"}
+
+
+def test_exposition_passes_promtool_when_installed() -> None:
+    """`promtool check metrics` lints the names and format; without promtool the parse above
+    (prometheus_client's own parser in every other test) is the check."""
+    promtool = shutil.which("promtool")
+    exported = make(statistics())
+    exported.set_run_counts({})
+    exported.observe_launch(0.1)
+    rendered = exported.render()
+    assert exported.content_type.startswith("text/plain; version=0.0.4")
+    if promtool is None:
+        assert "vigil_runs" in names(rendered)
+        return
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=rendered, capture_output=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+class FakeStore:
+    def __init__(self, counts: dict[runs.RunStatus, int]) -> None:
+        self.counts = counts
+        self.calls = 0
+        self.called_twice = anyio.Event()
+        self.error: errors.StoreError | None = None
+
+    async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
+        self.calls += 1
+        if self.calls == 2:
+            self.called_twice.set()
+        if self.error is not None:
+            raise self.error
+        return dict(self.counts)
+
+
+async def test_refresh_keeps_the_last_snapshot_when_the_store_fails() -> None:
+    store, exported = FakeStore({runs.RunStatus.STARTED: 3}), make()
+    assert await metrics.refresh_run_counts(store, exported)
+    store.error = errors.StoreUnavailable("database is down")
+    assert not await metrics.refresh_run_counts(store, exported)
+    rendered = exported.render()
+    assert value(rendered, "vigil_runs", status="STARTED") == 3
+    assert value(rendered, "vigil_store_errors_total") == 1
+
+
+async def test_watch_refreshes_until_cancelled() -> None:
+    store, exported = FakeStore({runs.RunStatus.QUEUED: 1}), make()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(metrics.watch_run_counts, store, exported, 0)
+            await store.called_twice.wait()
+            group.cancel_scope.cancel()
+    assert value(exported.render(), "vigil_runs", status="QUEUED") == 1
+
+
+async def test_refresh_from_a_real_sqlite_store(tmp_path: pathlib.Path) -> None:
+    url = sa.engine.URL.create("sqlite+aiosqlite", database=f"{tmp_path}/vigil.db")
+    store = await storage.open_store(storage.StoreTarget(url))
+    try:
+        exported = make()
+        assert await metrics.refresh_run_counts(store, exported)
+    finally:
+        await store.close()
+    assert value(exported.render(), "vigil_runs", status="QUEUED") == 0

@@ -1,0 +1,196 @@
+"""`vigil daemon ...`: run the daemon, tail its loops' status, probe its liveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import anyio
+import click
+
+from vigil import errors
+from vigil.cli import common
+from vigil.config import loader
+from vigil.config import settings as settings_mod
+from vigil.daemon import clock as clock_mod
+from vigil.daemon import extension, heartbeat, logs, runtime
+from vigil.daemon import status as status_mod
+from vigil.storage import store as store_mod
+
+EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
+FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --follow`
+
+
+@click.group("daemon")
+def daemon_group() -> None:
+    """Run the daemon and watch its loops."""
+
+
+def daemon_extras(
+    settings: settings_mod.InstanceSettings,
+    environ: Mapping[str, str],
+    daemon: runtime.Daemon,
+    store: store_mod.Store,
+) -> runtime.Extras:
+    """The hook for what runs beside the loops: HTTP (/metrics, /healthz, /readyz), systemd.
+
+    Called once the store is open and the loops are built, before anything starts.
+    `daemon.supervisor` offers `statistics()` (cheap snapshots), `alive`, `stopping` and
+    `wait_stopping()`; `daemon.identity.started_at` is the start time, `daemon.clock` the
+    clock; `health.making_progress` / `health.readiness` judge the snapshots.
+
+    Return `runtime.Extras`: `services` start after the loops and their heartbeat writers
+    (so a READY=1 sent from one comes after the loops started), serve during the drain and
+    are cancelled after it; one that returns or raises is restarted with backoff, so leave
+    out a disabled one. `on_iteration(loop, seconds)` follows every iteration;
+    `on_store_error(error)` every heartbeat write the store refused.
+    """
+    return runtime.Extras()
+
+
+@daemon_group.command("run")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="Readable lines, or one JSON object a line (keys event, loop, run_id).",
+)
+@common.handle_errors
+def run(log_format: logs.LogFormat) -> None:
+    """Run the daemon in the foreground until SIGTERM or SIGINT.
+
+    The first signal drains the loops (within daemon.shutdown_grace) and exits 0; a second
+    one exits at once (128 + the signal number). SIGHUP reloads the workspace. Exits 3 when
+    another daemon is live on the same store.
+    """
+    st = common.state()
+    settings = st.settings
+    resolved = extension.resolve_loops(settings.daemon)
+    logs.configure(log_format, sys.stderr)
+    clock = clock_mod.SystemClock()
+    identity = heartbeat.new_identity(clock.now())
+    controls = runtime.Controls(
+        reload_workspace=lambda: _read_workspace(st.home), force_exit=_exit_at_once
+    )
+
+    async def main() -> None:
+        async with common.opened_store(settings) as store:
+            context = extension.LoopContext(store, clock, settings.workspace)
+            loops = extension.build_loops(resolved, context)
+            daemon = runtime.Daemon(
+                settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
+            )
+            await daemon.run(daemon_extras(settings, st.environ, daemon, store), controls)
+
+    try:
+        common.run_async(main)
+    except errors.DaemonAlreadyRunning as exc:
+        common.fail(str(exc), EXIT_ALREADY_RUNNING)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _read_workspace(home: pathlib.Path) -> Sequence[settings_mod.CodeLocationSettings]:
+    return loader.load_settings(home).workspace
+
+
+def _exit_at_once(signum: signal.Signals) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+@daemon_group.command("status")
+@click.option("--follow", "-f", is_flag=True, help="Print a line whenever a loop changes.")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON (one object a line with -f).")
+@common.handle_errors
+def status(follow: bool, as_json: bool) -> None:
+    """One row a loop: state, last iteration, heartbeat age, daemon, last error."""
+    settings = common.state().settings
+    interval = settings.daemon.heartbeat_interval
+
+    async def main() -> None:
+        async with common.opened_store(settings) as store:
+            found = await _read_rows(store, interval)
+            _print_rows(found, as_json, lines=follow)
+            if follow:
+                await _follow(store, interval, as_json, found)
+
+    common.run_async(main)
+
+
+async def _read_rows(store: store_mod.Store, interval: float) -> list[status_mod.StatusRow]:
+    return status_mod.rows(await store.list_heartbeats(), time.time(), interval)
+
+
+def _print_rows(found: Sequence[status_mod.StatusRow], as_json: bool, *, lines: bool) -> None:
+    """The table; or JSON: an array, or one object a line (`lines`, for --follow)."""
+    if not as_json:
+        click.echo(status_mod.table(found))
+    elif lines:
+        for row in found:
+            click.echo(json.dumps(status_mod.row_dict(row), default=str))
+    else:
+        common.echo_json([status_mod.row_dict(row) for row in found])
+
+
+async def _follow(
+    store: store_mod.Store, interval: float, as_json: bool, found: Sequence[status_mod.StatusRow]
+) -> None:
+    """Print the rows that change, every FOLLOW_POLL seconds, until SIGINT or SIGTERM."""
+    seen, _ = status_mod.changes({}, found)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_signal, received, tg.cancel_scope)
+            while True:
+                await anyio.sleep(FOLLOW_POLL)
+                try:
+                    rows = await _read_rows(store, interval)
+                except errors.StoreUnavailable as exc:
+                    click.echo(f"store unavailable: {exc}", err=True)
+                    continue
+                seen, changed = status_mod.changes(seen, rows)
+                for row in changed:
+                    _print_change(row, as_json)
+
+
+def _print_change(row: status_mod.StatusRow, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status_mod.row_dict(row), default=str))
+    else:
+        click.echo(status_mod.change_line(row, time.time()))
+
+
+async def _cancel_on_signal(
+    received: AsyncIterator[signal.Signals], scope: anyio.CancelScope
+) -> None:
+    async for _ in received:
+        scope.cancel()
+        return
+
+
+@daemon_group.command("liveness-check")
+@common.handle_errors
+def liveness_check() -> None:
+    """Exit 0 ("ok: ...") while the daemon's loops are live; 1 with the reason otherwise.
+
+    Not live: no heartbeats, or a loop (or the daemon) down, hung or stopped. For a
+    container HEALTHCHECK or a Kubernetes liveness probe.
+    """
+    settings = common.state().settings
+
+    async def main() -> list[status_mod.StatusRow]:
+        async with common.opened_store(settings) as store:
+            return await _read_rows(store, settings.daemon.heartbeat_interval)
+
+    live, line = status_mod.liveness(common.run_async(main))
+    click.echo(line)
+    if not live:
+        raise SystemExit(common.EXIT_FAILURE)

@@ -1,0 +1,255 @@
+"""Prometheus metrics of the daemon: the only module that imports prometheus_client.
+
+Metrics read snapshots. At scrape time a collector reads each loop's `LoopStatistics`
+(through a callable the supervisor provides) and the last run counts by status (refreshed
+by `watch_run_counts`, a small daemon task, so a scrape never touches the database). The
+few things no snapshot holds are reported as they happen: a launch and its duration, a
+failed launch, a store error, one loop iteration's duration.
+
+Names follow the Prometheus conventions: base units (seconds), `_total` counters, labels
+with bounded values only (a loop name, a run status; never a run id).
+
+    vigil_build_info{version}                          1
+    vigil_daemon_start_time_seconds                    gauge
+    vigil_runs{status}                                 gauge, every status (0 included)
+    vigil_runs_launched_total                          counter
+    vigil_run_launch_failures_total                    counter
+    vigil_run_launch_duration_seconds                  histogram
+    vigil_store_errors_total                           counter
+    vigil_loop_iteration_duration_seconds{loop}        histogram
+    vigil_loop_iterations_total{loop}                  counter   (snapshot)
+    vigil_loop_errors_total{loop}                      counter   (snapshot)
+    vigil_loop_restarts_total{loop}                    counter   (snapshot)
+    vigil_loop_consecutive_failures{loop}              gauge     (snapshot)
+    vigil_loop_last_success_timestamp_seconds{loop}    gauge     (snapshot, once it exists)
+    vigil_loop_last_iteration_start_timestamp_seconds{loop}   gauge (snapshot)
+    vigil_loop_last_iteration_duration_seconds{loop}   gauge     (snapshot)
+    vigil_loop_interval_seconds{loop}                  gauge     (snapshot)
+    vigil_loop_timeout_seconds{loop}                   gauge     (snapshot)
+    vigil_loop_state{loop,state}                       gauge, 1 for the current state
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+import anyio
+import prometheus_client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from vigil import errors, runs
+from vigil.daemon import loop as loop_mod
+
+logger = logging.getLogger(__name__)
+
+# The classic text format: every Prometheus (2.x and 3.x) and compatible scraper reads it,
+# and with only legacy metric names it is byte-for-byte what the 1.0.0 format would say.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+LAUNCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ITERATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+LoopStatisticsSource = Callable[[], Sequence[loop_mod.LoopStatistics]]
+
+
+class RunCounter(Protocol):
+    """The one store verb the run-count snapshot needs."""
+
+    async def count_runs_by_status(self) -> dict[runs.RunStatus, int]: ...
+
+
+class Metrics:
+    """The daemon's metrics in a registry of their own (never the process-global one).
+
+    `version` is vigil's version, `started_at` the daemon's start (Unix seconds) and
+    `loops` returns the supervisor's current loop snapshots; it is called on every scrape.
+    """
+
+    content_type = CONTENT_TYPE
+
+    def __init__(self, *, version: str, started_at: float, loops: LoopStatisticsSource) -> None:
+        # `_created` series mean nothing in the text format; only this module has them.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = prometheus_client.CollectorRegistry()
+        self._runs = _RunCountCollector()
+        self.registry.register(self._runs)
+        self.registry.register(_LoopCollector(loops))
+        self._build_info(version, started_at)
+        self._launched = self._counter("vigil_runs_launched", "Runs given a worker.")
+        self._launch_failures = self._counter(
+            "vigil_run_launch_failures", "Runs whose launch raised (the run ended FAILURE)."
+        )
+        self._store_errors = self._counter(
+            "vigil_store_errors", "Store operations of the daemon that failed."
+        )
+        self._launch_duration = prometheus_client.Histogram(
+            "vigil_run_launch_duration_seconds",
+            "Seconds from claiming a run to its launcher returning.",
+            buckets=LAUNCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._iteration_duration = prometheus_client.Histogram(
+            "vigil_loop_iteration_duration_seconds",
+            "Seconds one loop iteration took (successful or not).",
+            labelnames=("loop",),
+            buckets=ITERATION_BUCKETS,
+            registry=self.registry,
+        )
+
+    def _build_info(self, version: str, started_at: float) -> None:
+        info = prometheus_client.Info("vigil_build", "vigil's version.", registry=self.registry)
+        info.info({"version": version})
+        start = prometheus_client.Gauge(
+            "vigil_daemon_start_time_seconds",
+            "When the daemon started, in Unix seconds.",
+            registry=self.registry,
+        )
+        start.set(started_at)
+
+    def _counter(self, name: str, documentation: str) -> prometheus_client.Counter:
+        return prometheus_client.Counter(name, documentation, registry=self.registry)
+
+    def observe_launch(self, seconds: float) -> None:
+        """A run was launched; `seconds` from its claim to the launcher returning."""
+        self._launched.inc()
+        self._launch_duration.observe(seconds)
+
+    def launch_failed(self) -> None:
+        """A launcher raised: the run did not get a worker."""
+        self._launch_failures.inc()
+
+    def store_error(self) -> None:
+        """A store operation of the daemon failed (any `StoreError`)."""
+        self._store_errors.inc()
+
+    def observe_iteration(self, loop: str, seconds: float) -> None:
+        """One iteration of `loop` ended (returned or raised) after `seconds`."""
+        self._iteration_duration.labels(loop=loop).observe(seconds)
+
+    def set_run_counts(self, counts: Mapping[runs.RunStatus, int]) -> None:
+        """Replace the runs-by-status snapshot (statuses not named count 0)."""
+        self._runs.counts = dict(counts)
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text format (`content_type`)."""
+        return prometheus_client.generate_latest(self.registry)
+
+
+async def refresh_run_counts(store: RunCounter, metrics: Metrics) -> bool:
+    """Read the run counts once into the snapshot; a store error keeps the old one."""
+    try:
+        counts = await store.count_runs_by_status()
+    except errors.StoreError as exc:
+        metrics.store_error()
+        logger.warning(
+            "cannot count runs: %s",
+            exc,
+            extra={"event": "metrics.run_counts_failed", "error": str(exc)},
+        )
+        return False
+    metrics.set_run_counts(counts)
+    return True
+
+
+async def watch_run_counts(store: RunCounter, metrics: Metrics, interval: float) -> None:
+    """A daemon task: refresh the run counts now, then every `interval` seconds, forever."""
+    while True:
+        await refresh_run_counts(store, metrics)
+        await anyio.sleep(interval)
+
+
+class _RunCountCollector:
+    """`vigil_runs{status}` from the last snapshot; nothing before the first one."""
+
+    def __init__(self) -> None:
+        self.counts: Mapping[runs.RunStatus, int] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts
+        if counts is None:
+            return
+        family = GaugeMetricFamily("vigil_runs", "Runs in the store by status.", labels=("status",))
+        for status in runs.RunStatus:
+            family.add_metric((status.value,), counts.get(status, 0))
+        yield family
+
+
+class _LoopCollector:
+    """Per-loop series read from the supervisor's snapshots at scrape time.
+
+    The counters are the loops' own running totals, reported as they are: nothing is
+    accumulated here, so two scrapes never count one iteration twice.
+    """
+
+    def __init__(self, source: LoopStatisticsSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = self._source()
+        yield from _loop_counters(snapshots)
+        yield from _loop_gauges(snapshots)
+        yield _loop_states(snapshots)
+
+
+_COUNTERS: tuple[tuple[str, str, Callable[[loop_mod.LoopStatistics], float]], ...] = (
+    ("vigil_loop_iterations", "Iterations the loop completed or failed.", lambda s: s.iterations),
+    ("vigil_loop_errors", "Iterations of the loop that raised.", lambda s: s.failures),
+    ("vigil_loop_restarts", "Times the supervisor restarted the loop.", lambda s: s.restarts),
+)
+
+_GAUGES: tuple[tuple[str, str, Callable[[loop_mod.LoopStatistics], float | None]], ...] = (
+    (
+        "vigil_loop_last_success_timestamp_seconds",
+        "When the loop's last successful iteration ended, in Unix seconds.",
+        lambda s: s.last_success,
+    ),
+    (
+        "vigil_loop_last_iteration_start_timestamp_seconds",
+        "When the loop's last iteration started, in Unix seconds.",
+        lambda s: s.last_iteration_start,
+    ),
+    (
+        "vigil_loop_last_iteration_duration_seconds",
+        "Seconds the loop's last finished iteration took.",
+        lambda s: s.last_duration,
+    ),
+    (
+        "vigil_loop_consecutive_failures",
+        "Iterations that raised since the loop's last success.",
+        lambda s: s.consecutive_failures,
+    ),
+    ("vigil_loop_interval_seconds", "The loop's interval.", lambda s: s.interval),
+    ("vigil_loop_timeout_seconds", "The loop's iteration timeout.", lambda s: s.timeout),
+)
+
+
+def _loop_counters(snapshots: Sequence[loop_mod.LoopStatistics]) -> Iterator[Metric]:
+    for name, documentation, read in _COUNTERS:
+        family = CounterMetricFamily(name, documentation, labels=("loop",))
+        for snapshot in snapshots:
+            family.add_metric((snapshot.name,), read(snapshot))
+        yield family
+
+
+def _loop_gauges(snapshots: Sequence[loop_mod.LoopStatistics]) -> Iterator[Metric]:
+    for name, documentation, read in _GAUGES:
+        family = GaugeMetricFamily(name, documentation, labels=("loop",))
+        for snapshot in snapshots:
+            value = read(snapshot)
+            if value is not None:
+                family.add_metric((snapshot.name,), value)
+        yield family
+
+
+def _loop_states(snapshots: Sequence[loop_mod.LoopStatistics]) -> Metric:
+    family = GaugeMetricFamily(
+        "vigil_loop_state",
+        "1 for the state the loop is in (starting, idle, running, backoff, stopped).",
+        labels=("loop", "state"),
+    )
+    for snapshot in snapshots:
+        for state in loop_mod.LoopState:
+            family.add_metric((snapshot.name, state.value), float(snapshot.state is state))
+    return family

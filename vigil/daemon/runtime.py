@@ -1,0 +1,213 @@
+"""The daemon process: refuse a second daemon, supervise, beat, obey signals, drain.
+
+`Daemon.run(extras, controls)`:
+
+1. refuses to start when another daemon is live on the store (`DaemonAlreadyRunning`);
+2. installs the signal handlers (`signals.watch`);
+3. runs the supervisor with, in this order, the loops' runners, one heartbeat writer per
+   loop plus the supervisor's own, then `extras.services` (HTTP, systemd...);
+4. on SIGTERM/SIGINT drains (`shutdown_grace`), writes the stopped heartbeats and returns;
+   a second signal calls `controls.force_exit`; SIGHUP re-reads the workspace through
+   `controls.reload_workspace` and hands it to every loop before its next iteration.
+
+Runs already launched live in their own sessions: a daemon shutdown never kills them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from vigil import errors
+from vigil.config import settings as settings_mod
+from vigil.daemon import clock as clock_mod
+from vigil.daemon import heartbeat, presence, signals
+from vigil.daemon import loop as loop_mod
+from vigil.daemon import runner as runner_mod
+from vigil.daemon import service as service_mod
+from vigil.daemon import supervisor as supervisor_mod
+
+logger = logging.getLogger(__name__)
+
+
+class DaemonStore(heartbeat.HeartbeatStore, presence.HeartbeatReader, Protocol):
+    """The store verbs the daemon itself uses (its loops get theirs from their context)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Extras:
+    """What `vigil daemon run` adds beside the loops: the HTTP, metrics and systemd hook.
+
+    `services` start after the loops and their heartbeat writers, in this order, and are
+    cancelled after the drain. `on_iteration(loop, seconds)` is called after every loop
+    iteration; `on_store_error(error)` after every heartbeat write the store refused.
+    """
+
+    services: Sequence[service_mod.Service] = ()
+    on_iteration: runner_mod.IterationObserver | None = None
+    on_store_error: heartbeat.StoreErrorObserver | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Controls:
+    """What only the CLI may do: read the settings again, and exit the process."""
+
+    reload_workspace: Callable[[], Sequence[settings_mod.CodeLocationSettings]]
+    force_exit: Callable[[signal.Signals], None]
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: settings_mod.DaemonSettings,
+        store: DaemonStore,
+        loops: Sequence[loop_mod.Loop],
+        *,
+        identity: heartbeat.DaemonIdentity,
+        clock: clock_mod.Clock,
+        rand: Callable[[], float],
+    ) -> None:
+        self.identity = identity
+        self.clock = clock
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._on_iteration: runner_mod.IterationObserver | None = None
+        restart = settings.restart_backoff
+        self._runners = [
+            runner_mod.LoopRunner(
+                loop, clock=clock, restart=restart, rand=rand, observe=self._iteration_ended
+            )
+            for loop in loops
+        ]
+        self.supervisor = supervisor_mod.Supervisor(
+            self._runners,
+            clock=clock,
+            restart=restart,
+            rand=rand,
+            shutdown_grace=settings.shutdown_grace,
+        )
+
+    async def run(self, extras: Extras, controls: Controls) -> None:
+        """Run until a stop signal and the drain; raises DaemonAlreadyRunning first if need be."""
+        interval = self._settings.heartbeat_interval
+        await presence.ensure_alone(self._store, self.identity, self._clock.now(), interval)
+        self._on_iteration = extras.on_iteration
+        services = [*self._heartbeat_services(extras.on_store_error), *extras.services]
+        watch = functools.partial(
+            signals.watch,
+            stop=self._stop,
+            force=functools.partial(self._force, controls.force_exit),
+            reload=functools.partial(self._reload, controls.reload_workspace),
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(watch)
+            await tg.start(self._supervise, services, tg.cancel_scope)
+            self._log_started()
+        logger.info("daemon stopped", extra={"event": "daemon.stopped"})
+
+    async def _supervise(
+        self,
+        services: Sequence[service_mod.Service],
+        scope: anyio.CancelScope,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await self.supervisor.run(services, task_status=task_status)
+        scope.cancel()
+
+    def _heartbeat_services(
+        self, on_store_error: heartbeat.StoreErrorObserver | None
+    ) -> list[service_mod.Service]:
+        sources: list[tuple[str, heartbeat.InfoSource]] = [
+            (heartbeat.SUPERVISOR, self._supervisor_info)
+        ]
+        sources += [(r.name, functools.partial(self._loop_info, r)) for r in self._runners]
+        writers = [
+            heartbeat.HeartbeatWriter(
+                self._store,
+                self.identity,
+                name,
+                read,
+                clock=self._clock,
+                interval=self._settings.heartbeat_interval,
+                on_store_error=on_store_error,
+            )
+            for name, read in sources
+        ]
+        return [service_mod.Service(f"heartbeat {w.name}", w.run) for w in writers]
+
+    def _supervisor_info(self) -> dict[str, object]:
+        return heartbeat.supervisor_info(
+            self.supervisor.state.value,
+            self.supervisor.loop_names,
+            self.identity,
+            self._settings.heartbeat_interval,
+        )
+
+    def _loop_info(self, runner: runner_mod.LoopRunner) -> dict[str, object]:
+        stats = runner.statistics()
+        return heartbeat.loop_info(stats, self.identity, self._settings.heartbeat_interval)
+
+    def _iteration_ended(self, loop: str, seconds: float) -> None:
+        if self._on_iteration is not None:
+            self._on_iteration(loop, seconds)
+
+    def _log_started(self) -> None:
+        names = self.supervisor.loop_names
+        logger.info(
+            "daemon started on %s with %d loops: %s",
+            self.identity.address,
+            len(names),
+            ", ".join(names) or "none",
+            extra={
+                "event": "daemon.started",
+                "daemon_id": self.identity.daemon_id,
+                "pid": self.identity.pid,
+                "loops": names,
+            },
+        )
+
+    # signals -----------------------------------------------------------------------------
+    def _stop(self, signum: signal.Signals) -> None:
+        grace = self._settings.shutdown_grace
+        logger.info(
+            "%s: stopping; running iterations get %ss to finish (a second signal exits at once)",
+            signum.name,
+            grace,
+            extra={"event": "daemon.stopping", "signal": signum.name, "grace": grace},
+        )
+        self.supervisor.stop()
+
+    def _force(self, force_exit: Callable[[signal.Signals], None], signum: signal.Signals) -> None:
+        logger.warning(
+            "%s again: exiting at once",
+            signum.name,
+            extra={"event": "daemon.force_exit", "signal": signum.name},
+        )
+        force_exit(signum)
+
+    def _reload(self, load: Callable[[], Sequence[settings_mod.CodeLocationSettings]]) -> None:
+        try:
+            workspace = load()
+        except errors.VigilError as exc:
+            logger.error(
+                "SIGHUP: the workspace was not reloaded: %s",
+                exc,
+                extra={"event": "daemon.reload_failed", "error": str(exc)},
+            )
+            return
+        self.supervisor.reload(workspace)
+        names = [location.location_name for location in workspace]
+        logger.info(
+            "SIGHUP: workspace reloaded (%s); each loop takes it before its next iteration",
+            ", ".join(names) or "no code locations",
+            extra={"event": "daemon.reloaded", "locations": names},
+        )
