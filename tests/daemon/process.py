@@ -27,7 +27,8 @@ daemon:
   restart_backoff: {{base: 0.1, factor: 2, cap: 0.4, jitter: 0.1}}
   loops:
 {loops}http:
-  enabled: false
+  enabled: {http_enabled}
+  port: {http_port}
 """
 TICKER = "    - type: tests.daemon.loops:Ticker\n      options: {interval: 0.2, timeout: 5}\n"
 FLAKY = (
@@ -36,10 +37,21 @@ FLAKY = (
 BLOCKER = "    - type: tests.daemon.loops:Blocker\n      options: {interval: 0.2, timeout: 0.6}\n"
 
 
-def configure(instance: Instance, *loops: str, grace: float = 5.0) -> None:
-    """Add a fast daemon section naming these test loops to the instance's vigil.yaml."""
+def configure(
+    instance: Instance, *loops: str, grace: float = 5.0, http_port: int | None = None
+) -> None:
+    """Add a fast daemon section naming these test loops to the instance's vigil.yaml.
+
+    HTTP stays off unless a port is given (tests run in parallel with other daemons).
+    """
     path = instance.home / "vigil.yaml"
-    path.write_text(path.read_text() + FAST.format(grace=grace, loops="".join(loops)))
+    section = FAST.format(
+        grace=grace,
+        loops="".join(loops),
+        http_enabled=str(http_port is not None).lower(),
+        http_port=http_port or 9464,
+    )
+    path.write_text(path.read_text() + section)
 
 
 @dataclasses.dataclass
@@ -81,13 +93,13 @@ class Daemons:
         self._logs_dir = logs_dir
         self._started: list[Daemon] = []
 
-    def start(self, *args: str) -> Daemon:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> Daemon:
         log_path = self._logs_dir / f"daemon-{len(self._started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "vigil", "daemon", "run", *args],
                 cwd=self.instance.cwd,
-                env=self.instance.env,
+                env={**self.instance.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -384,3 +384,13 @@ async def _backends_on(
                 return count
     finally:
         await conn.close()
+
+
+async def test_a_store_at_head_reports_its_schema_current(store: storage.Store) -> None:
+    assert await store.schema_is_current()
+
+
+async def test_a_store_moved_to_another_schema_reports_it(store: sql.SqlStore) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    assert not await store.schema_is_current()

@@ -9,7 +9,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import click
@@ -19,7 +19,7 @@ from vigil.cli import common
 from vigil.config import loader
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import extension, heartbeat, logs, runtime
+from vigil.daemon import extension, extras, heartbeat, logs, runtime
 from vigil.daemon import status as status_mod
 from vigil.storage import store as store_mod
 
@@ -30,28 +30,6 @@ FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --fo
 @click.group("daemon")
 def daemon_group() -> None:
     """Run the daemon and watch its loops."""
-
-
-def daemon_extras(
-    settings: settings_mod.InstanceSettings,
-    environ: Mapping[str, str],
-    daemon: runtime.Daemon,
-    store: store_mod.Store,
-) -> runtime.Extras:
-    """The hook for what runs beside the loops: HTTP (/metrics, /healthz, /readyz), systemd.
-
-    Called once the store is open and the loops are built, before anything starts.
-    `daemon.supervisor` offers `statistics()` (cheap snapshots), `alive`, `stopping` and
-    `wait_stopping()`; `daemon.identity.started_at` is the start time, `daemon.clock` the
-    clock; `health.making_progress` / `health.readiness` judge the snapshots.
-
-    Return `runtime.Extras`: `services` start after the loops and their heartbeat writers
-    (so a READY=1 sent from one comes after the loops started), serve during the drain and
-    are cancelled after it; one that returns or raises is restarted with backoff, so leave
-    out a disabled one. `on_iteration(loop, seconds)` follows every iteration;
-    `on_store_error(error)` every heartbeat write the store refused.
-    """
-    return runtime.Extras()
 
 
 @daemon_group.command("run")
@@ -87,7 +65,7 @@ def run(log_format: logs.LogFormat) -> None:
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            await daemon.run(daemon_extras(settings, st.environ, daemon, store), controls)
+            await daemon.run(extras.build(settings, st.environ, daemon, store), controls)
 
     try:
         common.run_async(main)

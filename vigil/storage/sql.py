@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from vigil import errors, events, runs
-from vigil.storage import rows, schema, store
+from vigil.storage import rows, schema, schema_version, store
 from vigil.storage import target as target_mod
 
 _EVENT_ORDER_LOCK_KEY = 0x76657674  # "vevt"
@@ -185,6 +185,11 @@ class SqlStore(store.Store):
         return [store.Heartbeat(**row._asdict()) for row in found]
 
     # lifecycle ----------------------------------------------------------------------
+    async def schema_is_current(self) -> bool:
+        async with self._read() as conn:
+            status = await schema_version.read_status(conn)
+        return status.is_current
+
     async def close(self) -> None:
         await self._engine.dispose()
 

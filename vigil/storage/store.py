@@ -127,5 +127,9 @@ class Store(abc.ABC):
 
     # lifecycle ----------------------------------------------------------------------
     @abc.abstractmethod
+    async def schema_is_current(self) -> bool:
+        """Whether the database is reachable (else StoreUnavailable) and at this vigil's schema."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Release every connection."""

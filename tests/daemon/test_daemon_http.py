@@ -1,0 +1,122 @@
+"""The real daemon process for machines: /metrics, /healthz, /readyz, and systemd notify."""
+
+from __future__ import annotations
+
+import http.client
+import pathlib
+import signal
+import socket
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from tests.acceptance.harness import Instance
+from tests.daemon.process import BLOCKER, TICKER, Daemons, configure
+from tests.waiting import eventually
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+async def answers(port: int, path: str, status: int, deadline: float = 30.0) -> str:
+    """Wait until `path` answers `status` (the server may still be starting); its body."""
+    body = ""
+
+    async def reached() -> bool:
+        nonlocal body
+        try:
+            code, body = await anyio.to_thread.run_sync(get, port, path)
+        except OSError:
+            return False
+        return code == status
+
+    await eventually(reached, deadline)
+    return body
+
+
+async def test_metrics_health_and_readiness_are_served(
+    instance: Instance, daemons: Daemons
+) -> None:
+    port = free_port()
+    configure(instance, TICKER, http_port=port)
+    daemon = daemons.start()
+    await answers(port, "/readyz", 200)
+    assert (await answers(port, "/healthz", 200)).startswith("ok")
+    exposition = await answers(port, "/metrics", 200)
+    for sample in (
+        'vigil_loop_iterations_total{loop="ticker"}',
+        "vigil_daemon_start_time_seconds",
+        "vigil_build_info{",
+        "vigil_store_errors_total",
+        "vigil_runs_launched_total",
+    ):
+        assert sample in exposition, sample
+    assert "run_id" not in exposition
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+
+
+async def test_a_hung_loop_fails_readiness_but_not_health(
+    instance: Instance, daemons: Daemons
+) -> None:
+    port = free_port()
+    configure(instance, BLOCKER, http_port=port)
+    daemon = daemons.start()
+    reason = await answers(port, "/readyz", 503)
+    assert "blocker" in reason
+    assert "hung" in reason
+    assert (await answers(port, "/healthz", 200)).startswith("ok")
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+
+
+@pytest.fixture
+def notify_socket(tmp_path: pathlib.Path) -> Iterator[socket.socket]:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0)
+    yield sock
+    sock.close()
+
+
+async def test_systemd_hears_ready_watchdog_status_and_stopping(
+    sqlite_instance: Instance, daemons: Daemons, notify_socket: socket.socket
+) -> None:
+    configure(sqlite_instance, TICKER)
+    env = {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "400000"}
+    daemon = daemons.start(env=env)
+    heard: list[str] = []
+
+    async def received(fragment: str) -> bool:
+        with anyio.move_on_after(0.2):
+            await anyio.wait_readable(notify_socket)
+        while True:
+            try:
+                heard.extend(notify_socket.recv(4096).decode().splitlines())
+            except BlockingIOError:
+                break
+        return any(fragment in line for line in heard)
+
+    await eventually(lambda: received("READY=1"))
+    await eventually(lambda: received("WATCHDOG=1"))
+    assert any(line.startswith("STATUS=") for line in heard)
+    daemon.send(signal.SIGTERM)
+    await eventually(lambda: received("STOPPING=1"))
+    assert await daemon.exit_code() == 0
+    assert heard.index("READY=1") < max(i for i, line in enumerate(heard) if line == "WATCHDOG=1")

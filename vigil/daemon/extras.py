@@ -1,0 +1,85 @@
+"""What runs beside the loops: the HTTP endpoints, metrics and the systemd protocol.
+
+`build(...)` turns the instance settings and the running daemon into `runtime.Extras`:
+- the HTTP server (`/metrics`, `/healthz`, `/readyz`) when `http.enabled`;
+- a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
+- the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
+  makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
+- the metrics hooks for loop iterations and refused heartbeat writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+from collections.abc import Mapping
+
+from vigil import errors
+from vigil.config import settings as settings_mod
+from vigil.daemon import health, http, metrics, runtime, service, systemd
+from vigil.storage import store as store_mod
+
+RUN_COUNT_INTERVAL = 15.0
+
+
+def build(
+    settings: settings_mod.InstanceSettings,
+    environ: Mapping[str, str],
+    daemon: runtime.Daemon,
+    store: store_mod.Store,
+) -> runtime.Extras:
+    supervisor = daemon.supervisor
+    exported = metrics.Metrics(
+        version=_version(), started_at=daemon.identity.started_at, loops=supervisor.statistics
+    )
+
+    def loops_summary() -> str:
+        return health.readiness(supervisor.statistics(), daemon.clock.now())[1]
+
+    def progressing() -> bool:
+        return health.making_progress(supervisor.statistics(), daemon.clock.now())
+
+    async def ready() -> tuple[bool, str]:
+        try:
+            current = await store.schema_is_current()
+        except errors.StoreError as exc:
+            return False, f"store unreachable: {exc}"
+        if not current:
+            return False, "store schema is not this vigil's: run `vigil instance migrate`"
+        return health.readiness(supervisor.statistics(), daemon.clock.now())
+
+    services = []
+    if settings.http.enabled:
+        routes = http.daemon_routes(exported, lambda: supervisor.alive, ready)
+        services.append(
+            service.Service("http", functools.partial(http.serve, settings.http, routes))
+        )
+    services.append(
+        service.Service(
+            "run-counts",
+            functools.partial(metrics.watch_run_counts, store, exported, RUN_COUNT_INTERVAL),
+            ready_on_start=True,
+        )
+    )
+    notifier = functools.partial(
+        systemd.notify_lifecycle,
+        systemd.Notifier.from_environ(environ),
+        summary=loops_summary,
+        healthy=progressing,
+        wait_stopping=supervisor.wait_stopping,
+        watchdog_interval=systemd.watchdog_interval(environ, os.getpid()),
+    )
+    services.append(service.Service("systemd", notifier, ready_on_start=True))
+    return runtime.Extras(
+        services=services,
+        on_iteration=exported.observe_iteration,
+        on_store_error=lambda _exc: exported.store_error(),
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vigil")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
