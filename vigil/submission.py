@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -9,11 +10,17 @@ from typing import Any
 import anyio
 
 from vigil import runs
+from vigil.config import settings as settings_mod
 from vigil.definitions import workspace as workspace_mod
 from vigil.storage import store as store_mod
 
 POLL_FIRST = 0.005
 POLL_MAX = 0.05
+
+
+def workspace_of(settings: settings_mod.InstanceSettings) -> workspace_mod.Workspace:
+    """The workspace's code locations, loaded; relative paths from the current directory."""
+    return workspace_mod.load_workspace(settings.workspace, pathlib.Path.cwd())
 
 
 def new_run(

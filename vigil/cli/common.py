@@ -18,7 +18,6 @@ import click
 from vigil import errors
 from vigil.config import loader
 from vigil.config import settings as settings_mod
-from vigil.definitions import workspace as workspace_mod
 from vigil.storage import engine
 from vigil.storage import store as store_mod
 
@@ -51,9 +50,6 @@ class CliState:
         if self._settings is None:
             self._settings = loader.load_settings(self.home)
         return self._settings
-
-    def workspace(self) -> workspace_mod.Workspace:
-        return workspace_mod.load_workspace(self.settings.workspace, pathlib.Path.cwd())
 
 
 def state() -> CliState:

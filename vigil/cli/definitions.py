@@ -22,7 +22,7 @@ def definitions_group() -> None:
 @common.handle_errors
 def list_definitions() -> None:
     """List each code location's jobs and their steps."""
-    workspace = common.state().workspace()
+    workspace = submission.workspace_of(common.state().settings)
     for location in workspace.locations:
         click.echo(f"{location.name}")
         for job in location.definitions.jobs:
@@ -34,7 +34,7 @@ def list_definitions() -> None:
 @common.handle_errors
 def check() -> None:
     """Load every code location; report the first error with its file and line."""
-    workspace = common.state().workspace()
+    workspace = submission.workspace_of(common.state().settings)
     jobs = sum(len(loc.definitions.jobs) for loc in workspace.locations)
     click.echo(f"ok: {len(workspace.locations)} code locations, {jobs} jobs")
 
@@ -58,7 +58,9 @@ def execute(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...]) -
     """
     st = common.state()
     run_config = common.read_run_config(config_path)
-    run = submission.new_run(st.workspace(), job, run_config, common.parse_tags(tags), time.time())
+    run = submission.new_run(
+        submission.workspace_of(st.settings), job, run_config, common.parse_tags(tags), time.time()
+    )
     run = _as_starting(run)
 
     async def main() -> runs.RunStatus:

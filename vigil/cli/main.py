@@ -7,11 +7,21 @@ import pathlib
 
 import click
 
-from vigil.cli import common, daemon, definitions, instance, run, worker
+from vigil.cli import common, lazy
 from vigil.config import loader
 
+COMMANDS = {
+    "run": "vigil.cli.run:run_group",
+    "instance": "vigil.cli.instance:instance_group",
+    "config": "vigil.cli.instance:config_group",
+    "definitions": "vigil.cli.definitions:definitions_group",
+    "job": "vigil.cli.definitions:job_group",
+    "worker": "vigil.cli.worker:worker_group",
+    "daemon": "vigil.cli.daemon:daemon_group",
+}
 
-@click.group()
+
+@click.group(cls=lazy.LazyGroup, lazy_subcommands=COMMANDS)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
@@ -25,15 +35,6 @@ def cli(ctx: click.Context, home: pathlib.Path | None) -> None:
     environ = dict(os.environ)
     resolved = home.absolute() if home is not None else loader.home_from_env(environ)
     ctx.obj = common.CliState(home=resolved, environ=environ)
-
-
-cli.add_command(run.run_group)
-cli.add_command(instance.instance_group)
-cli.add_command(instance.config_group)
-cli.add_command(definitions.definitions_group)
-cli.add_command(definitions.job_group)
-cli.add_command(worker.worker_group)
-cli.add_command(daemon.daemon_group)
 
 
 def main() -> None:

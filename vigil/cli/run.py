@@ -37,7 +37,7 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
     st = common.state()
     run_config = common.read_run_config(config_path)
     tag_map = common.parse_tags(tags)
-    workspace = st.workspace()
+    workspace = submission.workspace_of(st.settings)
     run = submission.new_run(workspace, job, run_config, tag_map, time.time())
 
     async def main() -> runs.Run:

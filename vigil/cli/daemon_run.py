@@ -1,0 +1,74 @@
+"""`vigil daemon run`: the daemon in the foreground."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import signal
+import sys
+from collections.abc import Sequence
+
+import click
+
+from vigil import errors
+from vigil.cli import common
+from vigil.config import loader
+from vigil.config import settings as settings_mod
+from vigil.daemon import clock as clock_mod
+from vigil.daemon import extension, extras, heartbeat, logs, runtime
+
+EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
+
+
+@click.command("run")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="Readable lines, or one JSON object a line (keys event, loop, run_id).",
+)
+@common.handle_errors
+def run(log_format: logs.LogFormat) -> None:
+    """Run the daemon in the foreground until SIGTERM or SIGINT.
+
+    The first signal drains the loops (within daemon.shutdown_grace) and exits 0; a second
+    one exits at once (128 + the signal number). SIGHUP reloads the workspace. Exits 3 when
+    another daemon is live on the same store.
+    """
+    st = common.state()
+    settings = st.settings
+    resolved = extension.resolve_loops(settings.daemon)
+    logs.configure(log_format, sys.stderr)
+    clock = clock_mod.SystemClock()
+    identity = heartbeat.new_identity(clock.now())
+    controls = runtime.Controls(
+        reload_workspace=lambda: _read_workspace(st.home), force_exit=_exit_at_once
+    )
+
+    async def main() -> None:
+        async with common.opened_store(settings) as store:
+            context = extension.LoopContext(store, clock, settings.workspace)
+            loops = extension.build_loops(resolved, context)
+            daemon = runtime.Daemon(
+                settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
+            )
+            await daemon.run(extras.build(settings, st.environ, daemon, store), controls)
+
+    try:
+        common.run_async(main)
+    except errors.DaemonAlreadyRunning as exc:
+        common.fail(str(exc), EXIT_ALREADY_RUNNING)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _read_workspace(home: pathlib.Path) -> Sequence[settings_mod.CodeLocationSettings]:
+    return loader.load_settings(home).workspace
+
+
+def _exit_at_once(signum: signal.Signals) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)

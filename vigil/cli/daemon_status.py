@@ -1,0 +1,111 @@
+"""`vigil daemon status` and `vigil daemon liveness-check`: reading the heartbeats.
+
+Kept apart from `daemon run` so these answer fast: they import neither the loops nor the
+HTTP, metrics and systemd modules.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+import click
+
+from vigil import errors
+from vigil.cli import common
+from vigil.daemon import status as status_mod
+from vigil.storage import store as store_mod
+
+FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --follow`
+
+
+@click.command("status")
+@click.option("--follow", "-f", is_flag=True, help="Print a line whenever a loop changes.")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON (one object a line with -f).")
+@common.handle_errors
+def status(follow: bool, as_json: bool) -> None:
+    """One row a loop: state, last iteration, heartbeat age, daemon, last error."""
+    settings = common.state().settings
+    interval = settings.daemon.heartbeat_interval
+
+    async def main() -> None:
+        async with common.opened_store(settings) as store:
+            found = await _read_rows(store, interval)
+            _print_rows(found, as_json, lines=follow)
+            if follow:
+                await _follow(store, interval, as_json, found)
+
+    common.run_async(main)
+
+
+async def _read_rows(store: store_mod.Store, interval: float) -> list[status_mod.StatusRow]:
+    return status_mod.rows(await store.list_heartbeats(), time.time(), interval)
+
+
+def _print_rows(found: Sequence[status_mod.StatusRow], as_json: bool, *, lines: bool) -> None:
+    """The table; or JSON: an array, or one object a line (`lines`, for --follow)."""
+    if not as_json:
+        click.echo(status_mod.table(found))
+    elif lines:
+        for row in found:
+            click.echo(json.dumps(status_mod.row_dict(row), default=str))
+    else:
+        common.echo_json([status_mod.row_dict(row) for row in found])
+
+
+async def _follow(
+    store: store_mod.Store, interval: float, as_json: bool, found: Sequence[status_mod.StatusRow]
+) -> None:
+    """Print the rows that change, every FOLLOW_POLL seconds, until SIGINT or SIGTERM."""
+    seen, _ = status_mod.changes({}, found)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_signal, received, tg.cancel_scope)
+            while True:
+                await anyio.sleep(FOLLOW_POLL)
+                try:
+                    rows = await _read_rows(store, interval)
+                except errors.StoreUnavailable as exc:
+                    click.echo(f"store unavailable: {exc}", err=True)
+                    continue
+                seen, changed = status_mod.changes(seen, rows)
+                for row in changed:
+                    _print_change(row, as_json)
+
+
+def _print_change(row: status_mod.StatusRow, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status_mod.row_dict(row), default=str))
+    else:
+        click.echo(status_mod.change_line(row, time.time()))
+
+
+async def _cancel_on_signal(
+    received: AsyncIterator[signal.Signals], scope: anyio.CancelScope
+) -> None:
+    async for _ in received:
+        scope.cancel()
+        return
+
+
+@click.command("liveness-check")
+@common.handle_errors
+def liveness_check() -> None:
+    """Exit 0 ("ok: ...") while the daemon's loops are live; 1 with the reason otherwise.
+
+    Not live: no heartbeats, or a loop (or the daemon) down, hung or stopped. For a
+    container HEALTHCHECK or a Kubernetes liveness probe.
+    """
+    settings = common.state().settings
+
+    async def main() -> list[status_mod.StatusRow]:
+        async with common.opened_store(settings) as store:
+            return await _read_rows(store, settings.daemon.heartbeat_interval)
+
+    live, line = status_mod.liveness(common.run_async(main))
+    click.echo(line)
+    if not live:
+        raise SystemExit(common.EXIT_FAILURE)
