@@ -41,6 +41,7 @@ test: lint typecheck unit
 bench: $(BIN)/vigil
 	$(BIN)/python -m bench.launch
 	$(BIN)/python -m bench.events
+	$(BIN)/python -m bench.daemon
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
