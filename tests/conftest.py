@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import pg_server
+from tests.acceptance import harness
 from vigil import storage
 
 
@@ -52,3 +53,27 @@ def store_target(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> stor
         url = sa.engine.URL.create("sqlite+aiosqlite", database=f"{tmp_path}/vigil.db")
         return storage.StoreTarget(url)
     return storage.StoreTarget(request.getfixturevalue("postgres_database"))
+
+
+def _instance(tmp_path: pathlib.Path, store_section: str) -> harness.Instance:
+    home = tmp_path / "home"
+    home.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    instance = harness.Instance(home=home, cwd=cwd, env=harness.base_env(home))
+    instance.write_config(harness.workspace_yaml() + store_section)
+    return instance
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def instance(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> harness.Instance:
+    """An instance driven through the CLI (example and test code locations), on each store."""
+    if request.param == "sqlite":
+        return _instance(tmp_path, harness.store_yaml(None))
+    url = request.getfixturevalue("postgres_database")
+    return _instance(tmp_path, harness.store_yaml(url))
+
+
+@pytest.fixture
+def sqlite_instance(tmp_path: pathlib.Path) -> harness.Instance:
+    return _instance(tmp_path, harness.store_yaml(None))

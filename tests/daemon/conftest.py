@@ -1,4 +1,4 @@
-"""Daemon acceptance fixtures: an instance on SQLite and on PostgreSQL, and its daemons."""
+"""Daemon acceptance fixtures: the daemons of a test's instance (see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.acceptance.harness import Instance, base_env, store_yaml, workspace_yaml
 from tests.daemon.process import Daemons
-
-
-def _instance(tmp_path: pathlib.Path, store_section: str) -> Instance:
-    home = tmp_path / "home"
-    home.mkdir()
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    instance = Instance(home=home, cwd=cwd, env=base_env(home))
-    instance.write_config(workspace_yaml() + store_section)
-    return instance
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def instance(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Instance:
-    """An instance (example and test code locations) on each kind of store."""
-    if request.param == "sqlite":
-        return _instance(tmp_path, store_yaml(None))
-    url = request.getfixturevalue("postgres_database")
-    return _instance(tmp_path, store_yaml(url))
-
-
-@pytest.fixture
-def sqlite_instance(tmp_path: pathlib.Path) -> Instance:
-    return _instance(tmp_path, store_yaml(None))
 
 
 @pytest.fixture

@@ -198,26 +198,16 @@ async def _end(
     """End the run; a cancel requested meanwhile turns any end into CANCELED."""
     expected = (S.STARTED, S.CANCELING) if status is S.CANCELED else (S.STARTED,)
     with anyio.CancelScope(shield=True):
-        final = await _settle(env, run_id, expected, status, kind, message)
-    return final
-
-
-async def _settle(
-    env: WorkerEnv,
-    run_id: str,
-    expected: tuple[runs.RunStatus, ...],
-    status: runs.RunStatus,
-    kind: events.EventType,
-    message: str,
-) -> runs.RunStatus:
-    if await _transition_to_end(env, run_id, expected, status, kind, message):
-        return status
-    current = (await env.store.get_run(run_id)).status
-    if current is S.CANCELING:
-        note = f"canceled ({message})"
-        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, E.RUN_CANCELED, note)
-        return S.CANCELED
-    return current
+        if await _transition_to_end(
+            env, run_id, expected, status, _event(env, run_id, kind, message)
+        ):
+            return status
+        current = (await env.store.get_run(run_id)).status
+        if current is not S.CANCELING:
+            return current
+        canceled = _event(env, run_id, E.RUN_CANCELED, f"canceled ({message})")
+        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, canceled)
+    return S.CANCELED
 
 
 async def _transition_to_end(
@@ -225,12 +215,10 @@ async def _transition_to_end(
     run_id: str,
     expected: tuple[runs.RunStatus, ...],
     status: runs.RunStatus,
-    kind: events.EventType,
-    message: str,
+    event: events.NewEvent,
 ) -> bool:
     now = env.clock()
     update = store_mod.RunUpdate(end_time=now)
-    event = _event(env, run_id, kind, message)
     return await env.store.transition_run(run_id, expected, status, now, update, event)
 
 
