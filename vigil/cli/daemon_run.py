@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import anyio
 import click
 
 from vigil import errors
@@ -16,7 +17,7 @@ from vigil.cli import common
 from vigil.config import loader
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import extension, extras, heartbeat, logs, runtime
+from vigil.daemon import extension, extras, heartbeat, logs, runtime, startup
 
 EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
 
@@ -48,13 +49,20 @@ def run(log_format: logs.LogFormat) -> None:
     )
 
     async def main() -> None:
-        async with common.opened_store(settings) as store:
+        target = loader.store_target(settings)
+        store = await startup.open_store_patiently(
+            target, settings.daemon.restart_backoff, random.random
+        )
+        try:
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = extension.build_loops(resolved, context)
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
             await daemon.run(extras.build(settings, st.environ, daemon, store), controls)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
 
     try:
         common.run_async(main)
