@@ -1,0 +1,197 @@
+"""The queued coordinator's admission rule: which queued runs to launch now, and why not the rest.
+
+A pure function of the queue, the tags of the in-flight runs (STARTING, STARTED, CANCELING)
+and the limits; it reads no clock and no store.
+
+- Order: tag ``vigil/priority`` higher first, then first in first out (``created_at``, then
+  ``run_id``).
+- Limits: ``max_concurrent_runs`` (-1 unlimited, 0 pauses the queue) and tag limits, each
+  counting the in-flight runs it applies to.
+- A run that a limit holds back never blocks a launchable run behind it: every run in order
+  is launched unless a limit it would exceed holds it, or the launch batch is full.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Self
+
+import pydantic
+
+PRIORITY_TAG = "vigil/priority"
+QUEUE_PAUSED = "queue paused"
+BATCH_FULL = "launch batch full"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+# Where a run counts for one tag limit: (the limit's index, the tag value it counts under;
+# "" for a limit with one count for all the runs it applies to).
+Bucket = tuple[int, str]
+
+
+class TagLimit(pydantic.BaseModel):
+    """At most `limit` in-flight runs with tag `key`.
+
+    With `value`, counts the runs whose tag `key` equals it; without, the runs that have the
+    tag at all; with `per_value`, one limit for each distinct value of the tag.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    key: str = pydantic.Field(min_length=1)
+    value: str | None = None
+    limit: int = pydantic.Field(ge=0)
+    per_value: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _value_or_per_value(self) -> Self:
+        if self.per_value and self.value is not None:
+            raise ValueError("a tag limit takes a value or per_value: true, not both")
+        return self
+
+    def applies_to(self, tags: Mapping[str, str]) -> bool:
+        """Whether a run with these tags counts for this limit."""
+        if self.value is None:
+            return self.key in tags
+        return tags.get(self.key) == self.value
+
+    def describe(self, value: str, count: int) -> str:
+        """The reason a run waits, e.g. `tag team=data 3/3`; `value` is used per value only."""
+        if self.per_value:
+            return f"tag {self.key}={value} {count}/{self.limit} (per value)"
+        label = self.key if self.value is None else f"{self.key}={self.value}"
+        return f"tag {label} {count}/{self.limit}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """The queue's limits, all counting in-flight runs: a global one and tag limits.
+
+    `max_concurrent_runs` is -1 for no limit, 0 to pause the queue. The coordinator's
+    options validate these from vigil.yaml and build this from them.
+    """
+
+    max_concurrent_runs: int
+    tag_limits: tuple[TagLimit, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_runs < -1:
+            raise ValueError(
+                f"max_concurrent_runs must be >= -1 (-1: no limit), not {self.max_concurrent_runs}"
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    """A queued run as admission sees it."""
+
+    run_id: str
+    tags: Mapping[str, str]
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """The runs to launch now, in launch order, and the reason each other run waits."""
+
+    launch: tuple[str, ...]
+    waiting: Mapping[str, str]  # run_id -> reason, in queue order
+
+
+def priority_of(tags: Mapping[str, str]) -> int:
+    """A run's priority: its `vigil/priority` tag as an integer, higher first.
+
+    No tag, or a value that is not a plain decimal integer (`"high"`, `"1.5"`, `"1_000"`),
+    counts as 0. Surrounding whitespace and a sign are allowed: `" -2 "` is -2.
+    """
+    raw = tags.get(PRIORITY_TAG, "").strip()
+    if not _INTEGER.fullmatch(raw):
+        return 0
+    try:
+        return int(raw)
+    except ValueError:  # beyond Python's integer string length limit
+        return 0
+
+
+def order(queued: Sequence[Candidate]) -> list[Candidate]:
+    """The queue in launch order: higher priority first, then oldest, then by run id."""
+    return sorted(queued, key=lambda c: (-priority_of(c.tags), c.created_at, c.run_id))
+
+
+def admit(
+    queued: Sequence[Candidate],
+    in_flight: Sequence[Mapping[str, str]],
+    limits: Limits,
+    max_launch: int | None = None,
+) -> Decision:
+    """Decide which queued runs launch now; `in_flight` holds the in-flight runs' tags.
+
+    At most `max_launch` runs launch (no cap when None); a run that only the cap holds waits
+    with `launch batch full`. A run held by several limits names the first it would exceed:
+    its tag limits in configured order, then the global limit.
+    """
+    if max_launch is not None and max_launch < 0:
+        raise ValueError(f"max_launch must be >= 0 or None, not {max_launch}")
+    _check_unique(queued)
+    ordered = order(queued)
+    if limits.max_concurrent_runs == 0:
+        return Decision((), types.MappingProxyType(dict.fromkeys(_ids(ordered), QUEUE_PAUSED)))
+    usage = _usage(in_flight, limits.tag_limits)
+    launch: list[str] = []
+    waiting: dict[str, str] = {}
+    for candidate in ordered:
+        buckets = _buckets(candidate.tags, limits.tag_limits)
+        reason = _held_by(buckets, usage, limits, len(in_flight) + len(launch))
+        if reason is None and max_launch is not None and len(launch) >= max_launch:
+            reason = BATCH_FULL
+        if reason is None:
+            launch.append(candidate.run_id)
+            usage.update(buckets)
+        else:
+            waiting[candidate.run_id] = reason
+    return Decision(tuple(launch), types.MappingProxyType(waiting))
+
+
+def _check_unique(queued: Sequence[Candidate]) -> None:
+    counts = collections.Counter(_ids(queued))
+    duplicates = sorted(run_id for run_id, n in counts.items() if n > 1)
+    if duplicates:
+        raise ValueError(f"queued run ids must be unique; repeated: {', '.join(duplicates)}")
+
+
+def _ids(candidates: Iterable[Candidate]) -> list[str]:
+    return [c.run_id for c in candidates]
+
+
+def _buckets(tags: Mapping[str, str], tag_limits: Sequence[TagLimit]) -> list[Bucket]:
+    """The tag limit buckets a run with these tags counts in."""
+    return [
+        (index, tags[limit.key] if limit.per_value else "")
+        for index, limit in enumerate(tag_limits)
+        if limit.applies_to(tags)
+    ]
+
+
+def _usage(
+    in_flight: Iterable[Mapping[str, str]], tag_limits: Sequence[TagLimit]
+) -> collections.Counter[Bucket]:
+    usage: collections.Counter[Bucket] = collections.Counter()
+    for tags in in_flight:
+        usage.update(_buckets(tags, tag_limits))
+    return usage
+
+
+def _held_by(
+    buckets: Iterable[Bucket], usage: Mapping[Bucket, int], limits: Limits, running: int
+) -> str | None:
+    """The first limit that one more run in these buckets would exceed, as a reason."""
+    for bucket in buckets:
+        tag_limit = limits.tag_limits[bucket[0]]
+        if usage.get(bucket, 0) >= tag_limit.limit:
+            return tag_limit.describe(bucket[1], usage.get(bucket, 0))
+    if 0 <= limits.max_concurrent_runs <= running:
+        return f"global limit {running}/{limits.max_concurrent_runs}"
+    return None
