@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import errors, storage
-from vigil.storage import migration, schema, target
+from vigil import errors, events, runs, storage
+from vigil.storage import migration, schema, sql, target
 
 
 @pytest.fixture
@@ -191,6 +191,40 @@ async def test_an_older_schema_is_refused_until_migrated(
     assert (await storage.migrate(store_target)).is_current
     opened = await storage.open_store(store_target)
     await opened.close()
+
+
+async def test_a_store_at_0001_is_refused_then_migrated_with_its_data(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    def upgrade_to_0001(conn: sa.Connection) -> None:
+        command.upgrade(migration.alembic_config_for(conn), "0001")
+
+    async with target.writer(engine).begin() as conn:
+        await conn.run_sync(upgrade_to_0001)
+    # Written through 0001's tables by a store object built without the schema check.
+    old = sql.SqlStore(engine, store_target)
+    run = runs.Run("r1", "etl", runs.RunStatus.QUEUED, tags={"team": "a"}, created_at=1.0)
+    enqueued = events.NewEvent("r1", events.EventType.RUN_ENQUEUED, 1.0, message="queued")
+    await old.add_run(run, enqueued)
+    await old.write_heartbeat(storage.Heartbeat("d1", "queue", "host", 1, 1.0))
+
+    with pytest.raises(errors.SchemaMismatch) as refused:
+        await storage.open_store(store_target)
+    assert str(refused.value) == (
+        f"the store at {store_target.redacted()} is at schema 0001, this vigil expects "
+        f"{schema.HEAD_REVISION}: run `vigil instance migrate`"
+    )
+
+    assert (await storage.migrate(store_target)).is_current
+    migrated = await storage.open_store(store_target)
+    try:
+        assert await migrated.queued_runs() == [run]
+        assert [e.message for e in await migrated.get_events("r1")] == ["queued"]
+        assert [h.daemon_id for h in await migrated.list_heartbeats()] == ["d1"]
+        await migrated.set_flag("queue.paused", True, 2.0)
+        assert await migrated.get_flag("queue.paused") is True
+    finally:
+        await migrated.close()
 
 
 async def test_a_newer_schema_is_refused_and_not_migrated(

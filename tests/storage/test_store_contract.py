@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -17,15 +16,6 @@ from vigil.storage import sql
 
 S = runs.RunStatus
 E = events.EventType
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
-    opened = await storage.open_store(store_target)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def make_run(run_id: str, **fields: object) -> runs.Run:

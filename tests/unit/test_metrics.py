@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from prometheus_client import parser
 
 from vigil import errors, runs, storage
+from vigil.coordinators import queued
 from vigil.daemon import loop, metrics
 
 START = 1_700_000_000.0
@@ -204,3 +205,15 @@ async def test_refresh_from_a_real_sqlite_store(tmp_path: pathlib.Path) -> None:
     finally:
         await store.close()
     assert value(exported.render(), "vigil_runs", status="QUEUED") == 0
+
+
+def test_the_queue_snapshot_is_exported_with_bounded_labels() -> None:
+    exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
+    snapshot = queued.QueueStatistics(held={"global": 3, "tag": 1}, launches_in_flight=2)
+    exported.watch_queue(lambda: snapshot)
+    exported.observe_queue_wait(0.3)
+    text = exported.render().decode()
+    assert 'vigil_queue_held_runs{reason="global"} 3.0' in text
+    assert 'vigil_queue_held_runs{reason="tag"} 1.0' in text
+    assert "vigil_queue_launches_in_flight 2.0" in text
+    assert "vigil_run_queue_wait_seconds_count 1.0" in text

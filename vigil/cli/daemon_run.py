@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import random
@@ -12,12 +13,12 @@ from collections.abc import Sequence
 import anyio
 import click
 
-from vigil import errors
+from vigil import assembly, errors
 from vigil.cli import common
 from vigil.config import loader
 from vigil.config import settings as settings_mod
+from vigil.daemon import builtin, extension, extras, heartbeat, logs, runtime, startup
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import extension, extras, heartbeat, logs, runtime, startup
 
 EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
 
@@ -53,15 +54,22 @@ def run(log_format: logs.LogFormat) -> None:
         store = await startup.open_store_patiently(
             target, settings.daemon.restart_backoff, random.random
         )
+        launch_context = assembly.launch_context(settings, st.environ, pathlib.Path.cwd())
+        launcher = assembly.build_launcher(settings, launch_context)
         try:
+            coordinator = assembly.build_coordinator(settings, store, launcher, clock.now)
+            built = builtin.build(coordinator, store, identity.address)
             context = extension.LoopContext(store, clock, settings.workspace)
-            loops = extension.build_loops(resolved, context)
+            loops = [*built.loops, *extension.build_loops(resolved, context)]
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            await daemon.run(extras.build(settings, st.environ, daemon, store), controls)
+            added = extras.build(settings, st.environ, daemon, store, coordinator)
+            added = dataclasses.replace(added, services=[*built.services, *added.services])
+            await daemon.run(added, controls)
         finally:
             with anyio.CancelScope(shield=True):
+                await launcher.close()
                 await store.close()
 
     try:

@@ -18,6 +18,7 @@ COMMANDS = {
     "job": "vigil.cli.definitions:job_group",
     "worker": "vigil.cli.worker:worker_group",
     "daemon": "vigil.cli.daemon:daemon_group",
+    "queue": "vigil.cli.queue:queue_group",
 }
 
 

@@ -2,7 +2,11 @@
 
 from vigil.coordinators.base import RunCoordinator
 from vigil.coordinators.immediate import ImmediateCoordinator
+from vigil.coordinators.queued import QueuedCoordinator
 
-BUILTIN_COORDINATORS: dict[str, type[RunCoordinator]] = {"immediate": ImmediateCoordinator}
+BUILTIN_COORDINATORS: dict[str, type[RunCoordinator]] = {
+    "immediate": ImmediateCoordinator,
+    "queued": QueuedCoordinator,
+}
 
-__all__ = ["BUILTIN_COORDINATORS", "ImmediateCoordinator", "RunCoordinator"]
+__all__ = ["BUILTIN_COORDINATORS", "ImmediateCoordinator", "QueuedCoordinator", "RunCoordinator"]

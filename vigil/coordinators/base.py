@@ -82,16 +82,19 @@ class RunCoordinator(abc.ABC):
 
     async def launch(self, run: runs.Run) -> runs.Run:
         """Claim a run (its status -> STARTING) and hand it to the launcher."""
-        now = self.clock()
         claimed = await self.store.transition_run(
             run.run_id,
             run.status,
             S.STARTING,
-            now,
+            self.clock(),
             event=self._event(run.run_id, events.EventType.RUN_STARTING, "launching"),
         )
         if not claimed:
             return await self.store.get_run(run.run_id)
+        return await self.start_worker(run)
+
+    async def start_worker(self, run: runs.Run) -> runs.Run:
+        """Give a claimed (STARTING) run its worker; a LaunchError ends the run FAILURE."""
         try:
             info = await self.launcher.launch(run)
         except errors.LaunchError as exc:

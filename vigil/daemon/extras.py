@@ -5,7 +5,8 @@
 - a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
-- the metrics hooks for loop iterations and refused heartbeat writes.
+- the metrics hooks for loop iterations and refused heartbeat writes, and, with the queued
+  coordinator, for launches, queue waits, runs held back and launches in flight.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 
 from vigil import errors
 from vigil.config import settings as settings_mod
+from vigil.coordinators import base as coordinators
+from vigil.coordinators import queued
 from vigil.daemon import health, http, metrics, runtime, service, systemd
 from vigil.storage import store as store_mod
 
@@ -28,11 +31,15 @@ def build(
     environ: Mapping[str, str],
     daemon: runtime.Daemon,
     store: store_mod.Store,
+    coordinator: coordinators.RunCoordinator,
 ) -> runtime.Extras:
     supervisor = daemon.supervisor
     exported = metrics.Metrics(
         version=_version(), started_at=daemon.identity.started_at, loops=supervisor.statistics
     )
+    if isinstance(coordinator, queued.QueuedCoordinator):
+        coordinator.observer = exported
+        exported.watch_queue(coordinator.statistics)
 
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LAUNCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 ITERATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 LoopStatisticsSource = Callable[[], Sequence[loop_mod.LoopStatistics]]
@@ -90,6 +91,12 @@ class Metrics:
             buckets=LAUNCH_BUCKETS,
             registry=self.registry,
         )
+        self._queue_wait = prometheus_client.Histogram(
+            "vigil_run_queue_wait_seconds",
+            "Seconds from a run's submission to its launch.",
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=self.registry,
+        )
         self._iteration_duration = prometheus_client.Histogram(
             "vigil_loop_iteration_duration_seconds",
             "Seconds one loop iteration took (successful or not).",
@@ -115,6 +122,14 @@ class Metrics:
         """A run was launched; `seconds` from its claim to the launcher returning."""
         self._launched.inc()
         self._launch_duration.observe(seconds)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        """A queued run was launched `seconds` after it was submitted."""
+        self._queue_wait.observe(seconds)
+
+    def watch_queue(self, source: Callable[[], QueueSnapshot]) -> None:
+        """Export the queue's snapshot (runs held back by reason, launches in flight)."""
+        self.registry.register(_QueueCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -253,3 +268,35 @@ def _loop_states(snapshots: Sequence[loop_mod.LoopStatistics]) -> Metric:
         for state in loop_mod.LoopState:
             family.add_metric((snapshot.name, state.value), float(snapshot.state is state))
     return family
+
+
+class QueueSnapshot(Protocol):
+    """What the queued coordinator's `statistics()` returns."""
+
+    @property
+    def held(self) -> Mapping[str, int]: ...
+    @property
+    def launches_in_flight(self) -> int: ...
+
+
+class _QueueCollector:
+    """Reads the queue snapshot at scrape time."""
+
+    def __init__(self, source: Callable[[], QueueSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        held = GaugeMetricFamily(
+            "vigil_queue_held_runs",
+            "Queued runs held back at the last claim, by reason (global, tag, paused, batch).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(snapshot.held.items()):
+            held.add_metric([reason], count)
+        yield held
+        yield GaugeMetricFamily(
+            "vigil_queue_launches_in_flight",
+            "Launches of claimed runs under way.",
+            value=snapshot.launches_in_flight,
+        )

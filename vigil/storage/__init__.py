@@ -10,15 +10,17 @@ finally:
 from __future__ import annotations
 
 from vigil.storage.engine import SchemaStatus, StoreTarget, migrate, open_store, schema_status
-from vigil.storage.store import Heartbeat, RunFilter, RunUpdate, Store
+from vigil.storage.store import Admit, Heartbeat, RunFilter, RunUpdate, Store, Wakeups
 
 __all__ = [
+    "Admit",
     "Heartbeat",
     "RunFilter",
     "RunUpdate",
     "SchemaStatus",
     "Store",
     "StoreTarget",
+    "Wakeups",
     "migrate",
     "open_store",
     "schema_status",

@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -114,4 +114,13 @@ daemon_heartbeats = sa.Table(
     sa.Column("pid", sa.Integer(), nullable=False),
     sa.Column("last_heartbeat", sa.Double(), nullable=False),
     sa.Column("info", sa.JSON(), nullable=False),
+)
+
+# Instance-wide settings changed at run time (e.g. "queue.paused"), one JSON value each.
+instance_flags = sa.Table(
+    "instance_flags",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", sa.JSON(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
 )

@@ -5,12 +5,19 @@ Each method owns one transaction (`_read` or `_write`); every driver error leave
 On PostgreSQL, event inserts take a transaction-scoped advisory lock, so event ids
 become visible in commit order and a reader following `events_after` never skips an id
 that commits late.
+
+Claims take the admission lock first (an advisory lock on PostgreSQL; on SQLite the write
+lock every write transaction takes), then read the queue: each claim sees every claim
+committed before it, so claims are serialized and limits hold across daemons. The lock
+order is admission, then event order; nothing takes them the other way round. Submissions
+and ends send a queue notice with their commit (`wakeup`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Sequence
+import functools
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,11 +25,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
 from vigil import errors, events, runs
-from vigil.storage import rows, schema, schema_version, store
+from vigil.storage import rows, schema, schema_version, store, wakeup
 from vigil.storage import target as target_mod
 
+S = runs.RunStatus
 _EVENT_ORDER_LOCK_KEY = 0x76657674  # "vevt"
-_TAG_CHUNK = 1000  # run ids per IN (...) when loading tags; far below driver limits
+_ADMISSION_LOCK_KEY = 0x7669_6769_6C71_7565  # "vigilque"
+_CHUNK = 1000  # run ids per IN (...); far below the drivers' parameter limits
+# Statuses whose arrival sends a queue notice: a submission, or a run's end. From an
+# in-flight status every transition out of flight ends the run, so each freed slot is told.
+_NOTICE_STATUSES = frozenset({S.QUEUED}) | runs.TERMINAL_STATUSES
 _HEARTBEAT_FIELDS = ("host", "pid", "last_heartbeat", "info")
 _ALL_RUNS = store.RunFilter()
 _NO_UPDATE = store.RunUpdate()
@@ -30,6 +42,16 @@ _NO_UPDATE = store.RunUpdate()
 _insert_events = sa.insert(schema.event_log)
 _insert_tags = sa.insert(schema.run_tags)
 _events_order_lock = sa.select(sa.func.pg_advisory_xact_lock(_EVENT_ORDER_LOCK_KEY))
+_admission_lock = sa.select(sa.func.pg_advisory_xact_lock(_ADMISSION_LOCK_KEY))
+_is_queued = schema.runs.c.status == S.QUEUED.value
+_fifo = (schema.runs.c.created_at, schema.runs.c.run_id)
+_queued_query = sa.select(schema.runs).where(_is_queued).order_by(*_fifo)
+_queued_ids_query = sa.select(schema.runs.c.run_id).where(_is_queued).order_by(*_fifo)
+_in_flight_query = (
+    sa.select(schema.runs.c.run_id, schema.run_tags.c.key, schema.run_tags.c.value)
+    .select_from(schema.runs.outerjoin(schema.run_tags))
+    .where(schema.runs.c.status.in_(sorted(s.value for s in runs.IN_FLIGHT_STATUSES)))
+)
 
 
 class SqlStore(store.Store):
@@ -40,6 +62,8 @@ class SqlStore(store.Store):
         self._writer = target_mod.writer(engine)
         self._target = target
         self._is_postgres = engine.dialect.name == "postgresql"
+        self._local_notices = wakeup.LocalHub()
+        self._queue = _QueueReader()
 
     @property
     def engine(self) -> sa_asyncio.AsyncEngine:
@@ -72,6 +96,8 @@ class SqlStore(store.Store):
                 await conn.execute(_insert_tags, tag_rows)
             if event is not None:
                 await self._append(conn, [event])
+            await self._notice_in(conn, run.run_id, run.status)
+        self._notice_after(run.status)
 
     async def get_run(self, run_id: str) -> runs.Run:
         query = sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
@@ -84,9 +110,7 @@ class SqlStore(store.Store):
 
     async def list_runs(self, run_filter: store.RunFilter = _ALL_RUNS) -> list[runs.Run]:
         async with self._read() as conn:
-            found = (await conn.execute(_runs_query(run_filter))).all()
-            tags = await _load_tags(conn, [row.run_id for row in found])
-        return [rows.run_from_row(row, tags.get(row.run_id, {})) for row in found]
+            return await _load_runs(conn, _runs_query(run_filter))
 
     async def transition_run(
         self,
@@ -112,6 +136,8 @@ class SqlStore(store.Store):
                 return False
             if event is not None:
                 await self._append(conn, [event])
+            await self._notice_in(conn, run_id, new)
+        self._notice_after(new)
         return True
 
     async def update_run_info(self, run_id: str, update: store.RunUpdate) -> None:
@@ -128,6 +154,66 @@ class SqlStore(store.Store):
         async with self._read() as conn:
             counts = (await conn.execute(query)).all()
         return {runs.RunStatus(name): count for name, count in counts}
+
+    # the run queue ----------------------------------------------------------------------
+    async def claim_queued_runs(
+        self, admit: store.Admit, now: float, claimer: str
+    ) -> list[runs.Run]:
+        async with self._write() as conn:
+            if self._is_postgres:
+                await conn.execute(_admission_lock)
+            queued = await self._queue.read(conn)
+            if not queued:
+                return []
+            chosen = admit(queued, await _load_in_flight_tags(conn))
+            claimed = await _move_to_starting(conn, chosen, now, queued)
+            if claimed:
+                await self._append(conn, [_claim_event(r.run_id, now, claimer) for r in claimed])
+        return claimed
+
+    async def queued_runs(self) -> list[runs.Run]:
+        async with self._read() as conn:
+            return await _load_runs(conn, _queued_query)
+
+    async def in_flight_tags(self) -> list[Mapping[str, str]]:
+        async with self._read() as conn:
+            return await _load_in_flight_tags(conn)
+
+    def queue_wakeups(self) -> contextlib.AbstractAsyncContextManager[store.Wakeups]:
+        if self._is_postgres:
+            connect = functools.partial(target_mod.connect_listener, self._engine, self._target)
+            return wakeup.listen(connect)
+        return self._local_notices.subscribe()
+
+    async def _notice_in(
+        self, conn: sa_asyncio.AsyncConnection, run_id: str, new: runs.RunStatus
+    ) -> None:
+        """Send a queue notice with this transaction's commit (PostgreSQL)."""
+        if self._is_postgres and new in _NOTICE_STATUSES:
+            await conn.execute(sa.select(sa.func.pg_notify(wakeup.CHANNEL, run_id)))
+
+    def _notice_after(self, new: runs.RunStatus) -> None:
+        """Wake this store object's own subscribers, once committed (SQLite)."""
+        if not self._is_postgres and new in _NOTICE_STATUSES:
+            self._local_notices.wake()
+
+    # instance flags -------------------------------------------------------------------
+    async def set_flag(self, name: str, value: Any, now: float) -> None:
+        insert = postgresql.insert if self._is_postgres else sqlite.insert
+        values = {"name": name, "value": value, "updated_at": now}
+        statement = insert(schema.instance_flags).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+        async with self._write() as conn:
+            await conn.execute(statement)
+
+    async def get_flag(self, name: str) -> Any | None:
+        table = schema.instance_flags
+        query = sa.select(table.c.value).where(table.c.name == name)
+        async with self._read() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
 
     # events -------------------------------------------------------------------------
     async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
@@ -194,6 +280,27 @@ class SqlStore(store.Store):
         await self._engine.dispose()
 
 
+class _QueueReader:
+    """Reads the queue for claims, loading each queued run's row only once.
+
+    A queued run's record does not change while it waits (a transition takes it out of the
+    queue; launcher and worker facts come after the launch), so each claim reads the queued
+    ids in FIFO order and loads only the runs this reader has not seen yet: a deep queue
+    costs one narrow query per claim instead of every row and tag again.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, runs.Run] = {}
+
+    async def read(self, conn: sa_asyncio.AsyncConnection) -> list[runs.Run]:
+        run_ids = (await conn.execute(_queued_ids_query)).scalars().all()
+        new = [run_id for run_id in run_ids if run_id not in self._known]
+        known = self._known | {run.run_id: run for run in await _load_queued(conn, new)}
+        # Ids whose run left the queue before its row was loaded are dropped here.
+        self._known = {run_id: known[run_id] for run_id in run_ids if run_id in known}
+        return list(self._known.values())
+
+
 # statements and rows -------------------------------------------------------------------
 async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
     try:
@@ -217,12 +324,79 @@ async def _load_tags(
 ) -> dict[str, dict[str, str]]:
     table = schema.run_tags
     tags: dict[str, dict[str, str]] = {}
-    for start in range(0, len(run_ids), _TAG_CHUNK):
-        chunk = run_ids[start : start + _TAG_CHUNK]
-        query = sa.select(table.c.run_id, table.c.key, table.c.value)
+    query = sa.select(table.c.run_id, table.c.key, table.c.value)
+    for chunk in _chunks(run_ids):
         for run_id, key, value in await conn.execute(query.where(table.c.run_id.in_(chunk))):
             tags.setdefault(run_id, {})[key] = value
     return tags
+
+
+async def _load_runs(conn: sa_asyncio.AsyncConnection, query: sa.Select[Any]) -> list[runs.Run]:
+    found = (await conn.execute(query)).all()
+    tags = await _load_tags(conn, [row.run_id for row in found])
+    return [rows.run_from_row(row, tags.get(row.run_id, {})) for row in found]
+
+
+async def _load_queued(conn: sa_asyncio.AsyncConnection, run_ids: Sequence[str]) -> list[runs.Run]:
+    """The runs with these ids that are still QUEUED, with their tags (in no given order)."""
+    found: list[runs.Run] = []
+    for chunk in _chunks(run_ids):
+        query = sa.select(schema.runs).where(schema.runs.c.run_id.in_(chunk), _is_queued)
+        found += await _load_runs(conn, query)
+    return found
+
+
+async def _load_in_flight_tags(conn: sa_asyncio.AsyncConnection) -> list[Mapping[str, str]]:
+    tags: dict[str, dict[str, str]] = {}
+    for run_id, key, value in await conn.execute(_in_flight_query):
+        run_tags = tags.setdefault(run_id, {})
+        if key is not None:
+            run_tags[key] = value
+    return list(tags.values())
+
+
+async def _move_to_starting(
+    conn: sa_asyncio.AsyncConnection,
+    chosen: Sequence[str],
+    now: float,
+    queued: Sequence[runs.Run],
+) -> list[runs.Run]:
+    """QUEUED -> STARTING for the chosen runs still QUEUED; the runs as stored, in order.
+
+    Ids that were not read as QUEUED, and repeats, are skipped.
+    """
+    by_id = {run.run_id: run for run in queued}
+    run_ids = [run_id for run_id in dict.fromkeys(chosen) if run_id in by_id]
+    table = schema.runs
+    moved: dict[str, sa.Row[Any]] = {}
+    for chunk in _chunks(run_ids):
+        statement = (
+            sa.update(table)
+            .where(table.c.run_id.in_(chunk), table.c.status == S.QUEUED.value)
+            .values(status=S.STARTING.value, updated_at=now)
+            .returning(*table.c)
+        )
+        moved.update((row.run_id, row) for row in await conn.execute(statement))
+    return [
+        rows.run_from_row(moved[run_id], by_id[run_id].tags)
+        for run_id in run_ids
+        if run_id in moved
+    ]
+
+
+def _claim_event(run_id: str, now: float, claimer: str) -> events.NewEvent:
+    return events.NewEvent(
+        run_id=run_id,
+        event_type=events.EventType.RUN_STARTING,
+        timestamp=now,
+        message=f"claimed by {claimer} for launch",
+        data={"claimer": claimer},
+    )
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
 
 
 def _runs_query(run_filter: store.RunFilter) -> sa.Select[Any]:

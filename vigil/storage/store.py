@@ -3,16 +3,28 @@
 Everything the rest of vigil knows about the database is this interface. Rows come back as
 frozen records (`runs.Run`, `events.Event`, `Heartbeat`); each method owns its transaction;
 driver errors are translated to `errors.StoreError` subclasses before they leave it.
+
+The run queue: a submission (`add_run` of a QUEUED run, or a transition to QUEUED) and a
+run's end (a transition to SUCCESS, FAILURE or CANCELED, which is how a run leaves the
+in-flight statuses) each send a *queue notice*. `queue_wakeups` waits for them; the queue
+loop claims on a notice or at its polling interval, whichever comes first, because a notice
+can be missed (see `queue_wakeups`). `claim_queued_runs` is the one way out of QUEUED into
+STARTING that keeps concurrency limits: claims are serialized by an admission lock.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from vigil import events, runs
+
+# The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
+# the in-flight runs) -> the ids of the runs to claim, in launch order.
+Admit = Callable[[Sequence[runs.Run], Sequence[Mapping[str, str]]], Sequence[str]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +56,18 @@ class RunFilter:
     job_name: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     limit: int | None = None
+
+
+class Wakeups(abc.ABC):
+    """A subscription to queue notices, for one waiting task; see `Store.queue_wakeups`."""
+
+    @abc.abstractmethod
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the timeout is an answer
+        """Wait for a notice: True when one came (since the last `wait`), False at the timeout.
+
+        Notices that arrive while nobody waits are kept as one: the next `wait` returns True
+        at once. So a caller that claims after each wake-up misses no notice.
+        """
 
 
 class Store(abc.ABC):
@@ -91,6 +115,51 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
         """How many runs are in each status (statuses with no run are omitted)."""
+
+    # the run queue ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim_queued_runs(self, admit: Admit, now: float, claimer: str) -> list[runs.Run]:
+        """Claim the queued runs `admit` chooses: QUEUED -> STARTING, exactly once.
+
+        In one write transaction, holding the admission lock (so two claimers, in one process
+        or in two daemons, neither claim one run twice nor jointly exceed a limit): reads the
+        QUEUED runs in FIFO order (created_at, run_id) with their tags and the tag maps of
+        the in-flight runs (STARTING, STARTED, CANCELING), calls `admit(queued, in_flight)`,
+        moves the runs it names that are still QUEUED to STARTING (updated_at = now), and
+        appends a RUN_STARTING event for each ("claimed by <claimer> for launch", data
+        {"claimer": claimer}): the record of the launch attempt. Returns the claimed runs
+        as stored, in the order `admit` gave; ids that are not QUEUED are skipped.
+        """
+
+    @abc.abstractmethod
+    async def queued_runs(self) -> list[runs.Run]:
+        """The QUEUED runs with their tags, first in first out (created_at, run_id)."""
+
+    @abc.abstractmethod
+    async def in_flight_tags(self) -> list[Mapping[str, str]]:
+        """The tag map of each in-flight run (STARTING, STARTED, CANCELING); {} if untagged."""
+
+    @abc.abstractmethod
+    def queue_wakeups(self) -> contextlib.AbstractAsyncContextManager[Wakeups]:
+        """Subscribe to queue notices while the context is open.
+
+        PostgreSQL: a dedicated connection LISTENs; the notices are NOTIFYs sent in the
+        transactions that submit or end a run, so they come from every process on the
+        store, at commit. When the connection drops, `wait` just times out until it is back
+        (reconnecting with capped backoff), and a reconnect counts as a notice, since
+        notices may have been missed meanwhile. SQLite: an in-process event, set by
+        this store object's own submissions and ends after they commit; changes made by other
+        processes are found by polling only.
+        """
+
+    # instance flags -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def set_flag(self, name: str, value: Any, now: float) -> None:
+        """Insert or replace an instance-wide flag (a JSON value, e.g. "queue.paused")."""
+
+    @abc.abstractmethod
+    async def get_flag(self, name: str) -> Any | None:
+        """The flag's value, or None when it was never set."""
 
     # events -------------------------------------------------------------------------
     @abc.abstractmethod

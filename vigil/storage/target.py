@@ -6,7 +6,8 @@ read lock to the write lock while another connection writes (waiting could deadl
 nothing here upgrades one. A transaction opened through `writer(engine)` takes the write
 lock up front (BEGIN IMMEDIATE), and the switch to WAL mode, which SQLite makes as a read
 then a write, is retried for up to the busy timeout. PostgreSQL gets a pre-pinged pool and
-a connect timeout.
+a connect timeout; `connect_listener` opens a plain asyncpg connection outside that pool,
+with the same connect arguments, for a LISTEN that holds its connection for good.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidCatalogNameError,
 )
 _SA_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# Options SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg.connect.
+_DIALECT_ONLY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
+LISTENER_APPLICATION_NAME = "vigil-listener"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +100,18 @@ def _postgres_engine(url: sa.engine.URL, target: StoreTarget) -> sa_asyncio.Asyn
             "timeout": target.connect_timeout,
             "server_settings": {"application_name": "vigil"},
         },
+    )
+
+
+async def connect_listener(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> Any:
+    """A new asyncpg connection to a PostgreSQL target, outside the engine's pool."""
+    _, params = engine.dialect.create_connect_args(engine.url)
+    for option in _DIALECT_ONLY_OPTIONS:
+        params.pop(option, None)
+    return await asyncpg.connect(
+        **params,
+        timeout=target.connect_timeout,
+        server_settings={"application_name": LISTENER_APPLICATION_NAME},
     )
 
 

@@ -1,0 +1,396 @@
+"""The queued run coordinator: submission latency, drain rate and claim rate.
+
+Targets (the queued coordinator's issue):
+
+1. Submission -> STARTING with the daemon idle, on PostgreSQL: p50 at most 20 ms, p99 at
+   most 100 ms. The real `vigil daemon run` runs with `run_coordinator: {type: queued}` (no
+   limit, poll_interval 1 s, HTTP off); once `vigil daemon status --json` shows its `queue`
+   loop healthy, the bench submits runs of the 1-step job `one` one at a time through
+   `QueuedCoordinator.submit` and times each from just before `submit` (a) until `get_run`,
+   polled every millisecond, first shows it out of QUEUED, and (b) to the timestamp of its
+   RUN_STARTING (claim) event. That timestamp is the daemon's clock, on this host, read just
+   before its claim transaction, so (b) leaves out the claim's own commit. Each run ends
+   SUCCESS, then the bench waits `--gap` more so the daemon is idle at each submission.
+   The same on SQLite, where nothing tells the daemon of another process's submission: it
+   finds the run at its next poll, so the poll interval bounds the latency.
+2. Drain rate: at least 40 runs/s. `--runs` runs of `one` are queued while the queue is
+   paused, the daemon is started (max_concurrent_runs 20, the subprocess launcher with
+   prefork) and, once its queue loop is healthy, the queue is resumed; runs/s is the runs
+   over the time from resume until `count_runs_by_status`, polled every 100 ms, shows them
+   all SUCCESS. Resuming writes a flag and sends no notice, so the daemon sees it at its
+   next poll; the rate from the first claim to the last run's end is printed too. The most
+   in-flight runs (STARTING, STARTED, CANCELING) are those the poll saw, and the most
+   overlapping [claim timestamp, end time] intervals of the runs.
+3. Claim rate with a launcher that starts nothing, in-process on PostgreSQL: at least 1,000
+   runs/s. `--claims` queued runs, no limit, 100 launches in flight; `dequeue` until the
+   queue is empty. Median and spread over `--repeats`, each on a new database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import pathlib
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+
+from bench import common
+from bench import daemon as daemon_bench
+from tests import pg_server
+from vigil import assembly, coordinators, events, launchers, runs, submission
+from vigil.config import loader
+from vigil.coordinators import queued
+from vigil.definitions import workspace as workspace_mod
+from vigil.storage import engine
+from vigil.storage import store as store_mod
+
+S = runs.RunStatus
+JOB = "one"
+WARMUP = 3  # submissions not counted: the first forks the daemon's worker template
+READY_DEADLINE = 60.0  # seconds for the daemon's queue loop to show healthy
+STATUS_POLL = 0.5  # between two `daemon status --json` while waiting for it
+STOP_DEADLINE = 30.0  # SIGTERM, then SIGKILL by pid
+STATUS_EVERY = 0.001  # `get_run` polls while a submitted run is QUEUED
+LEAVE_QUEUE_DEADLINE = 30.0
+DRAIN_POLL = 0.1
+STALL_DEADLINE = 60.0  # a drain with no run ending for this long is reported stuck
+DRAIN_LIMIT = 20
+CLAIM_BATCH = 100
+CLAIMER = "bench"
+EVENT_PAGE = 1000
+LATENCY_TARGET = " (target p50 <= 20 ms, p99 <= 100 ms)"
+
+
+# an instance and its daemon ----------------------------------------------------------
+@contextlib.contextmanager
+def fresh_database(server: sa.engine.URL) -> Iterator[sa.engine.URL]:
+    """A new empty database on the bench's PostgreSQL server, dropped afterwards."""
+    name = f"vigil_bench_{uuid.uuid4().hex[:12]}"
+    anyio.run(pg_server.admin_execute, server, f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name)
+    finally:
+        anyio.run(pg_server.admin_execute, server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def instance(
+    server: sa.engine.URL | None, options: Mapping[str, Any], executor: str = "multiprocess"
+) -> Iterator[tuple[pathlib.Path, dict[str, str]]]:
+    """A migrated instance (a new database on `server`, else SQLite) with the queued
+    coordinator and these options, HTTP off; its home and the environment naming it."""
+    with contextlib.ExitStack() as stack:
+        pg_url = None if server is None else stack.enter_context(fresh_database(server))
+        home = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-")))
+        coordinator = f"run_coordinator:\n  type: queued\n  options: {json.dumps(dict(options))}\n"
+        text = common.config_yaml(pg_url, executor) + coordinator + "http:\n  enabled: false\n"
+        (home / "vigil.yaml").write_text(text)
+        env = daemon_bench.instance_env(home)
+        migrated = daemon_bench.vigil(env, "instance", "migrate")
+        if migrated.returncode != 0:
+            raise SystemExit(f"vigil instance migrate failed:\n{migrated.stderr.decode()}")
+        yield home, env
+
+
+@contextlib.contextmanager
+def running_daemon(home: pathlib.Path, env: dict[str, str]) -> Iterator[daemon_bench.Daemon]:
+    """`vigil daemon run` on the instance, its queue loop healthy; stopped after, by pid."""
+    daemon = daemon_bench.start(env, home / "daemon.log")
+    try:
+        wait_for_queue_loop(daemon)
+        yield daemon
+    finally:
+        code = stop(daemon)
+    if code != 0:
+        raise SystemExit(f"the daemon ended {code} on SIGTERM:\n{daemon.log_tail()}")
+
+
+def wait_for_queue_loop(daemon: daemon_bench.Daemon) -> None:
+    end = time.monotonic() + READY_DEADLINE
+    rows: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < end:
+        if daemon.process.poll() is not None:
+            raise SystemExit(f"the daemon exited {daemon.process.returncode}:\n{daemon.log_tail()}")
+        rows = daemon_bench.status_rows(daemon.env)
+        queue, supervisor = rows.get("queue", {}), rows.get("supervisor", {})
+        if (
+            supervisor.get("state") == "healthy"
+            and queue.get("state") == "healthy"
+            and queue.get("iterations", 0) >= 1
+        ):
+            return
+        time.sleep(STATUS_POLL)
+    raise SystemExit(f"the queue loop was not healthy within {READY_DEADLINE:g} s: {rows}")
+
+
+def stop(daemon: daemon_bench.Daemon) -> int | None:
+    """SIGTERM, then SIGKILL if it has not exited within the deadline; its exit code
+    (None when it had to be killed)."""
+    process = daemon.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_DEADLINE)
+        return None
+
+
+def queued_coordinator(coordinator: coordinators.RunCoordinator) -> queued.QueuedCoordinator:
+    assert isinstance(coordinator, queued.QueuedCoordinator), type(coordinator)
+    return coordinator
+
+
+def new_run(workspace: workspace_mod.Workspace) -> runs.Run:
+    return submission.new_run(workspace, JOB, {}, {}, time.time())
+
+
+# 1. submission -> STARTING ---------------------------------------------------------------
+async def submission_latency(
+    home: pathlib.Path, env: dict[str, str], samples: int, gap: float
+) -> tuple[list[float], list[float]]:
+    """(until `get_run` shows it out of QUEUED, until its claim timestamp) for each run."""
+    polled: list[float] = []
+    stamped: list[float] = []
+    async with common.Launcher(home, env).opened() as bench:
+        coordinator = queued_coordinator(bench.coordinator)
+        for i in range(WARMUP + samples):
+            seen, claimed = await one_submission(bench, coordinator)
+            if i >= WARMUP:
+                polled.append(seen)
+                stamped.append(claimed)
+            await anyio.sleep(gap)
+    return polled, stamped
+
+
+async def one_submission(
+    bench: common.Launcher, coordinator: queued.QueuedCoordinator
+) -> tuple[float, float]:
+    store = bench.store
+    run = new_run(bench.workspace)
+    wall, start = time.time(), time.perf_counter()
+    await coordinator.submit(run)
+    while (await store.get_run(run.run_id)).status is S.QUEUED:
+        if time.perf_counter() - start > LEAVE_QUEUE_DEADLINE:
+            raise SystemExit(f"run {run.run_id} still QUEUED after {LEAVE_QUEUE_DEADLINE:g} s")
+        await anyio.sleep(STATUS_EVERY)
+    seen = time.perf_counter() - start
+    final = await submission.wait_for_end(store, run.run_id)
+    if final.status is not S.SUCCESS:
+        raise SystemExit(f"run {run.run_id} ended {final.status}")
+    claims = await store.get_events(run.run_id, event_types=(events.EventType.RUN_STARTING,))
+    return seen, claims[0].timestamp - wall
+
+
+def percentiles(name: str, samples: Sequence[float], target: str = "") -> str:
+    """p50, p90, p99 (nearest rank) and max, in ms."""
+    ms = sorted(s * 1000 for s in samples)
+
+    def rank(p: float) -> float:
+        return ms[max(0, math.ceil(p / 100 * len(ms)) - 1)]
+
+    return (
+        f"{name}: p50 {rank(50):.1f} ms, p90 {rank(90):.1f}, p99 {rank(99):.1f}, "
+        f"max {ms[-1]:.1f} over {len(ms)} runs{target}"
+    )
+
+
+def measure_latency(server: sa.engine.URL | None, label: str, samples: int, gap: float) -> None:
+    options = {"max_concurrent_runs": -1, "poll_interval": 1.0}
+    with instance(server, options) as (home, env), running_daemon(home, env):
+        polled, stamped = anyio.run(submission_latency, home, env, samples, gap)
+    target = LATENCY_TARGET if server is not None else " (SQLite: bounded by poll_interval 1 s)"
+    print(
+        percentiles(f"{label} submit -> status out of QUEUED (get_run every 1 ms)", polled, target)
+    )
+    print(percentiles(f"{label} submit -> RUN_STARTING timestamp", stamped, target))
+
+
+# 2. drain rate -------------------------------------------------------------------------
+@dataclasses.dataclass
+class Watched:
+    """What the 100 ms poll of `count_runs_by_status` saw of a drain."""
+
+    elapsed: float
+    most_in_flight: int
+    counts: dict[runs.RunStatus, int]
+    stalled: bool
+
+
+async def queue_paused(home: pathlib.Path, env: dict[str, str], n: int) -> float:
+    """Pause the queue and submit n runs; the seconds the submissions took."""
+    async with common.Launcher(home, env).opened() as bench:
+        coordinator = queued_coordinator(bench.coordinator)
+        await coordinator.set_paused(True)
+        start = time.perf_counter()
+        for _ in range(n):
+            await coordinator.submit(new_run(bench.workspace))
+        return time.perf_counter() - start
+
+
+async def drain(
+    home: pathlib.Path, env: dict[str, str], n: int
+) -> tuple[Watched, list[runs.Run], dict[str, float]]:
+    """Resume the queue and watch until the n runs have ended; the runs and claim times."""
+    async with common.Launcher(home, env).opened() as bench:
+        coordinator = queued_coordinator(bench.coordinator)
+        start = time.perf_counter()
+        await coordinator.set_paused(False)
+        watched = await watch_drain(bench.store, n, start)
+        return watched, await bench.store.list_runs(), await claim_times(bench.store)
+
+
+async def watch_drain(store: store_mod.Store, n: int, start: float) -> Watched:
+    most, last_ended, progress_at = 0, -1, time.perf_counter()
+    while True:
+        counts = await store.count_runs_by_status()
+        now = time.perf_counter()
+        most = max(most, sum(counts.get(s, 0) for s in runs.IN_FLIGHT_STATUSES))
+        ended = sum(counts.get(s, 0) for s in runs.TERMINAL_STATUSES)
+        if ended >= n:
+            return Watched(now - start, most, counts, stalled=False)
+        if ended != last_ended:
+            last_ended, progress_at = ended, now
+        elif now - progress_at > STALL_DEADLINE:
+            return Watched(now - start, most, counts, stalled=True)
+        await anyio.sleep(DRAIN_POLL)
+
+
+async def claim_times(store: store_mod.Store) -> dict[str, float]:
+    """Each run's first RUN_STARTING (claim) timestamp."""
+    found: dict[str, float] = {}
+    after = 0
+    kinds = (events.EventType.RUN_STARTING,)
+    while batch := await store.events_after(after, EVENT_PAGE, kinds):
+        for event in batch:
+            found.setdefault(event.run_id, event.timestamp)
+        after = batch[-1].event_id
+    return found
+
+
+def most_overlapping(intervals: Sequence[tuple[float, float]]) -> int:
+    """The most intervals open at once (an end at t closes before a start at t opens)."""
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+def measure_drain(server: sa.engine.URL | None, label: str, n: int) -> None:
+    options = {"max_concurrent_runs": DRAIN_LIMIT}
+    with instance(server, options) as (home, env):
+        submitted = anyio.run(queue_paused, home, env, n)
+        rate = n / submitted
+        print(f"{label} queued {n} runs (paused) in {submitted:.1f} s: {rate:.0f} submissions/s")
+        with running_daemon(home, env):
+            watched, final, claimed = anyio.run(drain, home, env, n)
+    report_drain(label, n, watched, final, claimed)
+
+
+def report_drain(
+    label: str, n: int, watched: Watched, final: Sequence[runs.Run], claimed: Mapping[str, float]
+) -> None:
+    counts = {str(k): v for k, v in sorted(watched.counts.items())}
+    if watched.stalled or watched.counts.get(S.SUCCESS, 0) != n:
+        print(f"{label} drain PROBLEM: after {watched.elapsed:.1f} s the runs are {counts}")
+    intervals = [
+        (claimed[r.run_id], r.end_time)
+        for r in final
+        if r.run_id in claimed and r.end_time is not None
+    ]
+    first, last = min(s for s, _ in intervals), max(e for _, e in intervals)
+    print(
+        f"{label} drain: {n} runs, resume -> all ended {watched.elapsed:.2f} s = "
+        f"{n / watched.elapsed:.1f} runs/s (target >= 40 runs/s); first claim -> last end "
+        f"{last - first:.2f} s = {len(intervals) / (last - first):.1f} runs/s; end states {counts}"
+    )
+    print(
+        f"{label} drain: most in flight {watched.most_in_flight} by the 100 ms poll, "
+        f"{most_overlapping(intervals)} overlapping [claim timestamp, end time] "
+        f"(limit {DRAIN_LIMIT})"
+    )
+
+
+# 3. claim rate, no-op launcher ------------------------------------------------------------
+class NoopLauncher(launchers.RunLauncher):
+    """Starts nothing: `launch` returns at once, so only the coordinator and store count."""
+
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        return {}
+
+    async def terminate(self, run: runs.Run) -> bool:
+        return False
+
+    async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
+        return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN, "the bench starts nothing")
+
+
+async def claim_rate(home: pathlib.Path, n: int) -> float:
+    settings = loader.load_settings(home)
+    store = await engine.open_store(loader.store_target(settings))
+    try:
+        context = assembly.launch_context(settings, {}, common.REPO)
+        launcher = NoopLauncher(NoopLauncher.Options(), context)
+        coordinator = queued_coordinator(
+            assembly.build_coordinator(settings, store, launcher, time.time)
+        )
+        workspace = workspace_mod.load_workspace(settings.workspace, common.REPO)
+        for _ in range(n):
+            await coordinator.submit(new_run(workspace))
+        start = time.perf_counter()
+        launched = 0
+        while batch := await coordinator.dequeue(CLAIMER):
+            launched += len(batch)
+        elapsed = time.perf_counter() - start
+        counts = await store.count_runs_by_status()
+    finally:
+        await store.close()
+    if launched != n or counts != {S.STARTING: n}:
+        raise SystemExit(f"claimed {launched} of {n} runs; the runs are {counts}")
+    return n / elapsed
+
+
+def measure_claims(server: sa.engine.URL, n: int, repeats: int) -> None:
+    options = {"max_concurrent_runs": -1, "max_inflight_launches": CLAIM_BATCH}
+    rates = []
+    for _ in range(repeats):
+        with instance(server, options) as (home, _env):
+            rates.append(anyio.run(claim_rate, home, n))
+    line = common.figures(f"postgres claim rate, no-op launcher, {n} runs", rates, "runs/s", 1.0)
+    print(line + " (target >= 1000 runs/s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=100, help="submissions timed (1.)")
+    parser.add_argument("--gap", type=float, default=0.1, help="idle seconds after each run (1.)")
+    parser.add_argument("--runs", type=int, default=1000, help="runs drained (2.)")
+    parser.add_argument("--claims", type=int, default=2000, help="runs claimed (3.)")
+    parser.add_argument("--repeats", type=int, default=3, help="claim rate repeats (3.)")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    args = parser.parse_args()
+    with common.postgres() as server:
+        measure_latency(server, "postgres", args.samples, args.gap)
+        measure_drain(server, "postgres", args.runs)
+        measure_claims(server, args.claims, args.repeats)
+    if not args.no_sqlite:
+        measure_latency(None, "sqlite  ", args.samples, args.gap)
+        measure_drain(None, "sqlite  ", args.runs)
+
+
+if __name__ == "__main__":
+    main()

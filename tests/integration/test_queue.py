@@ -1,0 +1,175 @@
+"""The queued coordinator against a real store: limits, order, pause, launch failures."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.integration import test_worker
+from vigil import errors, events, launchers, runs, storage
+from vigil.coordinators import admission, queued
+
+S = runs.RunStatus
+
+
+class ScriptedLauncher(launchers.RunLauncher):
+    """Records launches; fails or hangs as a test says, without starting processes."""
+
+    def __init__(self) -> None:
+        here = pathlib.Path.cwd()
+        super().__init__(
+            launchers.RunLauncher.Options(), launchers.LaunchContext(here, here, {}, here)
+        )
+        self.launched: list[str] = []
+        self.failures: list[BaseException] = []
+        self.hang = False
+
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        if self.hang:
+            await anyio.sleep_forever()
+        if self.failures:
+            raise self.failures.pop(0)
+        self.launched.append(run.run_id)
+        return {"launcher": "scripted"}
+
+    async def terminate(self, run: runs.Run) -> bool:
+        return False
+
+    async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
+        return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN)
+
+
+@pytest.fixture
+async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
+    opened = await storage.open_store(store_target)
+    yield opened
+    await opened.close()
+
+
+def coordinator(
+    store: storage.Store, launcher: ScriptedLauncher, **options: Any
+) -> queued.QueuedCoordinator:
+    return queued.QueuedCoordinator(queued.QueuedOptions(**options), store, launcher, time.time)
+
+
+async def submit(c: queued.QueuedCoordinator, n: int, **tags: str) -> list[str]:
+    ids = []
+    for _ in range(n):
+        run = await c.submit(test_worker.new_run(status=S.NOT_STARTED, tags=tags))
+        assert run.status is S.QUEUED
+        ids.append(run.run_id)
+    return ids
+
+
+async def test_submit_queues_and_dequeue_launches_within_the_global_limit(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    c = coordinator(store, launcher, max_concurrent_runs=2)
+    ids = await submit(c, 5)
+    assert (await store.get_run(ids[0])).status is S.QUEUED
+    kinds = [e.event_type for e in await store.get_events(ids[0])]
+    assert kinds == [events.EventType.RUN_ENQUEUED]
+
+    launched = await c.dequeue("test")
+    assert [r.run_id for r in launched] == ids[:2]
+    assert launcher.launched == ids[:2]
+    assert (await store.get_run(ids[0])).status is S.STARTING
+    assert (await store.get_run(ids[0])).launcher_info == {"launcher": "scripted"}
+    assert await c.dequeue("test") == []
+    waiting = await c.queue()
+    assert [(e.run.run_id, e.reason) for e in waiting] == [(i, "global limit 2/2") for i in ids[2:]]
+
+
+async def test_priority_first_and_a_tag_held_run_blocks_nothing(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    limit = admission.TagLimit(key="team", value="data", limit=1)
+    c = coordinator(store, launcher, max_concurrent_runs=10, tag_concurrency_limits=(limit,))
+    data = await submit(c, 2, team="data")
+    urgent = await submit(c, 1, team="ml", **{"vigil/priority": "5"})
+    later = await submit(c, 1, team="ml")
+    await c.dequeue("test")
+    assert launcher.launched == [urgent[0], data[0], later[0]]
+    assert [(e.run.run_id, e.reason) for e in await c.queue()] == [(data[1], "tag team=data 1/1")]
+
+
+async def test_a_paused_queue_launches_nothing_until_resumed(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    c = coordinator(store, launcher)
+    await c.set_paused(True)
+    ids = await submit(c, 2)
+    assert await c.dequeue("test") == []
+    assert [e.reason for e in await c.queue()] == ["queue paused", "queue paused"]
+    await c.set_paused(False)
+    assert [r.run_id for r in await c.dequeue("test")] == ids
+
+
+async def test_a_launcher_that_raises_leaves_a_failure_with_its_error(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    launcher.failures.append(errors.LaunchError("no capacity on the cluster"))
+    c = coordinator(store, launcher)
+    [run_id] = await submit(c, 1)
+    await c.dequeue("test")
+    assert (await store.get_run(run_id)).status is S.FAILURE
+    failed = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
+    assert [e.message for e in failed] == ["no capacity on the cluster"]
+
+
+async def test_a_transient_launch_error_is_retried(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    launcher.failures.append(errors.StoreUnavailable("connection reset"))
+    c = coordinator(store, launcher, launch_retries=2)
+    [run_id] = await submit(c, 1)
+    await c.dequeue("test")
+    assert launcher.launched == [run_id]
+    assert (await store.get_run(run_id)).status is S.STARTING
+
+
+async def test_a_launch_that_hangs_times_out_into_a_failure(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    launcher.hang = True
+    c = coordinator(store, launcher, launch_timeout=0.2, launch_retries=0)
+    [run_id] = await submit(c, 1)
+    await c.dequeue("test")
+    run = await store.get_run(run_id)
+    assert run.status is S.FAILURE
+    failed = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
+    assert failed[0].message.startswith("launch failed after 1 attempts")
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.launches: list[float] = []
+        self.waits: list[float] = []
+        self.failures = 0
+
+    def observe_launch(self, seconds: float) -> None:
+        self.launches.append(seconds)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    def launch_failed(self) -> None:
+        self.failures += 1
+
+
+async def test_launches_are_observed_and_held_runs_counted_by_reason(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    launcher.failures.append(errors.LaunchError("boom"))
+    c = coordinator(store, launcher, max_concurrent_runs=2)
+    observer = Observer()
+    c.observer = observer
+    await submit(c, 5)
+    await c.dequeue("test")
+    assert len(observer.launches) == 1
+    assert len(observer.waits) == 1
+    assert observer.failures == 1
+    assert c.statistics().held == {"global": 3}
+    assert c.statistics().launches_in_flight == 0

@@ -1,0 +1,79 @@
+"""`vigil queue ...`: the queued runs in launch order, and pausing the queue."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from vigil import assembly, errors
+from vigil.cli import common
+from vigil.coordinators import queued
+
+T = TypeVar("T")
+
+
+@click.group("queue", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@common.handle_errors
+def queue_group(ctx: click.Context, as_json: bool) -> None:
+    """List queued runs in launch order, each with the reason it waits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    entries = _with_coordinator(lambda coordinator: coordinator.queue())
+    if as_json:
+        common.echo_json([_entry_dict(e) for e in entries])
+        return
+    if not entries:
+        click.echo("no queued runs")
+    for entry in entries:
+        why = entry.reason or "launches next"
+        click.echo(f"{entry.run.run_id}  {entry.run.job_name:<20} {why}")
+
+
+@queue_group.command("pause")
+@common.handle_errors
+def pause() -> None:
+    """Stop launching queued runs (submissions are still queued)."""
+    _with_coordinator(lambda coordinator: coordinator.set_paused(True))
+    click.echo("queue paused")
+
+
+@queue_group.command("resume")
+@common.handle_errors
+def resume() -> None:
+    """Launch queued runs again."""
+    _with_coordinator(lambda coordinator: coordinator.set_paused(False))
+    click.echo("queue resumed")
+
+
+def _with_coordinator(action: Callable[[queued.QueuedCoordinator], Awaitable[T]]) -> T:
+    st = common.state()
+
+    async def main() -> T:
+        async with common.opened_store(st.settings) as store:
+            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
+            launcher = assembly.build_launcher(st.settings, ctx)
+            coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
+            if not isinstance(coordinator, queued.QueuedCoordinator):
+                raise errors.ConfigError(
+                    f"run_coordinator.type is {st.settings.run_coordinator.type!r}: "
+                    "runs are launched at once, never queued (use type: queued)"
+                )
+            return await action(coordinator)
+
+    return common.run_async(main)
+
+
+def _entry_dict(entry: queued.QueueEntry) -> dict[str, object]:
+    return {
+        "run_id": entry.run.run_id,
+        "job": entry.run.job_name,
+        "priority": entry.run.tags.get("vigil/priority", "0"),
+        "created_at": entry.run.created_at,
+        "waiting": entry.reason,
+    }

@@ -1,0 +1,201 @@
+"""The queued coordinator: runs wait in the store and launch when the limits allow.
+
+`submit` records the run QUEUED (on PostgreSQL a NOTIFY wakes the daemon's queue loop at
+once). The queue loop calls `dequeue`: one claim transaction decides, under the store's
+admission lock, which queued runs to launch (`admission.admit`, a pure function) and moves
+them to STARTING with a RUN_STARTING event recording the attempt; the launches then run
+concurrently, each with a timeout, after the claim committed. A launch that fails ends its
+run FAILURE with the error; a transient one (store or launcher unavailable) is retried with
+backoff a bounded number of times first.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import anyio
+import pydantic
+
+from vigil import errors, events, runs
+from vigil.coordinators import admission, base
+from vigil.launchers import base as launchers
+from vigil.scheduling import backoff
+from vigil.storage import store as store_mod
+
+logger = logging.getLogger(__name__)
+S = runs.RunStatus
+PAUSED_FLAG = "queue.paused"
+
+
+class QueuedOptions(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    max_concurrent_runs: int = pydantic.Field(default=10, ge=-1)
+    tag_concurrency_limits: tuple[admission.TagLimit, ...] = ()
+    poll_interval: float = pydantic.Field(default=1.0, gt=0)
+    max_inflight_launches: int = pydantic.Field(default=8, ge=1)
+    launch_timeout: float = pydantic.Field(default=60.0, gt=0)
+    launch_retries: int = pydantic.Field(default=3, ge=0)
+
+    @property
+    def limits(self) -> admission.Limits:
+        return admission.Limits(
+            max_concurrent_runs=self.max_concurrent_runs,
+            tag_limits=self.tag_concurrency_limits,
+        )
+
+
+class LaunchObserver(Protocol):
+    """Told of each launch (the daemon's metrics implement it)."""
+
+    def observe_launch(self, seconds: float) -> None: ...
+    def observe_queue_wait(self, seconds: float) -> None: ...
+    def launch_failed(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
+
+    held: Mapping[str, int]
+    launches_in_flight: int
+
+
+def reason_kind(reason: str) -> str:
+    """A bounded label for a waiting reason: global, tag, paused or batch."""
+    if reason == admission.QUEUE_PAUSED:
+        return "paused"
+    if reason == admission.BATCH_FULL:
+        return "batch"
+    return reason.split(" ", 1)[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """A queued run in launch order, with why it waits (None: it would launch now)."""
+
+    run: runs.Run
+    reason: str | None
+
+
+class QueuedCoordinator(base.RunCoordinator):
+    Options = QueuedOptions
+
+    def __init__(
+        self,
+        options: pydantic.BaseModel,
+        store: store_mod.Store,
+        launcher: launchers.RunLauncher,
+        clock: base.Clock,
+    ) -> None:
+        super().__init__(options, store, launcher, clock)
+        self.observer: LaunchObserver | None = None
+        self._held: Mapping[str, int] = {}
+        self._launching = 0
+
+    def statistics(self) -> QueueStatistics:
+        return QueueStatistics(held=self._held, launches_in_flight=self._launching)
+
+    @property
+    def opts(self) -> QueuedOptions:
+        assert isinstance(self.options, QueuedOptions)
+        return self.options
+
+    async def submit(self, run: runs.Run) -> runs.Run:
+        queued = dataclasses.replace(run, status=S.QUEUED)
+        await self.store.add_run(
+            queued, self._event(run.run_id, events.EventType.RUN_ENQUEUED, "queued")
+        )
+        return queued
+
+    async def paused(self) -> bool:
+        return bool(await self.store.get_flag(PAUSED_FLAG))
+
+    async def set_paused(self, paused: bool) -> None:
+        await self.store.set_flag(PAUSED_FLAG, paused, self.clock())
+
+    async def dequeue(self, claimer: str) -> list[runs.Run]:
+        """Claim what the limits allow and launch it; returns the runs launched."""
+        if await self.paused():
+            return []
+        limits = self.opts.limits
+        batch = self.opts.max_inflight_launches
+
+        def admit(
+            queued: Sequence[runs.Run], in_flight: Sequence[Mapping[str, str]]
+        ) -> Sequence[str]:
+            decision = admission.admit(_candidates(queued), in_flight, limits, batch)
+            self._held = collections.Counter(reason_kind(r) for r in decision.waiting.values())
+            return decision.launch
+
+        claimed = await self.store.claim_queued_runs(admit, self.clock(), claimer)
+        async with anyio.create_task_group() as tg:
+            for run in claimed:
+                tg.start_soon(self._launch_claimed, run)
+        return claimed
+
+    async def _launch_claimed(self, run: runs.Run) -> None:
+        self._launching += 1
+        try:
+            await self._launch_with_retries(run)
+        finally:
+            self._launching -= 1
+
+    async def _launch_with_retries(self, run: runs.Run) -> None:
+        for attempt in range(1, self.opts.launch_retries + 2):
+            started = time.perf_counter()
+            try:
+                with anyio.fail_after(self.opts.launch_timeout):
+                    await self.start_worker(run)
+                self._observe(run, time.perf_counter() - started)
+                return
+            except errors.LaunchError:
+                self._observe_failure()
+                return  # start_worker ended the run FAILURE with the error
+            except (errors.StoreUnavailable, TimeoutError) as exc:
+                if attempt > self.opts.launch_retries:
+                    await self._fail_launch(run, f"launch failed after {attempt} attempts: {exc}")
+                    return
+                await anyio.sleep(_retry_delay(attempt))
+
+    def _observe(self, run: runs.Run, launch_seconds: float) -> None:
+        if self.observer is not None:
+            self.observer.observe_launch(launch_seconds)
+            self.observer.observe_queue_wait(max(0.0, self.clock() - run.created_at))
+
+    def _observe_failure(self) -> None:
+        if self.observer is not None:
+            self.observer.launch_failed()
+
+    async def _fail_launch(self, run: runs.Run, message: str) -> None:
+        self._observe_failure()
+        logger.error(message, extra={"event": "run.launch_failed", "run_id": run.run_id})
+        await self._end(run.run_id, S.STARTING, S.FAILURE, events.EventType.RUN_FAILURE, message)
+
+    async def queue(self) -> list[QueueEntry]:
+        """The queued runs in launch order, each with why it waits."""
+        queued = await self.store.queued_runs()
+        in_flight = await self.store.in_flight_tags()
+        limits = self.opts.limits
+        if await self.paused():
+            limits = dataclasses.replace(limits, max_concurrent_runs=0)
+        decision = admission.admit(_candidates(queued), in_flight, limits)
+        by_id = {run.run_id: run for run in queued}
+        ordered = [by_id[c.run_id] for c in admission.order(_candidates(queued))]
+        return [QueueEntry(run, decision.waiting.get(run.run_id)) for run in ordered]
+
+
+def _candidates(queued: Sequence[runs.Run]) -> list[admission.Candidate]:
+    return [admission.Candidate(r.run_id, r.tags, r.created_at) for r in queued]
+
+
+def _retry_delay(attempt: int) -> float:
+    return backoff.exponential_backoff(
+        attempt, base=0.5, factor=2.0, cap=10.0, jitter=0.2, rand=random.random
+    )

@@ -1,0 +1,39 @@
+"""The run queue loop: launches queued runs as soon as the limits allow.
+
+It wakes on a notice from the store (PostgreSQL LISTEN/NOTIFY on submission and when a run
+ends; an in-process event on SQLite) or at `poll_interval`, whichever comes first; the poll
+covers what a notice missed. Each iteration claims and launches until a claim comes back
+smaller than a full launch batch.
+"""
+
+from __future__ import annotations
+
+from vigil.coordinators import queued
+from vigil.daemon import loop
+from vigil.storage import store as store_mod
+
+LISTEN_TIMEOUT = 60.0
+
+
+class QueueLoop(loop.Loop):
+    name = "queue"
+
+    def __init__(self, coordinator: queued.QueuedCoordinator, claimer: str) -> None:
+        super().__init__()
+        self._coordinator = coordinator
+        self._claimer = claimer
+        self.interval = coordinator.opts.poll_interval
+        self.timeout = coordinator.opts.launch_timeout * 2
+
+    async def iterate(self) -> None:
+        batch = self._coordinator.opts.max_inflight_launches
+        while len(await self._coordinator.dequeue(self._claimer)) >= batch:
+            pass
+
+
+async def relay_notices(store: store_mod.Store, wake: loop.Wakeup) -> None:
+    """Forever: turn the store's queue notices into wake-ups of the queue loop."""
+    async with store.queue_wakeups() as notices:
+        while True:
+            if await notices.wait(LISTEN_TIMEOUT):
+                wake.set()
