@@ -49,8 +49,13 @@ def postgres() -> Iterator[sa.engine.URL]:
         pg_server.stop(server)
 
 
-def config_yaml(pg_url: sa.engine.URL | None, executor: str = "multiprocess") -> str:
+def config_yaml(
+    pg_url: sa.engine.URL | None, executor: str = "multiprocess", immediate: bool = True
+) -> str:
+    """The bench instance; `immediate` launches runs in the submitting process (no daemon)."""
     text = f"workspace:\n  - name: bench\n    file: {JOBS}\nexecutor:\n  type: {executor}\n"
+    if immediate:
+        text += "run_coordinator:\n  type: immediate\n"
     if pg_url is not None:
         text += (
             "store:\n  kind: postgres\n  postgres:\n"

@@ -36,7 +36,8 @@ import sqlalchemy as sa
 
 from bench import common
 
-LOOPS = (("queue", 1), ("scheduler", 30), ("sensors", 30), ("monitor", 10), ("retries", 5))
+# The real queue loop runs (the queued coordinator); stand-ins take the future loops' places.
+LOOPS = (("scheduler", 30), ("sensors", 30), ("monitor", 10), ("retries", 5))
 READY_DEADLINE = 60.0  # seconds for every loop to show healthy
 SETTLE = 5.0
 SAMPLE_EVERY = 1.0
@@ -73,7 +74,8 @@ def config_yaml(pg_url: sa.engine.URL | None, port: int) -> str:
         f"    - type: bench.loops:Idle\n      options: {{name: {name}, interval: {interval}}}\n"
         for name, interval in LOOPS
     )
-    return common.config_yaml(pg_url) + f"daemon:\n  loops:\n{loops}http:\n  port: {port}\n"
+    base = common.config_yaml(pg_url, immediate=False)
+    return base + f"daemon:\n  loops:\n{loops}http:\n  port: {port}\n"
 
 
 def free_port() -> int:

@@ -61,7 +61,8 @@ def _instance(tmp_path: pathlib.Path, store_section: str) -> harness.Instance:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     instance = harness.Instance(home=home, cwd=cwd, env=harness.base_env(home))
-    instance.write_config(harness.workspace_yaml() + store_section)
+    # Launched at once, so that a run needs no daemon; the queue has tests of its own.
+    instance.write_config(harness.workspace_yaml() + harness.IMMEDIATE + store_section)
     return instance
 
 

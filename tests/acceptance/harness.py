@@ -78,6 +78,9 @@ def workspace_yaml() -> str:
     )
 
 
+IMMEDIATE = "run_coordinator:\n  type: immediate\n"
+
+
 def store_yaml(url: Any | None) -> str:
     """The store section for SQLite (None) or for a PostgreSQL sqlalchemy URL."""
     if url is None:

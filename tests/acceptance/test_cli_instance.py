@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.acceptance.harness import Instance, run_id_of, workspace_yaml
+from tests.acceptance.harness import IMMEDIATE, Instance, run_id_of, workspace_yaml
 
 
 def test_migrate_then_info(instance: Instance) -> None:
@@ -33,6 +33,7 @@ def test_a_users_own_launcher_runs_the_job(sqlite_instance: Instance) -> None:
     record = sqlite_instance.home / "calls.jsonl"
     sqlite_instance.write_config(
         workspace_yaml()
+        + IMMEDIATE
         + "run_launcher:\n  type: tests.plugins.recording_launcher:RecordingLauncher\n"
         + f"  options:\n    note: custom\n    record_to: {record}\n"
     )
@@ -43,6 +44,6 @@ def test_a_users_own_launcher_runs_the_job(sqlite_instance: Instance) -> None:
 
 
 def test_in_process_executor_from_config(sqlite_instance: Instance) -> None:
-    sqlite_instance.write_config(workspace_yaml() + "executor:\n  type: in_process\n")
+    sqlite_instance.write_config(workspace_yaml() + IMMEDIATE + "executor:\n  type: in_process\n")
     run_id = run_id_of(sqlite_instance.ok("run", "launch", "orders", "--wait"))
     assert sqlite_instance.show(run_id)["status"] == "SUCCESS"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
-from tests.acceptance.harness import Instance, run_id_of
+from tests.acceptance.harness import IMMEDIATE, Instance, run_id_of
 from tests.daemon.process import TICKER, Daemons, configure, vigil, wait_for_rows
 
 QUEUED = (
@@ -14,10 +14,16 @@ QUEUED = (
 )
 
 
+def use_the_queue(instance: Instance) -> None:
+    config = (instance.home / "vigil.yaml").read_text()
+    assert IMMEDIATE in config
+    instance.write_config(config.replace(IMMEDIATE, QUEUED))
+
+
 async def test_runs_queue_and_the_daemon_launches_them(
     instance: Instance, daemons: Daemons
 ) -> None:
-    instance.write_config((instance.home / "vigil.yaml").read_text() + QUEUED)
+    use_the_queue(instance)
     configure(instance, TICKER)
     first = instance.ok("run", "launch", "sleepy")
     second = instance.ok("run", "launch", "hello")
@@ -45,7 +51,7 @@ async def test_pause_holds_the_queue_until_resume(
     sqlite_instance: Instance, daemons: Daemons
 ) -> None:
     instance = sqlite_instance
-    instance.write_config((instance.home / "vigil.yaml").read_text() + QUEUED)
+    use_the_queue(instance)
     configure(instance, TICKER)
     assert instance.ok("queue", "pause").strip() == "queue paused"
     run_id = run_id_of(instance.ok("run", "launch", "hello"))

@@ -52,6 +52,8 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
             click.echo(f"{submitted.run_id} {submitted.status}")
             if not wait:
                 return submitted
+            if submitted.status is runs.RunStatus.QUEUED:
+                click.echo("waiting for the daemon to launch it (`vigil daemon run`)", err=True)
             return await submission.wait_for_end(store, submitted.run_id)
 
     final = common.run_async(main)

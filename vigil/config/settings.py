@@ -111,7 +111,7 @@ class InstanceSettings(BaseSettings):
     storage_dir: pathlib.Path | None = None
     workspace: tuple[CodeLocationSettings, ...] = ()
     run_launcher: PluginSettings = PluginSettings(type="subprocess")
-    run_coordinator: PluginSettings = PluginSettings(type="immediate")
+    run_coordinator: PluginSettings = PluginSettings(type="queued")
     executor: PluginSettings = PluginSettings(type="multiprocess")
     daemon: DaemonSettings = DaemonSettings()
     http: HttpSettings = HttpSettings()

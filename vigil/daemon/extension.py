@@ -19,8 +19,8 @@ from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop
 from vigil.storage import store as store_mod
 
-# The supervisor's own heartbeat row goes by this name; no loop may take it.
-RESERVED_NAMES = frozenset({"supervisor"})
+# The supervisor's own heartbeat row and the built-in loops go by these names.
+RESERVED_NAMES = frozenset({"supervisor", "queue"})
 
 
 class LoopOptions(pydantic.BaseModel):
