@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from tests import pg_server, waiting
 from vigil import events, runs, storage
-from vigil.storage import sql, target
+from vigil.storage import sql, target, wakeup
 
 S = runs.RunStatus
 E = events.EventType
@@ -409,6 +409,32 @@ async def test_the_listener_leaves_no_connection_behind(
         return not await listener_pids(admin, postgres_database.database)
 
     await waiting.eventually(listener_gone)
+
+
+@pytest.mark.postgres
+async def test_a_listener_that_could_not_connect_at_first_wakes_once_it_does(
+    postgres_database: sa.engine.URL,
+) -> None:
+    attempts = 0
+
+    async def connect_the_second_time() -> asyncpg.Connection:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionRefusedError("the server is not up yet")
+        return await asyncpg.connect(pg_server.asyncpg_dsn(postgres_database))
+
+    store = await storage.open_store(storage.StoreTarget(postgres_database))
+    try:
+        async with wakeup.listen(connect_the_second_time) as wakeups:
+            assert await wakeups.wait(timeout=30)  # listening at last: notices may be lost
+            assert attempts == 2
+
+            waiting_task = asyncio.create_task(wakeups.wait(timeout=30))
+            await store.add_run(make_run("r1"))
+            assert await waiting_task
+    finally:
+        await store.close()
 
 
 async def test_a_listener_whose_server_is_down_times_out_and_keeps_trying() -> None:

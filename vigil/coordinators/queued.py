@@ -39,7 +39,7 @@ class QueuedOptions(pydantic.BaseModel):
     max_concurrent_runs: int = pydantic.Field(default=10, ge=-1)
     tag_concurrency_limits: tuple[admission.TagLimit, ...] = ()
     poll_interval: float = pydantic.Field(default=1.0, gt=0)
-    max_inflight_launches: int = pydantic.Field(default=8, ge=1)
+    max_inflight_launches: int = pydantic.Field(default=32, ge=1)
     launch_timeout: float = pydantic.Field(default=60.0, gt=0)
     launch_retries: int = pydantic.Field(default=3, ge=0)
 

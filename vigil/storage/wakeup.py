@@ -105,7 +105,8 @@ class _Listener:
         self.signal = Signal()
         self._connect = connect
         self._keepalive = keepalive
-        self._sessions = 0
+        self._attempts = 0
+        self._listening = False
         self._ready: anyio.abc.TaskStatus[None] | None = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -113,18 +114,18 @@ class _Listener:
         self._ready = task_status
         delay = FIRST_RETRY_DELAY
         while True:
-            sessions = self._sessions
             reason = await self._listen_until_dropped()
             self._report_ready()
-            listened = self._sessions > sessions
-            if listened:
+            if self._listening:
                 delay = FIRST_RETRY_DELAY
-            _log_drop(reason, delay, listened)
+            _log_drop(reason, delay, self._listening)
             await anyio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _listen_until_dropped(self) -> str:
         """Connect and listen until the connection drops; returns why it did."""
+        self._attempts += 1
+        self._listening = False
         try:
             conn = await self._connect()
             try:
@@ -139,9 +140,9 @@ class _Listener:
         lost = anyio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(CHANNEL, self._on_notice)
-        self._sessions += 1
-        if self._sessions > 1:
-            self.signal.wake()  # notices sent while we were away are lost
+        self._listening = True
+        if self._attempts > 1:
+            self.signal.wake()  # notices sent while no connection listened are lost
         self._report_ready()
         await self._watch(conn, lost)
 
