@@ -42,6 +42,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python -m bench.launch
 	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.daemon
+	$(BIN)/python -m bench.queue
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

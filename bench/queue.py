@@ -10,7 +10,8 @@ Targets (the queued coordinator's issue):
    polled every millisecond, first shows it out of QUEUED, and (b) to the timestamp of its
    RUN_STARTING (claim) event. That timestamp is the daemon's clock, on this host, read just
    before its claim transaction, so (b) leaves out the claim's own commit. Each run ends
-   SUCCESS, then the bench waits `--gap` more so the daemon is idle at each submission.
+   SUCCESS, then the bench waits `--gap` more so the daemon is idle at each submission, plus
+   a random 0 to 1 s (one poll interval) so submissions fall at every phase of its poll.
    The same on SQLite, where nothing tells the daemon of another process's submission: it
    finds the run at its next poll, so the poll interval bounds the latency.
 2. Drain rate: at least 40 runs/s. `--runs` runs of `one` are queued while the queue is
@@ -19,11 +20,17 @@ Targets (the queued coordinator's issue):
    over the time from resume until `count_runs_by_status`, polled every 100 ms, shows them
    all SUCCESS. Resuming writes a flag and sends no notice, so the daemon sees it at its
    next poll; the rate from the first claim to the last run's end is printed too. The most
-   in-flight runs (STARTING, STARTED, CANCELING) are those the poll saw, and the most
-   overlapping [claim timestamp, end time] intervals of the runs.
+   in-flight runs (STARTING, STARTED, CANCELING) are those the poll saw and, exactly, the
+   most once the claims and ends are replayed from the event log in commit order. The
+   machine's CPU time over the drain is split between the daemon, its worker template with
+   the workers it reaped, this bench and the rest. On PostgreSQL the drain runs with the
+   multiprocess executor (the bench's default) and with in_process (`--executors`); on
+   SQLite, where a run's end in its worker does not wake the daemon either, multiprocess.
 3. Claim rate with a launcher that starts nothing, in-process on PostgreSQL: at least 1,000
    runs/s. `--claims` queued runs, no limit, 100 launches in flight; `dequeue` until the
-   queue is empty. Median and spread over `--repeats`, each on a new database.
+   queue is empty. Median and spread over `--repeats`, each on a new database; also the
+   rate over the time spent in the claim transactions alone (the rest of `dequeue` is the
+   launches' bookkeeping: launcher_info written, the run read back).
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import random
+import resource
 import signal
 import subprocess
 import tempfile
@@ -43,6 +53,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
+import psutil
 import sqlalchemy as sa
 
 from bench import common
@@ -61,6 +72,7 @@ WARMUP = 3  # submissions not counted: the first forks the daemon's worker templ
 READY_DEADLINE = 60.0  # seconds for the daemon's queue loop to show healthy
 STATUS_POLL = 0.5  # between two `daemon status --json` while waiting for it
 STOP_DEADLINE = 30.0  # SIGTERM, then SIGKILL by pid
+POLL_INTERVAL = 1.0  # the queue loop's, for the latency (1.)
 STATUS_EVERY = 0.001  # `get_run` polls while a submitted run is QUEUED
 LEAVE_QUEUE_DEADLINE = 30.0
 DRAIN_POLL = 0.1
@@ -69,6 +81,12 @@ DRAIN_LIMIT = 20
 CLAIM_BATCH = 100
 CLAIMER = "bench"
 EVENT_PAGE = 1000
+CLAIM_AND_END = (
+    events.EventType.RUN_STARTING,
+    events.EventType.RUN_SUCCESS,
+    events.EventType.RUN_FAILURE,
+    events.EventType.RUN_CANCELED,
+)
 LATENCY_TARGET = " (target p50 <= 20 ms, p99 <= 100 ms)"
 
 
@@ -94,7 +112,11 @@ def instance(
         pg_url = None if server is None else stack.enter_context(fresh_database(server))
         home = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-")))
         coordinator = f"run_coordinator:\n  type: queued\n  options: {json.dumps(dict(options))}\n"
-        text = common.config_yaml(pg_url, executor) + coordinator + "http:\n  enabled: false\n"
+        text = (
+            common.config_yaml(pg_url, executor, immediate=False)
+            + coordinator
+            + "http:\n  enabled: false\n"
+        )
         (home / "vigil.yaml").write_text(text)
         env = daemon_bench.instance_env(home)
         migrated = daemon_bench.vigil(env, "instance", "migrate")
@@ -171,7 +193,7 @@ async def submission_latency(
             if i >= WARMUP:
                 polled.append(seen)
                 stamped.append(claimed)
-            await anyio.sleep(gap)
+            await anyio.sleep(gap + random.uniform(0.0, POLL_INTERVAL))
     return polled, stamped
 
 
@@ -208,7 +230,7 @@ def percentiles(name: str, samples: Sequence[float], target: str = "") -> str:
 
 
 def measure_latency(server: sa.engine.URL | None, label: str, samples: int, gap: float) -> None:
-    options = {"max_concurrent_runs": -1, "poll_interval": 1.0}
+    options = {"max_concurrent_runs": -1, "poll_interval": POLL_INTERVAL}
     with instance(server, options) as (home, env), running_daemon(home, env):
         polled, stamped = anyio.run(submission_latency, home, env, samples, gap)
     target = LATENCY_TARGET if server is not None else " (SQLite: bounded by poll_interval 1 s)"
@@ -242,8 +264,9 @@ async def queue_paused(home: pathlib.Path, env: dict[str, str], n: int) -> float
 
 async def drain(
     home: pathlib.Path, env: dict[str, str], n: int
-) -> tuple[Watched, list[runs.Run], dict[str, float]]:
-    """Resume the queue and watch until the n runs have ended; the runs and claim times."""
+) -> tuple[Watched, list[runs.Run], tuple[dict[str, float], int]]:
+    """Resume the queue and watch until the n runs have ended; the runs, their claim
+    times and the most in flight (`claim_times`)."""
     async with common.Launcher(home, env).opened() as bench:
         coordinator = queued_coordinator(bench.coordinator)
         start = time.perf_counter()
@@ -268,45 +291,103 @@ async def watch_drain(store: store_mod.Store, n: int, start: float) -> Watched:
         await anyio.sleep(DRAIN_POLL)
 
 
-async def claim_times(store: store_mod.Store) -> dict[str, float]:
-    """Each run's first RUN_STARTING (claim) timestamp."""
+async def claim_times(store: store_mod.Store) -> tuple[dict[str, float], int]:
+    """Each run's claim (RUN_STARTING) timestamp, and the most runs in flight at once.
+
+    The claim and each end append their event in the transaction that changes the status,
+    and event ids follow commit order (PostgreSQL: the event-order lock, held to commit;
+    SQLite: one writer at a time), so walking the events in id order replays the committed
+    in-flight count exactly.
+    """
     found: dict[str, float] = {}
-    after = 0
-    kinds = (events.EventType.RUN_STARTING,)
-    while batch := await store.events_after(after, EVENT_PAGE, kinds):
+    in_flight: set[str] = set()
+    most = after = 0
+    while batch := await store.events_after(after, EVENT_PAGE, CLAIM_AND_END):
         for event in batch:
-            found.setdefault(event.run_id, event.timestamp)
+            if event.event_type is events.EventType.RUN_STARTING:
+                found.setdefault(event.run_id, event.timestamp)
+                in_flight.add(event.run_id)
+                most = max(most, len(in_flight))
+            else:
+                in_flight.discard(event.run_id)
         after = batch[-1].event_id
-    return found
+    return found, most
 
 
-def most_overlapping(intervals: Sequence[tuple[float, float]]) -> int:
-    """The most intervals open at once (an end at t closes before a start at t opens)."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    most = current = 0
-    for _, step in edges:
-        current += step
-        most = max(most, current)
-    return most
+@dataclasses.dataclass
+class Cpu:
+    """CPU seconds over a drain: the whole machine, the daemon process, its tree (the
+    worker template and every worker and step process it reaped), and this process."""
+
+    machine: float
+    daemon: float
+    tree: float
+    bench: float
 
 
-def measure_drain(server: sa.engine.URL | None, label: str, n: int) -> None:
+def busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def own_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_now(root: psutil.Process) -> Cpu:
+    times = root.cpu_times()
+    tree = daemon_bench.tree_cpu(root)
+    return Cpu(busy_seconds(), times.user + times.system, tree, own_seconds())
+
+
+def measure_drain(server: sa.engine.URL | None, label: str, n: int, executor: str) -> None:
     options = {"max_concurrent_runs": DRAIN_LIMIT}
-    with instance(server, options) as (home, env):
+    label = f"{label} drain, {executor} executor"
+    with instance(server, options, executor) as (home, env):
         submitted = anyio.run(queue_paused, home, env, n)
         rate = n / submitted
-        print(f"{label} queued {n} runs (paused) in {submitted:.1f} s: {rate:.0f} submissions/s")
-        with running_daemon(home, env):
-            watched, final, claimed = anyio.run(drain, home, env, n)
-    report_drain(label, n, watched, final, claimed)
+        print(f"{label}: queued {n} runs (paused) in {submitted:.1f} s: {rate:.0f} submissions/s")
+        with running_daemon(home, env) as daemon:
+            root = psutil.Process(daemon.process.pid)
+            before = cpu_now(root)
+            watched, final, claims = anyio.run(drain, home, env, n)
+            after = cpu_now(root)
+    report_drain(label, n, watched, final, claims)
+    used = Cpu(
+        after.machine - before.machine,
+        after.daemon - before.daemon,
+        after.tree - before.tree,
+        after.bench - before.bench,
+    )
+    report_cpu(label, n, watched.elapsed, used)
+
+
+def report_cpu(label: str, n: int, elapsed: float, used: Cpu) -> None:
+    per_run = {
+        "daemon": used.daemon,
+        "its workers": used.tree - used.daemon,
+        "this bench": used.bench,
+        "the rest (PostgreSQL, kernel, any other process)": used.machine - used.tree - used.bench,
+    }
+    parts = ", ".join(f"{name} {1000 * sec / n:.0f}" for name, sec in per_run.items())
+    print(
+        f"{label}: CPU {used.machine:.1f} s over {elapsed:.1f} s on {os.cpu_count()} cores "
+        f"= {1000 * used.machine / n:.0f} ms a run ({parts})"
+    )
 
 
 def report_drain(
-    label: str, n: int, watched: Watched, final: Sequence[runs.Run], claimed: Mapping[str, float]
+    label: str,
+    n: int,
+    watched: Watched,
+    final: Sequence[runs.Run],
+    claims: tuple[Mapping[str, float], int],
 ) -> None:
+    claimed, most = claims
     counts = {str(k): v for k, v in sorted(watched.counts.items())}
     if watched.stalled or watched.counts.get(S.SUCCESS, 0) != n:
-        print(f"{label} drain PROBLEM: after {watched.elapsed:.1f} s the runs are {counts}")
+        print(f"{label}: PROBLEM: after {watched.elapsed:.1f} s the runs are {counts}")
     intervals = [
         (claimed[r.run_id], r.end_time)
         for r in final
@@ -314,14 +395,13 @@ def report_drain(
     ]
     first, last = min(s for s, _ in intervals), max(e for _, e in intervals)
     print(
-        f"{label} drain: {n} runs, resume -> all ended {watched.elapsed:.2f} s = "
+        f"{label}: {n} runs, resume -> all ended {watched.elapsed:.2f} s = "
         f"{n / watched.elapsed:.1f} runs/s (target >= 40 runs/s); first claim -> last end "
         f"{last - first:.2f} s = {len(intervals) / (last - first):.1f} runs/s; end states {counts}"
     )
     print(
-        f"{label} drain: most in flight {watched.most_in_flight} by the 100 ms poll, "
-        f"{most_overlapping(intervals)} overlapping [claim timestamp, end time] "
-        f"(limit {DRAIN_LIMIT})"
+        f"{label}: most in flight {watched.most_in_flight} by the 100 ms poll, "
+        f"{most} replaying the claims and ends in commit order (limit {DRAIN_LIMIT})"
     )
 
 
@@ -339,7 +419,24 @@ class NoopLauncher(launchers.RunLauncher):
         return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN, "the bench starts nothing")
 
 
-async def claim_rate(home: pathlib.Path, n: int) -> float:
+class ClaimTimer:
+    """Stands in for the store's `claim_queued_runs`, adding up the time spent in it."""
+
+    def __init__(self, store: store_mod.Store) -> None:
+        self.seconds = 0.0
+        self._claim = store.claim_queued_runs
+        store.claim_queued_runs = self  # type: ignore[method-assign]
+
+    async def __call__(self, admit: store_mod.Admit, now: float, claimer: str) -> list[runs.Run]:
+        start = time.perf_counter()
+        try:
+            return await self._claim(admit, now, claimer)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+async def claim_rate(home: pathlib.Path, n: int) -> tuple[float, float]:
+    """(runs/s through `dequeue`, runs/s of the claim transactions' own time)."""
     settings = loader.load_settings(home)
     store = await engine.open_store(loader.store_target(settings))
     try:
@@ -351,6 +448,7 @@ async def claim_rate(home: pathlib.Path, n: int) -> float:
         workspace = workspace_mod.load_workspace(settings.workspace, common.REPO)
         for _ in range(n):
             await coordinator.submit(new_run(workspace))
+        timer = ClaimTimer(store)
         start = time.perf_counter()
         launched = 0
         while batch := await coordinator.dequeue(CLAIMER):
@@ -361,17 +459,22 @@ async def claim_rate(home: pathlib.Path, n: int) -> float:
         await store.close()
     if launched != n or counts != {S.STARTING: n}:
         raise SystemExit(f"claimed {launched} of {n} runs; the runs are {counts}")
-    return n / elapsed
+    return n / elapsed, n / timer.seconds
 
 
 def measure_claims(server: sa.engine.URL, n: int, repeats: int) -> None:
     options = {"max_concurrent_runs": -1, "max_inflight_launches": CLAIM_BATCH}
-    rates = []
+    rates: list[float] = []
+    claims_only: list[float] = []
     for _ in range(repeats):
         with instance(server, options) as (home, _env):
-            rates.append(anyio.run(claim_rate, home, n))
-    line = common.figures(f"postgres claim rate, no-op launcher, {n} runs", rates, "runs/s", 1.0)
-    print(line + " (target >= 1000 runs/s)")
+            rate, claim_only = anyio.run(claim_rate, home, n)
+        rates.append(rate)
+        claims_only.append(claim_only)
+    name = f"postgres claim rate, no-op launcher, {n} runs"
+    print(common.figures(name, rates, "runs/s", 1.0) + " (target >= 1000 runs/s)")
+    name = f"postgres   of which claim transactions alone, {n} runs"
+    print(common.figures(name, claims_only, "runs/s", 1.0))
 
 
 def main() -> None:
@@ -379,17 +482,25 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="submissions timed (1.)")
     parser.add_argument("--gap", type=float, default=0.1, help="idle seconds after each run (1.)")
     parser.add_argument("--runs", type=int, default=1000, help="runs drained (2.)")
+    parser.add_argument(
+        "--executors",
+        default="multiprocess,in_process",
+        help="executors of the PostgreSQL drains, comma-separated (2.)",
+    )
     parser.add_argument("--claims", type=int, default=2000, help="runs claimed (3.)")
     parser.add_argument("--repeats", type=int, default=3, help="claim rate repeats (3.)")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load average {load} before the bench")
     with common.postgres() as server:
         measure_latency(server, "postgres", args.samples, args.gap)
-        measure_drain(server, "postgres", args.runs)
+        for executor in args.executors.split(","):
+            measure_drain(server, "postgres", args.runs, executor)
         measure_claims(server, args.claims, args.repeats)
     if not args.no_sqlite:
         measure_latency(None, "sqlite  ", args.samples, args.gap)
-        measure_drain(None, "sqlite  ", args.runs)
+        measure_drain(None, "sqlite  ", args.runs, "multiprocess")
 
 
 if __name__ == "__main__":
