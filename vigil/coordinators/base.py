@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -103,7 +104,8 @@ class RunCoordinator(abc.ABC):
             )
             raise
         await self.store.update_run_info(run.run_id, store_mod.RunUpdate(launcher_info=info))
-        return await self.store.get_run(run.run_id)
+        # As launched; the worker may already have moved it on (no re-read on this hot path).
+        return dataclasses.replace(run, status=S.STARTING, launcher_info=dict(info))
 
     async def _end(
         self,
