@@ -83,3 +83,8 @@ def test_config_show_redacts_secrets(instance: Instance) -> None:
     assert out.returncode == 0
     assert "hunter2" not in out.stdout
     assert "password: '**********'" in out.stdout
+
+
+def test_config_check_names_a_loop_that_cannot_be_loaded(instance: Instance) -> None:
+    instance.write_config("daemon:\n  loops:\n    - type: nowhere.at_all:Loop\n")
+    assert_clean_error(instance.vigil("config", "check"), "daemon.loops.0.type", "nowhere.at_all")

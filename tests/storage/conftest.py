@@ -10,10 +10,22 @@ from vigil import storage
 from vigil.storage import sql
 
 
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
-    opened = await storage.open_store(store_target)
+async def _opened(target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
+    opened = await storage.open_store(target)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
+    async for opened in _opened(store_target):
+        yield opened
+
+
+@pytest.fixture
+async def other_store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
+    """A second store object on the same database: another engine, as in another daemon."""
+    async for opened in _opened(store_target):
+        yield opened

@@ -43,16 +43,6 @@ async def starting_events(store: storage.Store) -> list[events.Event]:
     return await store.events_after(0, limit=100_000, event_types=[E.RUN_STARTING])
 
 
-@pytest.fixture
-async def other_store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
-    """A second store object on the same database: another engine, as in another daemon."""
-    opened = await storage.open_store(store_target)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 # claims -----------------------------------------------------------------------------
 async def test_a_claim_moves_exactly_the_chosen_runs_to_starting(store: sql.SqlStore) -> None:
     queue = [

@@ -8,6 +8,7 @@ import yaml
 from vigil import assembly, runs
 from vigil.cli import common
 from vigil.config import loader
+from vigil.daemon import extension
 from vigil.storage import engine
 
 
@@ -85,5 +86,6 @@ def check() -> None:
     """Validate the settings and the pluggable classes they name."""
     st = common.state()
     assembly.check_plugins(st.settings)
+    extension.resolve_loops(st.settings.daemon)
     loader.store_target(st.settings)
     click.echo(f"{st.home / loader.CONFIG_FILE}: ok")
