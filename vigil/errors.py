@@ -17,6 +17,7 @@
         ├── SchemaMismatch       the database is at another schema version than this vigil
         ├── InvalidTransition    a status change the run state machine forbids
         └── DuplicateRun         a run id that already exists
+            └── DuplicateRunKey  a run key its instigator already used
 
 Only the CLI turns these into messages and exit codes.
 """
@@ -90,3 +91,7 @@ class InvalidTransition(StoreError):
 
 class DuplicateRun(StoreError):
     """A run with this id already exists."""
+
+
+class DuplicateRunKey(DuplicateRun):
+    """The instigator already submitted a run with this run key."""

@@ -68,3 +68,6 @@ class Run:
     worker_host: str | None = None
     worker_pid: int | None = None
     launcher_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Set together or not at all: what submitted the run and its key, unique per instigator.
+    instigator: str | None = None
+    run_key: str | None = None

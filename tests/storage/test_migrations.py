@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import errors, events, runs, storage
-from vigil.storage import migration, schema, sql, target
+from vigil import errors, runs, storage
+from vigil.storage import migration, schema, target
 
 
 @pytest.fixture
@@ -201,12 +201,33 @@ async def test_a_store_at_0001_is_refused_then_migrated_with_its_data(
 
     async with target.writer(engine).begin() as conn:
         await conn.run_sync(upgrade_to_0001)
-    # Written through 0001's tables by a store object built without the schema check.
-    old = sql.SqlStore(engine, store_target)
-    run = runs.Run("r1", "etl", runs.RunStatus.QUEUED, tags={"team": "a"}, created_at=1.0)
-    enqueued = events.NewEvent("r1", events.EventType.RUN_ENQUEUED, 1.0, message="queued")
-    await old.add_run(run, enqueued)
-    await old.write_heartbeat(storage.Heartbeat("d1", "queue", "host", 1, 1.0))
+    # Rows written into 0001's tables as that version of vigil wrote them.
+    run = runs.Run(
+        "r1", "etl", runs.RunStatus.QUEUED, tags={"team": "a"}, created_at=1.0, root_run_id="r1"
+    )
+    async with target.writer(engine).begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO runs (run_id, job_name, status, run_config, retry_number,"
+                " created_at, updated_at, launcher_info, root_run_id)"
+                " VALUES ('r1', 'etl', 'QUEUED', '{}', 0, 1.0, 0.0, '{}', 'r1')"
+            )
+        )
+        await conn.execute(
+            sa.text("INSERT INTO run_tags (run_id, key, value) VALUES ('r1', 'team', 'a')")
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO event_log (run_id, event_type, timestamp, message, data)"
+                " VALUES ('r1', 'RUN_ENQUEUED', 1.0, 'queued', '{}')"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO daemon_heartbeats (daemon_id, loop, host, pid, last_heartbeat, info)"
+                " VALUES ('d1', 'queue', 'host', 1, 1.0, '{}')"
+            )
+        )
 
     with pytest.raises(errors.SchemaMismatch) as refused:
         await storage.open_store(store_target)

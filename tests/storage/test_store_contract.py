@@ -75,6 +75,22 @@ async def test_a_duplicate_run_id_is_refused_and_changes_nothing(store: sql.SqlS
     assert await store.get_events("r1") == []
 
 
+async def test_a_run_key_is_submitted_once_per_instigator(store: sql.SqlStore) -> None:
+    keyed = dataclasses.replace(make_run("r1"), instigator="nightly", run_key="2026-11-24")
+    await store.add_run(keyed)
+    # Another instigator may use the same key; runs without a key never collide.
+    await store.add_run(dataclasses.replace(keyed, run_id="r2", instigator="hourly"))
+    await store.add_run(make_run("r3"))
+    await store.add_run(make_run("r4"))
+
+    with pytest.raises(errors.DuplicateRunKey, match=r"'nightly'.*'2026-11-24'"):
+        await store.add_run(dataclasses.replace(keyed, run_id="r5"), event("r5"))
+
+    assert await store.get_run("r1") == keyed
+    assert {r.run_id for r in await store.list_runs()} == {"r1", "r2", "r3", "r4"}
+    assert await store.get_events("r5") == []
+
+
 async def test_an_unknown_run_is_reported(store: sql.SqlStore) -> None:
     with pytest.raises(errors.UnknownRun, match="nope"):
         await store.get_run("nope")

@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -46,7 +46,11 @@ runs = sa.Table(
     sa.Column("worker_host", sa.String(255), nullable=True),
     sa.Column("worker_pid", sa.Integer(), nullable=True),
     sa.Column("launcher_info", sa.JSON(), nullable=False),
+    # What asked for the run (a schedule, a sensor, the retry loop) and its key within it.
+    sa.Column("instigator", sa.String(255), nullable=True),
+    sa.Column("run_key", sa.String(255), nullable=True),
     sa.Index(None, "job_name", "created_at"),
+    sa.Index(None, "instigator", "run_key", unique=True),
 )
 
 run_tags = sa.Table(

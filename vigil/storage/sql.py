@@ -306,6 +306,10 @@ async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
     try:
         await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))
     except sa.exc.IntegrityError as exc:
+        if run.run_key is not None and "run_key" in str(exc.orig):
+            raise errors.DuplicateRunKey(
+                f"{run.instigator!r} already submitted a run with run key {run.run_key!r}"
+            ) from exc
         raise errors.DuplicateRun(f"a run with id {run.run_id!r} already exists") from exc
 
 

@@ -78,7 +78,8 @@ class Store(abc.ABC):
     async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
         """Insert a new run with its tags (and optionally its first event), atomically.
 
-        Raises DuplicateRun when the id exists.
+        Raises DuplicateRun when the id exists, DuplicateRunKey when the run names an
+        instigator and a run key that instigator already used.
         """
 
     @abc.abstractmethod
