@@ -30,7 +30,9 @@ Targets (the queued coordinator's issue):
    runs/s. `--claims` queued runs, no limit, 100 launches in flight; `dequeue` until the
    queue is empty. Median and spread over `--repeats`, each on a new database; also the
    rate over the time spent in the claim transactions alone (the rest of `dequeue` is the
-   launches' bookkeeping: launcher_info written, the run read back).
+   launches' bookkeeping: launcher_info written, in group commits).
+
+`--parts` picks the figures to measure (default all three).
 """
 
 from __future__ import annotations
@@ -490,17 +492,28 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=2000, help="runs claimed (3.)")
     parser.add_argument("--repeats", type=int, default=3, help="claim rate repeats (3.)")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--parts",
+        default="latency,drain,claims",
+        help="which figures to measure, comma-separated: latency (1.), drain (2.), claims (3.)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load} before the bench")
     with common.postgres() as server:
-        measure_latency(server, "postgres", args.samples, args.gap)
-        for executor in args.executors.split(","):
-            measure_drain(server, "postgres", args.runs, executor)
-        measure_claims(server, args.claims, args.repeats)
+        if "latency" in parts:
+            measure_latency(server, "postgres", args.samples, args.gap)
+        if "drain" in parts:
+            for executor in args.executors.split(","):
+                measure_drain(server, "postgres", args.runs, executor)
+        if "claims" in parts:
+            measure_claims(server, args.claims, args.repeats)
     if not args.no_sqlite:
-        measure_latency(None, "sqlite  ", args.samples, args.gap)
-        measure_drain(None, "sqlite  ", args.runs, "multiprocess")
+        if "latency" in parts:
+            measure_latency(None, "sqlite  ", args.samples, args.gap)
+        if "drain" in parts:
+            measure_drain(None, "sqlite  ", args.runs, "multiprocess")
 
 
 if __name__ == "__main__":

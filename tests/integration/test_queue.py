@@ -173,3 +173,47 @@ async def test_launches_are_observed_and_held_runs_counted_by_reason(
     assert observer.failures == 1
     assert c.statistics().held == {"global": 3}
     assert c.statistics().launches_in_flight == 0
+
+
+class RecordingWrites:
+    """Wraps the store's `record_launches`: counts the writes, fails the first ones if asked."""
+
+    def __init__(self, store: storage.Store, failures: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self._failures = failures
+        self._record = store.record_launches
+        store.record_launches = self  # type: ignore[method-assign]
+
+    async def __call__(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
+        if self._failures:
+            self._failures -= 1
+            raise errors.StoreUnavailable("connection reset")
+        self.batches.append(sorted(launcher_info))
+        await self._record(launcher_info)
+
+
+async def test_launches_that_finish_together_are_recorded_together(
+    store: storage.Store,
+) -> None:
+    writes = RecordingWrites(store)
+    c = coordinator(store, ScriptedLauncher(), max_concurrent_runs=-1)
+    ids = await submit(c, 10)
+    await c.dequeue("test")
+    assert sorted(i for batch in writes.batches for i in batch) == sorted(ids)
+    assert len(writes.batches) <= 2  # one write for the first launch, one for the rest
+    for run in await store.list_runs():
+        assert run.launcher_info == {"launcher": "scripted"}
+
+
+async def test_a_store_error_while_recording_a_launch_never_launches_twice(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    writes = RecordingWrites(store, failures=1)
+    c = coordinator(store, launcher, launch_retries=2)
+    [run_id] = await submit(c, 1)
+    await c.dequeue("test")
+    assert launcher.launched == [run_id]
+    assert writes.batches == [[run_id]]
+    run = await store.get_run(run_id)
+    assert (run.status, run.launcher_info) == (S.STARTING, {"launcher": "scripted"})

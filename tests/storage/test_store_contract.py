@@ -229,6 +229,21 @@ async def test_run_info_is_updated_without_touching_the_status(store: sql.SqlSto
     assert dict(run.launcher_info) == {"k": "v"}
 
 
+async def test_launches_are_recorded_for_many_runs_at_once(store: sql.SqlStore) -> None:
+    for run_id in ("r1", "r2", "r3"):
+        await store.add_run(make_run(run_id, status=S.STARTING))
+
+    await store.record_launches({})
+    await store.record_launches({"r1": {"pid": 1}, "r2": {"pid": 2, "host": "h"}, "gone": {}})
+
+    found = {r.run_id: (r.status, dict(r.launcher_info)) for r in await store.list_runs()}
+    assert found == {
+        "r1": (S.STARTING, {"pid": 1}),
+        "r2": (S.STARTING, {"pid": 2, "host": "h"}),
+        "r3": (S.STARTING, {}),
+    }
+
+
 async def test_run_info_of_an_unknown_run_is_reported(store: sql.SqlStore) -> None:
     with pytest.raises(errors.UnknownRun):
         await store.update_run_info("nope", storage.RunUpdate(worker_pid=1))

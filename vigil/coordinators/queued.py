@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import pydantic
@@ -98,6 +98,7 @@ class QueuedCoordinator(base.RunCoordinator):
         self.observer: LaunchObserver | None = None
         self._held: Mapping[str, int] = {}
         self._launching = 0
+        self._launches = LaunchRecorder(store, self.opts.launch_retries)
 
     def statistics(self) -> QueueStatistics:
         return QueueStatistics(held=self._held, launches_in_flight=self._launching)
@@ -152,17 +153,22 @@ class QueuedCoordinator(base.RunCoordinator):
             started = time.perf_counter()
             try:
                 with anyio.fail_after(self.opts.launch_timeout):
-                    await self.start_worker(run)
-                self._observe(run, time.perf_counter() - started)
-                return
-            except errors.LaunchError:
+                    info = await self.launcher.launch(run)
+            except errors.LaunchError as exc:
                 self._observe_failure()
-                return  # start_worker ended the run FAILURE with the error
+                await self._end(
+                    run.run_id, S.STARTING, S.FAILURE, events.EventType.RUN_FAILURE, str(exc)
+                )
+                return
             except (errors.StoreUnavailable, TimeoutError) as exc:
                 if attempt > self.opts.launch_retries:
                     await self._fail_launch(run, f"launch failed after {attempt} attempts: {exc}")
                     return
                 await anyio.sleep(_retry_delay(attempt))
+            else:
+                await self._launches.record(run.run_id, info)
+                self._observe(run, time.perf_counter() - started)
+                return
 
     def _observe(self, run: runs.Run, launch_seconds: float) -> None:
         if self.observer is not None:
@@ -189,6 +195,48 @@ class QueuedCoordinator(base.RunCoordinator):
         by_id = {run.run_id: run for run in queued}
         ordered = [by_id[c.run_id] for c in admission.order(_candidates(queued))]
         return [QueueEntry(run, decision.waiting.get(run.run_id)) for run in ordered]
+
+
+class LaunchRecorder:
+    """Records launcher_info with group commit: launches that finish while a write is in
+    flight are written together by the next one, so a batch of launches costs a few
+    transactions rather than one each.
+
+    A write that fails for a transient reason is retried; the launch itself is never
+    repeated for it (the worker is already running). If the store stays unavailable the
+    facts are dropped with an error logged: the worker records its own host and pid when
+    it starts.
+    """
+
+    def __init__(self, store: store_mod.Store, retries: int) -> None:
+        self._store = store
+        self._retries = retries
+        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._writing = anyio.Lock()
+
+    async def record(self, run_id: str, info: Mapping[str, Any]) -> None:
+        self._pending[run_id] = info
+        async with self._writing:
+            if run_id not in self._pending:
+                return  # written by the write that held the lock before
+            batch, self._pending = self._pending, {}
+            await self._write(batch)
+
+    async def _write(self, batch: Mapping[str, Mapping[str, Any]]) -> None:
+        for attempt in range(1, self._retries + 2):
+            try:
+                await self._store.record_launches(batch)
+                return
+            except errors.StoreUnavailable as exc:
+                if attempt > self._retries:
+                    logger.error(
+                        "could not record the launches of %d runs: %s",
+                        len(batch),
+                        exc,
+                        extra={"event": "run.launch_info_lost"},
+                    )
+                    return
+                await anyio.sleep(_retry_delay(attempt))
 
 
 def _candidates(queued: Sequence[runs.Run]) -> list[admission.Candidate]:

@@ -148,6 +148,13 @@ class SqlStore(store.Store):
             if matched == 0:
                 await _check_run_exists(conn, run_id)
 
+    async def record_launches(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
+        if not launcher_info:
+            return
+        rows_ = [{"b_run_id": k, "b_info": dict(v)} for k, v in launcher_info.items()]
+        async with self._write() as conn:
+            await conn.execute(_record_launch, rows_)
+
     async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
         status = schema.runs.c.status
         query = sa.select(status, sa.func.count()).group_by(status)
@@ -302,6 +309,13 @@ class _QueueReader:
 
 
 # statements and rows -------------------------------------------------------------------
+_record_launch = (
+    sa.update(schema.runs)
+    .where(schema.runs.c.run_id == sa.bindparam("b_run_id"))
+    .values(launcher_info=sa.bindparam("b_info", type_=sa.JSON()))
+)
+
+
 async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
     try:
         await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))

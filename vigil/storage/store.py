@@ -114,6 +114,14 @@ class Store(abc.ABC):
         """Write launcher or worker facts without changing the status."""
 
     @abc.abstractmethod
+    async def record_launches(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write each run's launcher_info (run id -> facts), in one transaction.
+
+        The queued coordinator's launches finish together; one commit records them all.
+        Ids with no run are ignored (a run is never deleted while it launches).
+        """
+
+    @abc.abstractmethod
     async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
         """How many runs are in each status (statuses with no run are omitted)."""
 
