@@ -18,8 +18,9 @@ Targets (the queued coordinator's issue):
    paused, the daemon is started (max_concurrent_runs 20, the subprocess launcher with
    prefork) and, once its queue loop is healthy, the queue is resumed; runs/s is the runs
    over the time from resume until `count_runs_by_status`, polled every 100 ms, shows them
-   all SUCCESS. Resuming writes a flag and sends no notice, so the daemon sees it at its
-   next poll; the rate from the first claim to the last run's end is printed too. The most
+   all SUCCESS. Resuming writes a flag and sends a queue notice (PostgreSQL; on SQLite the
+   daemon sees it at its next poll); the rate from the first claim to the last run's end
+   is printed too. The most
    in-flight runs (STARTING, STARTED, CANCELING) are those the poll saw and, exactly, the
    most once the claims and ends are replayed from the event log in commit order. The
    machine's CPU time over the drain is split between the daemon, its worker template with

@@ -308,6 +308,21 @@ async def test_a_transition_to_queued_wakes_a_waiting_task(
         assert await waiting_task
 
 
+async def test_a_flag_set_with_wake_queue_wakes_a_waiting_task_and_others_do_not(
+    store: sql.SqlStore, other_store: sql.SqlStore
+) -> None:
+    setter = submitter_for(store, other_store)
+    async with store.queue_wakeups() as wakeups:
+        await setter.set_flag("queue.paused", True, 1.0)
+        assert not await wakeups.wait(timeout=0.2)
+        waiting_task = asyncio.create_task(wakeups.wait(timeout=30))
+
+        await setter.set_flag("queue.paused", False, 2.0, wake_queue=True)
+
+        assert await waiting_task
+    assert await store.get_flag("queue.paused") is False
+
+
 async def test_sqlite_notices_are_kept_until_waited_for_and_only_for_the_queue(
     tmp_path: pathlib.Path,
 ) -> None:

@@ -119,7 +119,8 @@ class QueuedCoordinator(base.RunCoordinator):
         return bool(await self.store.get_flag(PAUSED_FLAG))
 
     async def set_paused(self, paused: bool) -> None:
-        await self.store.set_flag(PAUSED_FLAG, paused, self.clock())
+        # Resuming wakes the daemon's queue loop (on PostgreSQL, from any process).
+        await self.store.set_flag(PAUSED_FLAG, paused, self.clock(), wake_queue=not paused)
 
     async def dequeue(self, claimer: str) -> list[runs.Run]:
         """Claim what the limits allow and launch it; returns the runs launched."""

@@ -205,7 +205,7 @@ class SqlStore(store.Store):
             self._local_notices.wake()
 
     # instance flags -------------------------------------------------------------------
-    async def set_flag(self, name: str, value: Any, now: float) -> None:
+    async def set_flag(self, name: str, value: Any, now: float, wake_queue: bool = False) -> None:
         insert = postgresql.insert if self._is_postgres else sqlite.insert
         values = {"name": name, "value": value, "updated_at": now}
         statement = insert(schema.instance_flags).values(values)
@@ -215,6 +215,10 @@ class SqlStore(store.Store):
         )
         async with self._write() as conn:
             await conn.execute(statement)
+            if wake_queue:
+                await self._notice_in(conn, name, S.QUEUED)
+        if wake_queue:
+            self._notice_after(S.QUEUED)
 
     async def get_flag(self, name: str) -> Any | None:
         table = schema.instance_flags

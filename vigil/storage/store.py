@@ -163,8 +163,11 @@ class Store(abc.ABC):
 
     # instance flags -------------------------------------------------------------------
     @abc.abstractmethod
-    async def set_flag(self, name: str, value: Any, now: float) -> None:
-        """Insert or replace an instance-wide flag (a JSON value, e.g. "queue.paused")."""
+    async def set_flag(self, name: str, value: Any, now: float, wake_queue: bool = False) -> None:
+        """Insert or replace an instance-wide flag (a JSON value, e.g. "queue.paused").
+
+        `wake_queue` also sends a queue notice with the commit (resuming the queue).
+        """
 
     @abc.abstractmethod
     async def get_flag(self, name: str) -> Any | None:
