@@ -147,3 +147,10 @@ class HeartbeatStore:
     async def list_heartbeats(self) -> list[store_mod.Heartbeat]:
         await anyio.lowlevel.checkpoint()
         return sorted(self.rows.values(), key=lambda b: (b.daemon_id, b.loop))
+
+    async def prune_heartbeats(self, before: float) -> int:
+        await anyio.lowlevel.checkpoint()
+        old = [key for key, beat in self.rows.items() if beat.last_heartbeat < before]
+        for key in old:
+            del self.rows[key]
+        return len(old)

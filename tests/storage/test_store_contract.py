@@ -368,6 +368,18 @@ async def test_heartbeats_are_upserted_per_daemon_and_loop(store: sql.SqlStore) 
     ]
 
 
+async def test_heartbeats_older_than_a_moment_are_pruned(store: sql.SqlStore) -> None:
+    await store.write_heartbeat(storage.Heartbeat("old", "supervisor", "h", 1, 10.0))
+    await store.write_heartbeat(storage.Heartbeat("old", "queue", "h", 1, 11.0))
+    kept = storage.Heartbeat("new", "supervisor", "h", 2, 20.0)
+    await store.write_heartbeat(kept)
+
+    assert await store.prune_heartbeats(before=20.0) == 2
+
+    assert await store.list_heartbeats() == [kept]
+    assert await store.prune_heartbeats(before=20.0) == 0
+
+
 # connections --------------------------------------------------------------------------
 async def test_no_connection_leaks(
     store_target: storage.StoreTarget, request: pytest.FixtureRequest

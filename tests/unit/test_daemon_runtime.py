@@ -53,6 +53,23 @@ async def test_the_daemon_beats_for_itself_and_each_loop_and_ends_stopped() -> N
         assert (beat.host, beat.pid) == ("box", 42)
 
 
+async def test_a_starting_daemon_prunes_heartbeats_past_their_retention() -> None:
+    clock = ManualClock(1_000_000.0)
+    retention = SETTINGS.heartbeat_retention
+    old = store_mod.Heartbeat("gone", "q", "box", 7, clock.now() - retention - 1)
+    recent = store_mod.Heartbeat("stopped", "q", "box", 8, clock.now() - retention + 1)
+    store = HeartbeatStore([old, recent])
+    q = ScriptedLoop("q")
+    daemon = make(store, clock, q)
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run, runtime.Extras(), CONTROLS)
+            await q.step()  # the loop runs: the pruning came before it
+            daemon.supervisor.stop()
+    assert ("gone", "q") not in store.rows
+    assert ("stopped", "q") in store.rows
+
+
 async def test_the_daemon_refuses_to_start_beside_a_live_one() -> None:
     clock = ManualClock(1000.0)
     other = heartbeat.supervisor_info("running", [], IDENTITY, 1.0)

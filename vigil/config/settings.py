@@ -90,6 +90,7 @@ class DaemonSettings(_Section):
     """The daemon: heartbeats, shutdown, loop restarts, and extra loops by `module:Class`."""
 
     heartbeat_interval: float = Field(default=5.0, gt=0)
+    heartbeat_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
     restart_backoff: BackoffSettings = BackoffSettings()
     loops: tuple[PluginSettings, ...] = ()

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 class DaemonStore(heartbeat.HeartbeatStore, presence.HeartbeatReader, Protocol):
     """The store verbs the daemon itself uses (its loops get theirs from their context)."""
 
+    async def prune_heartbeats(self, before: float) -> int: ...
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Extras:
@@ -98,7 +100,9 @@ class Daemon:
     async def run(self, extras: Extras, controls: Controls) -> None:
         """Run until a stop signal and the drain; raises DaemonAlreadyRunning first if need be."""
         interval = self._settings.heartbeat_interval
-        await presence.ensure_alone(self._store, self.identity, self._clock.now(), interval)
+        now = self._clock.now()
+        await presence.ensure_alone(self._store, self.identity, now, interval)
+        await self._store.prune_heartbeats(now - self._settings.heartbeat_retention)
         self._on_iteration = extras.on_iteration
         services = [*self._heartbeat_services(extras.on_store_error), *extras.services]
         watch = functools.partial(

@@ -281,6 +281,12 @@ class SqlStore(store.Store):
             found = (await conn.execute(query)).all()
         return [store.Heartbeat(**row._asdict()) for row in found]
 
+    async def prune_heartbeats(self, before: float) -> int:
+        table = schema.daemon_heartbeats
+        statement = sa.delete(table).where(table.c.last_heartbeat < before)
+        async with self._write() as conn:
+            return (await conn.execute(statement)).rowcount
+
     # lifecycle ----------------------------------------------------------------------
     async def schema_is_current(self) -> bool:
         async with self._read() as conn:

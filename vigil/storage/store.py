@@ -206,6 +206,14 @@ class Store(abc.ABC):
     async def list_heartbeats(self) -> list[Heartbeat]:
         """Every loop's latest heartbeat."""
 
+    @abc.abstractmethod
+    async def prune_heartbeats(self, before: float) -> int:
+        """Delete the heartbeats last written before `before`; returns how many went.
+
+        Each daemon process writes rows under a new id, so without pruning a restarted
+        daemon's rows would pile up forever.
+        """
+
     # lifecycle ----------------------------------------------------------------------
     @abc.abstractmethod
     async def schema_is_current(self) -> bool:
