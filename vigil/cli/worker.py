@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sys
 from collections.abc import Sequence
 
 import click
 
-from vigil import assembly, runs
+from vigil import assembly, errors, runs
 from vigil.cli import common
+from vigil.config import loader
 from vigil.worker import template as template_mod
 from vigil.worker import worker
 
@@ -53,4 +55,12 @@ def template() -> None:
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return 0
 
-    template_mod.serve(run_command, sys.stdin, sys.stdout)
+    home = common.state().home
+
+    def build_settings() -> None:
+        # Workers forked with this environment take these settings as they are, unless
+        # vigil.yaml changed since (see `loader.load_settings`).
+        with contextlib.suppress(errors.ConfigError):
+            loader.load_settings(home)
+
+    template_mod.serve(run_command, sys.stdin, sys.stdout, prepare=build_settings)
