@@ -91,8 +91,11 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 @asynccontextmanager
-async def opened_store(settings: settings_mod.InstanceSettings) -> AsyncIterator[store_mod.Store]:
-    store = await engine.open_store(loader.store_target(settings))
+async def opened_store(
+    settings: settings_mod.InstanceSettings, *, defer_schema_check: bool = False
+) -> AsyncIterator[store_mod.Store]:
+    target = loader.store_target(settings)
+    store = await engine.open_store(target, defer_schema_check=defer_schema_check)
     try:
         yield store
     finally:

@@ -31,7 +31,8 @@ def run(run_id: str, resume: bool) -> None:
     executor = assembly.build_executor(st.settings)
 
     async def main() -> runs.RunStatus:
-        async with common.opened_store(st.settings) as store:
+        # The first transaction (the run's start) checks the schema: see `open_store`.
+        async with common.opened_store(st.settings, defer_schema_check=True) as store:
             env = worker.WorkerEnv(
                 settings=st.settings, store=store, executor=executor, base_dir=pathlib.Path.cwd()
             )

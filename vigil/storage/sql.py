@@ -11,16 +11,21 @@ lock every write transaction takes), then read the queue: each claim sees every 
 committed before it, so claims are serialized and limits hold across daemons. The lock
 order is admission, then event order; nothing takes them the other way round. Submissions
 and ends send a queue notice with their commit (`wakeup`).
+
+A store opened for one short job (the run worker) may check the schema in its first
+transaction instead of in one of its own (`check_schema`): the version is read there,
+before anything else, and a mismatch ends that transaction with nothing written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -54,16 +59,30 @@ _in_flight_query = (
 )
 
 
-class SqlStore(store.Store):
-    """The instance store over an async SQLAlchemy engine. Build it with `open_store`."""
+# Raises the error that refuses a database at this schema (see `engine.open_store`).
+SchemaCheck = Callable[[schema_version.SchemaStatus], None]
 
-    def __init__(self, engine: sa_asyncio.AsyncEngine, target: target_mod.StoreTarget) -> None:
+
+class SqlStore(store.Store):
+    """The instance store over an async SQLAlchemy engine. Build it with `open_store`.
+
+    `check_schema`, when given, is called with the schema status read in the store's first
+    transaction, before that transaction does anything else; it raises to refuse the store.
+    """
+
+    def __init__(
+        self,
+        engine: sa_asyncio.AsyncEngine,
+        target: target_mod.StoreTarget,
+        check_schema: SchemaCheck | None = None,
+    ) -> None:
         self._engine = engine
         self._writer = target_mod.writer(engine)
         self._target = target
         self._is_postgres = engine.dialect.name == "postgresql"
         self._local_notices = wakeup.LocalHub()
         self._queue = _QueueReader()
+        self._check_schema = check_schema
 
     @property
     def engine(self) -> sa_asyncio.AsyncEngine:
@@ -77,13 +96,29 @@ class SqlStore(store.Store):
     async def _read(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
         with target_mod.translate_errors(self._target):
             async with self._engine.begin() as conn:
+                await self._schema_checked(conn)
                 yield conn
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
         with target_mod.translate_errors(self._target):
             async with self._writer.begin() as conn:
+                await self._schema_checked(conn)
                 yield conn
+
+    async def _schema_checked(self, conn: sa_asyncio.AsyncConnection) -> None:
+        """The deferred schema check, in the store's first transaction (until one passes)."""
+        if self._check_schema is None:
+            return
+        try:
+            status = await schema_version.versioned_status(conn)
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            # No version table: not a vigil store at any revision.
+            status = schema_version.SchemaStatus(None, schema.HEAD_REVISION, empty=False)
+        self._check_schema(status)
+        self._check_schema = None
 
     # runs ---------------------------------------------------------------------------
     async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
@@ -119,7 +154,7 @@ class SqlStore(store.Store):
         new: runs.RunStatus,
         now: float,
         update: store.RunUpdate = _NO_UPDATE,
-        event: events.NewEvent | None = None,
+        event: events.NewEvent | Sequence[events.NewEvent] | None = None,
     ) -> bool:
         leaving = _as_statuses(expected)
         for status in leaving:
@@ -134,11 +169,35 @@ class SqlStore(store.Store):
             if (await conn.execute(statement)).rowcount == 0:
                 await _check_run_exists(conn, run_id)
                 return False
-            if event is not None:
-                await self._append(conn, [event])
+            if batch := _as_batch(event):
+                await self._append(conn, batch)
             await self._notice_in(conn, run_id, new)
         self._notice_after(new)
         return True
+
+    async def start_run(
+        self,
+        run_id: str,
+        now: float,
+        update: store.RunUpdate = _NO_UPDATE,
+        event: events.NewEvent | None = None,
+    ) -> runs.Run | None:
+        values = {"status": S.STARTED.value, "updated_at": now, **rows.update_values(update)}
+        statement = (
+            sa.update(schema.runs)
+            .where(schema.runs.c.run_id == run_id, schema.runs.c.status == S.STARTING.value)
+            .values(values)
+            .returning(*schema.runs.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+            if row is None:
+                await _check_run_exists(conn, run_id)
+                return None
+            tags = await _load_tags(conn, [run_id])
+            if event is not None:
+                await self._append(conn, [event])
+        return rows.run_from_row(row, tags.get(run_id, {}))
 
     async def update_run_info(self, run_id: str, update: store.RunUpdate) -> None:
         values = rows.update_values(update)
@@ -434,6 +493,14 @@ def _events_query(
     if limit is not None:
         query = query.limit(limit)
     return query
+
+
+def _as_batch(event: events.NewEvent | Sequence[events.NewEvent] | None) -> list[events.NewEvent]:
+    if event is None:
+        return []
+    if isinstance(event, events.NewEvent):
+        return [event]
+    return list(event)
 
 
 def _as_statuses(

@@ -3,6 +3,9 @@
 `emit` may be called from any thread (steps run in worker threads, or forward events
 from step processes); a single flusher task writes whatever has gathered in one
 transaction, so the batch size grows with the event rate on its own.
+
+`take` stops the writing and hands back what is not written yet, so that the caller
+writes it in a transaction of its own making (the worker: with the run's end).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ class BatchingSink:
         self._lock = threading.Lock()
         self._buffer: list[events.NewEvent] = []
         self._wake = asyncio.Event()
+        self._writing = anyio.Lock()
+        self._held = False
         self._closed = False
-        self.written = 0
 
     def emit(self, event: events.NewEvent) -> None:
         with self._lock:
@@ -38,14 +42,26 @@ class BatchingSink:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def flush(self) -> None:
-        """Write everything emitted so far."""
-        while True:
+        """Write everything emitted so far (nothing once taken, until the sink closes)."""
+        async with self._writing:
+            while not self._held or self._closed:
+                with self._lock:
+                    batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+                if not batch:
+                    return
+                await self._store.append_events(batch)
+
+    async def take(self) -> list[events.NewEvent]:
+        """Stop writing and return the events not written yet, in order.
+
+        A write under way is waited for. Events emitted later still reach the store when
+        the sink's block ends.
+        """
+        self._held = True
+        async with self._writing:
             with self._lock:
-                batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-            if not batch:
-                return
-            await self._store.append_events(batch)
-            self.written += len(batch)
+                taken, self._buffer = self._buffer, []
+        return taken
 
     async def _run(self) -> None:
         while True:
