@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import sys
+import threading
 
 import anyio
 import pytest
@@ -21,14 +22,17 @@ from tests.acceptance.harness import base_env, store_yaml
 from tests.integration import test_worker
 from vigil import runs, storage
 from vigil.config import loader
+from vigil.storage import sql
 
 # What the template process holds before its first fork: the CLI with the `worker`
-# commands (it runs as `vigil worker template`) and its warm-up imports.
+# commands (it runs as `vigil worker template`), its warm-up run and imports.
 WORKER_AFTER_TEMPLATE = """
 import json, sys
 from vigil.cli import main
 from vigil.cli import worker
+from vigil.storage import sql
 from vigil.worker import template
+sql.warm_up()
 template._warm()
 before = set(sys.modules)
 try:
@@ -91,3 +95,19 @@ async def test_a_worker_imports_nothing_the_template_has_not_but_the_code_locati
     result = json.loads(report.read_text())
     assert result["code"] in (None, 0), output
     assert result["imported"] == [LOCATION_MODULE]
+
+
+def test_the_warm_up_leaves_no_thread_file_or_descriptor_behind(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a forked worker must not inherit: threads, open files, connections.
+    monkeypatch.chdir(tmp_path)
+    threads = set(threading.enumerate())
+    descriptors = set(os.listdir("/proc/self/fd"))
+
+    sql.warm_up()
+    sql.warm_up()
+
+    assert set(threading.enumerate()) == threads
+    assert set(os.listdir("/proc/self/fd")) == descriptors
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import click
 from vigil import assembly, errors, runs
 from vigil.cli import common
 from vigil.config import loader
+from vigil.storage import sql
 from vigil.worker import template as template_mod
 from vigil.worker import worker
 
@@ -64,4 +65,6 @@ def template() -> None:
         with contextlib.suppress(errors.ConfigError):
             loader.load_settings(home)
 
+    # Before the first fork, so that every worker inherits it done (see the module doc).
+    sql.warm_up()
     template_mod.serve(run_command, sys.stdin, sys.stdout, prepare=build_settings)

@@ -18,6 +18,7 @@ from vigil.storage import schema
 
 VERSION_TABLE = "alembic_version"
 _version_table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String()))
+version_query = sa.select(_version_table.c.version_num)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ async def read_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
 async def versioned_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
     """The status of a database with a version table, in one query; without one the
     query fails (a DBAPIError, which on PostgreSQL aborts the transaction)."""
-    versions = (await conn.execute(sa.select(_version_table.c.version_num))).scalars().all()
+    versions = (await conn.execute(version_query)).scalars().all()
     current = versions[0] if len(versions) == 1 else None
     return SchemaStatus(current=current, head=schema.HEAD_REVISION, empty=False)
 

@@ -135,7 +135,7 @@ class SqlStore(store.Store):
         self._notice_after(run.status)
 
     async def get_run(self, run_id: str) -> runs.Run:
-        query = sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
+        query = _run_query(run_id)
         async with self._read() as conn:
             row = (await conn.execute(query)).one_or_none()
             if row is None:
@@ -159,12 +159,7 @@ class SqlStore(store.Store):
         leaving = _as_statuses(expected)
         for status in leaving:
             runs.check_transition(status, new)
-        values = {"status": new.value, "updated_at": now, **rows.update_values(update)}
-        statement = (
-            sa.update(schema.runs)
-            .where(schema.runs.c.run_id == run_id, schema.runs.c.status.in_(leaving))
-            .values(values)
-        )
+        statement = _transition_statement(run_id, leaving, new, now, update)
         async with self._write() as conn:
             if (await conn.execute(statement)).rowcount == 0:
                 await _check_run_exists(conn, run_id)
@@ -182,13 +177,7 @@ class SqlStore(store.Store):
         update: store.RunUpdate = _NO_UPDATE,
         event: events.NewEvent | None = None,
     ) -> runs.Run | None:
-        values = {"status": S.STARTED.value, "updated_at": now, **rows.update_values(update)}
-        statement = (
-            sa.update(schema.runs)
-            .where(schema.runs.c.run_id == run_id, schema.runs.c.status == S.STARTING.value)
-            .values(values)
-            .returning(*schema.runs.c)
-        )
+        statement = _start_statement(run_id, now, update)
         async with self._write() as conn:
             row = (await conn.execute(statement)).one_or_none()
             if row is None:
@@ -361,6 +350,35 @@ class _QueueReader:
 
 
 # statements and rows -------------------------------------------------------------------
+def _run_query(run_id: str) -> sa.Select[Any]:
+    return sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
+
+
+def _transition_statement(
+    run_id: str,
+    leaving: Sequence[runs.RunStatus],
+    new: runs.RunStatus,
+    now: float,
+    update: store.RunUpdate,
+) -> sa.Update:
+    values = {"status": new.value, "updated_at": now, **rows.update_values(update)}
+    return (
+        sa.update(schema.runs)
+        .where(schema.runs.c.run_id == run_id, schema.runs.c.status.in_(leaving))
+        .values(values)
+    )
+
+
+def _start_statement(run_id: str, now: float, update: store.RunUpdate) -> sa.Update:
+    values = {"status": S.STARTED.value, "updated_at": now, **rows.update_values(update)}
+    return (
+        sa.update(schema.runs)
+        .where(schema.runs.c.run_id == run_id, schema.runs.c.status == S.STARTING.value)
+        .values(values)
+        .returning(*schema.runs.c)
+    )
+
+
 async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
     try:
         await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))
@@ -509,3 +527,52 @@ def _as_statuses(
     if isinstance(statuses, runs.RunStatus):
         return [statuses]
     return list(statuses)
+
+
+# the worker template's warm-up -------------------------------------------------------------
+def warm_up() -> None:
+    """Run a run worker's statements once, so that the processes forked after inherit
+    what running them teaches SQLAlchemy and the interpreter (see `vigil.worker.template`).
+
+    On an in-memory SQLite database through the synchronous driver, then compiled for
+    PostgreSQL as well: no thread, no event loop, no connection or file left behind.
+    """
+    engine = sa.create_engine("sqlite://")
+    try:
+        schema.metadata.create_all(engine)
+        with engine.begin() as conn:
+            statements = _warm_up_run(conn)
+    finally:
+        engine.dispose()
+    pg_dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    for statement in statements:
+        statement.compile(dialect=pg_dialect)
+
+
+_Statement = sa.Insert | sa.Update | sa.Select[Any]
+
+
+def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
+    """A run's life in the worker's statements; the statements, to compile them again."""
+    run = runs.Run("warm-up", "job", S.STARTING, tags={"k": "v"}, root_run_id="warm-up")
+    tag_rows = [{"run_id": run.run_id, "key": "k", "value": "v"}]
+    update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1)
+    event = events.NewEvent(run.run_id, events.EventType.RUN_START, 1.0, message="warm-up")
+    statements: list[_Statement] = [
+        sa.insert(schema.runs).values(rows.run_values(run)),
+        _start_statement(run.run_id, 1.0, update),
+        sa.select(schema.run_tags).where(schema.run_tags.c.run_id.in_([run.run_id])),
+        _transition_statement(run.run_id, [S.STARTED], S.SUCCESS, 2.0, _NO_UPDATE),
+        _run_query(run.run_id),
+        schema_version.version_query,
+    ]
+    conn.execute(statements[0])
+    conn.execute(_insert_tags, tag_rows)
+    rows.run_from_row(conn.execute(statements[1]).one(), {"k": "v"})
+    conn.execute(statements[2]).all()
+    conn.execute(_insert_events, rows.event_values([event]))
+    conn.execute(_insert_events, rows.event_values([event, event]))
+    assert conn.execute(statements[3]).rowcount == 1
+    rows.run_from_row(conn.execute(statements[4]).one(), {})
+    notice = sa.select(sa.func.pg_notify(wakeup.CHANNEL, run.run_id))
+    return [*statements, _insert_events, _events_order_lock, notice]

@@ -14,7 +14,11 @@ What a worker costs is mostly CPU, and much of it is the kernel's: every page of
 template a worker writes to is copied first. So the template imports everything the
 worker path imports (a module imported in the worker is paid for by every run), and
 freezes the garbage collector's view of what it holds (`gc.freeze`): a worker's
-collections then never walk, and so never touch, the template's objects.
+collections then never walk, and so never touch, the template's objects. Code run for
+the first time costs more than its work: the interpreter specializes its bytecode and
+libraries fill their caches. The `vigil worker template` command therefore runs the
+store's statements once before serving (`vigil.storage.sql.warm_up`: in-memory SQLite,
+synchronous driver, no thread); what is learnt is inherited by every worker.
 """
 
 from __future__ import annotations
