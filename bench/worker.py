@@ -27,7 +27,6 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Iterator
 
 import anyio
 import psutil
@@ -35,7 +34,6 @@ import sqlalchemy as sa
 
 from bench import common
 from bench import daemon as daemon_bench
-from tests import pg_server
 
 JOB = "one"
 WARMUP = 3  # runs not counted: the first starts the template
@@ -131,16 +129,6 @@ def report(label: str, rounds: list[Costs]) -> None:
     print(f"{label}: CPU ms a run, median (min-max) of {len(rounds)} rounds: " + ", ".join(parts))
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[tuple[sa.engine.URL, int]]:
-    """A throwaway server with its default durability, and its postmaster's pid."""
-    server = pg_server.start(pg_server.find_bindir(), durable=True)
-    try:
-        yield server.url, server.pid
-    finally:
-        pg_server.stop(server)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="runs a round")
@@ -157,7 +145,8 @@ def main() -> None:
             ]
             report(f"sqlite   {executor}", rounds)
     if not args.no_postgres:
-        with postgres_server() as (url, pid):
+        with common.postgres_server() as server:
+            url, pid = server.url, server.pid
             for executor in executors:
                 rounds = [
                     anyio.run(measure, url, pid, executor, args.runs) for _ in range(args.repeats)
