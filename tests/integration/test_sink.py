@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 import anyio
 import pytest
 
+from tests import waiting
 from vigil import events, storage
 from vigil.storage import sql
 from vigil.worker import sink as sink_mod
@@ -77,3 +78,25 @@ async def test_take_waits_for_a_write_under_way(store: sql.SqlStore) -> None:
         release.set()
     assert [e.message for e in taken] == ["after"]
     assert await messages(store) == ["in flight"]
+
+
+async def test_events_gathered_within_the_linger_are_written_together_while_the_block_runs(
+    store: sql.SqlStore,
+) -> None:
+    batches: list[int] = []
+    append = store.append_events
+
+    async def counted(batch: Sequence[events.NewEvent]) -> None:
+        batches.append(len(batch))
+        await append(batch)
+
+    store.append_events = counted  # type: ignore[method-assign]
+    async with sink_mod.batching_sink(store) as sink:
+        for message in ("x", "y", "z"):
+            sink.emit(log(message))
+
+        async def written() -> bool:
+            return await messages(store) == ["x", "y", "z"]
+
+        await waiting.eventually(written)
+    assert batches == [3]

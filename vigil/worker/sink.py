@@ -21,12 +21,20 @@ from vigil import events
 from vigil.storage import store as store_mod
 
 MAX_BATCH = 2000
+# Seconds an event waits for others before it is written: a short step's events then go
+# in one transaction (in the worker, with the run's end), and the worker stays idle
+# while a forked step process runs (no copy-on-write of its pages meanwhile).
+LINGER = 0.2
 
 
 class BatchingSink:
-    def __init__(self, store: store_mod.Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, store: store_mod.Store, loop: asyncio.AbstractEventLoop, linger: float = LINGER
+    ) -> None:
         self._store = store
         self._loop = loop
+        self._linger = linger
+        self._closing = asyncio.Event()
         self._lock = threading.Lock()
         self._buffer: list[events.NewEvent] = []
         self._wake = asyncio.Event()
@@ -66,6 +74,8 @@ class BatchingSink:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            with anyio.move_on_after(self._linger):
+                await self._closing.wait()
             self._wake.clear()
             await self.flush()
             if self._closed:
@@ -73,16 +83,19 @@ class BatchingSink:
 
     def _close(self) -> None:
         self._closed = True
+        self._closing.set()
         self._wake.set()
 
 
 @asynccontextmanager
-async def batching_sink(store: store_mod.Store) -> AsyncIterator[BatchingSink]:
+async def batching_sink(
+    store: store_mod.Store, linger: float = LINGER
+) -> AsyncIterator[BatchingSink]:
     """A sink whose flusher runs for the block; the last events are written on exit.
 
     Cancel the work that emits, not this block: leaving it drains what is left.
     """
-    sink = BatchingSink(store, asyncio.get_running_loop())
+    sink = BatchingSink(store, asyncio.get_running_loop(), linger)
     async with anyio.create_task_group() as tg:
         tg.start_soon(sink._run)
         try:
