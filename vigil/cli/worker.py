@@ -33,7 +33,7 @@ def run(run_id: str, resume: bool) -> None:
 
     async def main() -> runs.RunStatus:
         # The first transaction (the run's start) checks the schema: see `open_store`.
-        async with common.opened_store(st.settings, defer_schema_check=True) as store:
+        async with common.opened_store(st.settings, worker=True) as store:
             env = worker.WorkerEnv(
                 settings=st.settings, store=store, executor=executor, base_dir=pathlib.Path.cwd()
             )
