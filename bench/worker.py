@@ -13,7 +13,9 @@ waited for to its end. Per run it prints:
 - template: the template's own CPU (the parent side of each fork, the reaping);
 - launcher: this process (submission, claim, launch, waiting by polling the store);
 - postgres: the server's backends, which the postmaster reaps when a worker disconnects
-  (PostgreSQL only).
+  (PostgreSQL only); this includes the launcher's submissions and its polling for each
+  run's end, so it overstates what the workers alone cost the server (bench.queue's drain
+  shows the server's share with a daemon instead).
 
 Median and spread over `--repeats` rounds, on SQLite and PostgreSQL, for both executors.
 """
