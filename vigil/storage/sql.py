@@ -547,6 +547,16 @@ def warm_up() -> None:
     pg_dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
     for statement in statements:
         statement.compile(dialect=pg_dialect)
+    _warm_up_engines()
+
+
+def _warm_up_engines() -> None:
+    """Build (never connect) the async engines a worker builds, and drop them."""
+    # A file URI names no directory to create; nothing connects, so nothing is opened.
+    memory = sa.engine.URL.create("sqlite+aiosqlite", database="file:vigil-warm-up")
+    server = sa.engine.URL.create("postgresql+asyncpg", host="127.0.0.1", database="warm-up")
+    for url in (memory, server):
+        target_mod.create_engine(target_mod.StoreTarget(url, ping_after_idle=1.0))
 
 
 _Statement = sa.Insert | sa.Update | sa.Select[Any]
