@@ -40,13 +40,21 @@ def figures(name: str, samples: Sequence[float], unit: str = "ms", scale: float 
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[sa.engine.URL]:
-    """A throwaway PostgreSQL server with its default durability settings."""
+def postgres_server() -> Iterator[pg_server.Server]:
+    """A throwaway PostgreSQL server with its default durability settings (its `pid` is
+    the postmaster's, whose reaped backends' CPU time is the server's work)."""
     server = pg_server.start(pg_server.find_bindir(), durable=True)
     try:
-        yield server.url
+        yield server
     finally:
         pg_server.stop(server)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[sa.engine.URL]:
+    """A throwaway PostgreSQL server with its default durability settings."""
+    with postgres_server() as server:
+        yield server.url
 
 
 def config_yaml(

@@ -24,7 +24,8 @@ Targets (the queued coordinator's issue):
    in-flight runs (STARTING, STARTED, CANCELING) are those the poll saw and, exactly, the
    most once the claims and ends are replayed from the event log in commit order. The
    machine's CPU time over the drain is split between the daemon, its worker template with
-   the workers it reaped, this bench and the rest. On PostgreSQL the drain runs with the
+   the workers it reaped, this bench, the PostgreSQL server and the rest (on a shared
+   machine, other people's processes). On PostgreSQL the drain runs with the
    multiprocess executor (the bench's default) and with in_process (`--executors`); on
    SQLite, where a run's end in its worker does not wake the daemon either, multiprocess.
 3. Claim rate with a launcher that starts nothing, in-process on PostgreSQL: at least 1,000
@@ -320,12 +321,14 @@ async def claim_times(store: store_mod.Store) -> tuple[dict[str, float], int]:
 @dataclasses.dataclass
 class Cpu:
     """CPU seconds over a drain: the whole machine, the daemon process, its tree (the
-    worker template and every worker and step process it reaped), and this process."""
+    worker template and every worker and step process it reaped), this process, and the
+    PostgreSQL server (the postmaster with the backends it reaped; 0 on SQLite)."""
 
     machine: float
     daemon: float
     tree: float
     bench: float
+    postgres: float
 
 
 def busy_seconds() -> float:
@@ -338,13 +341,20 @@ def own_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cpu_now(root: psutil.Process) -> Cpu:
+def cpu_now(root: psutil.Process, server_pid: int | None) -> Cpu:
     times = root.cpu_times()
     tree = daemon_bench.tree_cpu(root)
-    return Cpu(busy_seconds(), times.user + times.system, tree, own_seconds())
+    server = 0.0 if server_pid is None else daemon_bench.tree_cpu(psutil.Process(server_pid))
+    return Cpu(busy_seconds(), times.user + times.system, tree, own_seconds(), server)
 
 
-def measure_drain(server: sa.engine.URL | None, label: str, n: int, executor: str) -> None:
+def measure_drain(
+    server: sa.engine.URL | None,
+    label: str,
+    n: int,
+    executor: str,
+    server_pid: int | None = None,
+) -> None:
     options = {"max_concurrent_runs": DRAIN_LIMIT}
     label = f"{label} drain, {executor} executor"
     with instance(server, options, executor) as (home, env):
@@ -353,15 +363,16 @@ def measure_drain(server: sa.engine.URL | None, label: str, n: int, executor: st
         print(f"{label}: queued {n} runs (paused) in {submitted:.1f} s: {rate:.0f} submissions/s")
         with running_daemon(home, env) as daemon:
             root = psutil.Process(daemon.process.pid)
-            before = cpu_now(root)
+            before = cpu_now(root, server_pid)
             watched, final, claims = anyio.run(drain, home, env, n)
-            after = cpu_now(root)
+            after = cpu_now(root, server_pid)
     report_drain(label, n, watched, final, claims)
     used = Cpu(
         after.machine - before.machine,
         after.daemon - before.daemon,
         after.tree - before.tree,
         after.bench - before.bench,
+        after.postgres - before.postgres,
     )
     report_cpu(label, n, watched.elapsed, used)
 
@@ -371,7 +382,10 @@ def report_cpu(label: str, n: int, elapsed: float, used: Cpu) -> None:
         "daemon": used.daemon,
         "its workers": used.tree - used.daemon,
         "this bench": used.bench,
-        "the rest (PostgreSQL, kernel, any other process)": used.machine - used.tree - used.bench,
+        "PostgreSQL": used.postgres,
+        "the rest (any other process, the kernel's own work)": (
+            used.machine - used.tree - used.bench - used.postgres
+        ),
     }
     parts = ", ".join(f"{name} {1000 * sec / n:.0f}" for name, sec in per_run.items())
     print(
@@ -502,14 +516,14 @@ def main() -> None:
     parts = set(args.parts.split(","))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load} before the bench")
-    with common.postgres() as server:
+    with common.postgres_server() as pg:
         if "latency" in parts:
-            measure_latency(server, "postgres", args.samples, args.gap)
+            measure_latency(pg.url, "postgres", args.samples, args.gap)
         if "drain" in parts:
             for executor in args.executors.split(","):
-                measure_drain(server, "postgres", args.runs, executor)
+                measure_drain(pg.url, "postgres", args.runs, executor, pg.pid)
         if "claims" in parts:
-            measure_claims(server, args.claims, args.repeats)
+            measure_claims(pg.url, args.claims, args.repeats)
     if not args.no_sqlite:
         if "latency" in parts:
             measure_latency(None, "sqlite  ", args.samples, args.gap)

@@ -185,3 +185,38 @@ async def test_settle_cancel_ends_a_run_whose_worker_died_while_canceling(wired:
     ended = await wired.store.get_events(run.run_id, event_types=(events.EventType.RUN_CANCELED,))
     assert len(ended) == 1
     assert ended[0].message.startswith("worker gone before it ended the run")
+
+
+async def _output_locator(wired: Wired, run_id: str) -> str:
+    outputs = await wired.store.get_events(run_id, event_types=(events.EventType.STEP_OUTPUT,))
+    return str(outputs[0].data["locator"])
+
+
+async def test_workers_follow_vigil_yaml_as_it_changes(wired: Wired, home: pathlib.Path) -> None:
+    config = home / "vigil.yaml"
+    original = config.read_text()
+    first = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+    await wired.wait_for(first.run_id, S.SUCCESS)
+    assert (await _output_locator(wired, first.run_id)).startswith(str(home / "storage"))
+
+    config.write_text(original + f"storage_dir: {home / 'elsewhere'}\n")
+    moved = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+    await wired.wait_for(moved.run_id, S.SUCCESS)
+    assert (await _output_locator(wired, moved.run_id)).startswith(str(home / "elsewhere"))
+
+    config.write_text(original + "store:\n  busy_timeout: -1\n")
+    refused = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+
+    async def worker_gone() -> bool:
+        stored = await wired.store.get_run(refused.run_id)
+        return (await wired.launcher.check_worker_health(stored)).health is H.DEAD
+
+    await waiting.eventually(worker_gone, deadline=30)
+    log = await anyio.Path(refused.launcher_info["log"]).read_text()
+    assert "store.busy_timeout" in log
+    assert (await wired.store.get_run(refused.run_id)).status is S.STARTING
+
+    config.write_text(original)
+    again = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
+    await wired.wait_for(again.run_id, S.SUCCESS)
+    assert (await _output_locator(wired, again.run_id)).startswith(str(home / "storage"))

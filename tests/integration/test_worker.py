@@ -148,3 +148,33 @@ async def test_an_ended_run_is_never_restarted(
     assert await execute(store, settings, run) is S.SUCCESS
     assert await execute(store, settings, run) is S.SUCCESS
     assert await started_steps(store, run.run_id) == ["a", "b", "c"]
+
+
+async def test_a_cancel_that_wins_the_race_to_the_end_keeps_every_step_event(
+    store: storage.Store, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cancel lands between the last step and the run's end: the end, which carries the
+    # last step events, loses its transition; those events must still be written.
+    run = new_run()
+    await store.add_run(run)
+    transition = store.transition_run
+
+    async def cancel_first(
+        run_id: str,
+        expected: object,
+        new: runs.RunStatus,
+        now: float,
+        *args: object,
+        **kwargs: object,
+    ) -> bool:
+        if new is S.SUCCESS:
+            assert await transition(run_id, S.STARTED, S.CANCELING, now)
+        return await transition(run_id, expected, new, now, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "transition_run", cancel_first)
+
+    assert await execute(store, settings_for(tmp_path), run) is S.CANCELED
+    kinds = [(e.event_type, e.step) for e in await store.get_events(run.run_id)]
+    assert [step for kind, step in kinds if kind is E.STEP_SUCCESS] == ["a", "b", "c"]
+    assert (E.RUN_SUCCESS, None) not in kinds
+    assert kinds[-1] == (E.RUN_CANCELED, None)

@@ -289,6 +289,93 @@ async def test_opening_a_current_store_checks_the_schema_in_one_query(
     assert len(statements) == 1, statements
 
 
+async def starting_run_at_schema(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine, version: str
+) -> runs.Run:
+    """A migrated database holding one STARTING run, then stamped at `version`."""
+    run = runs.Run("r1", "etl", runs.RunStatus.STARTING, root_run_id="r1")
+    await storage.migrate(store_target)
+    opened = await storage.open_store(store_target)
+    try:
+        await opened.add_run(run)
+    finally:
+        await opened.close()
+    await execute(engine, f"UPDATE alembic_version SET version_num = '{version}'")
+    return run
+
+
+async def start_with_a_deferred_check(store_target: storage.StoreTarget) -> None:
+    deferred = await storage.open_store(store_target, defer_schema_check=True)
+    try:
+        await deferred.start_run("r1", 2.0, event=None)
+    finally:
+        await deferred.close()
+
+
+async def status_of_r1(engine: sa_asyncio.AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        found = await conn.execute(sa.text("SELECT status FROM runs WHERE run_id = 'r1'"))
+        return str(found.scalar_one())
+
+
+async def test_a_deferred_check_refuses_an_older_schema_before_writing(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    await starting_run_at_schema(store_target, engine, "0001")
+
+    with pytest.raises(errors.SchemaMismatch) as refused:
+        await start_with_a_deferred_check(store_target)
+
+    assert str(refused.value) == (
+        f"the store at {store_target.redacted()} is at schema 0001, this vigil expects "
+        f"{schema.HEAD_REVISION}: run `vigil instance migrate`"
+    )
+    assert await status_of_r1(engine) == "STARTING"
+
+
+async def test_a_deferred_check_refuses_a_newer_schema_before_writing(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine
+) -> None:
+    await starting_run_at_schema(store_target, engine, "9999_from_the_future")
+
+    with pytest.raises(errors.SchemaMismatch, match="older than the store, upgrade vigil"):
+        await start_with_a_deferred_check(store_target)
+
+    assert await status_of_r1(engine) == "STARTING"
+
+
+async def test_a_deferred_check_refuses_a_database_without_a_schema(
+    store_target: storage.StoreTarget,
+) -> None:
+    deferred = await storage.open_store(store_target, defer_schema_check=True)
+    try:
+        with pytest.raises(errors.SchemaMismatch, match="is at schema base, this vigil expects"):
+            await deferred.get_run("r1")
+    finally:
+        await deferred.close()
+
+
+async def test_a_deferred_check_reads_the_version_once_in_the_first_transaction(
+    store_target: storage.StoreTarget, engine: sa_asyncio.AsyncEngine, statements: list[str]
+) -> None:
+    await starting_run_at_schema(store_target, engine, schema.HEAD_REVISION)
+    statements.clear()
+
+    deferred = await storage.open_store(store_target, defer_schema_check=True)
+    try:
+        assert statements == []
+        started = await deferred.start_run("r1", 2.0)
+        assert started is not None
+        assert started.status is runs.RunStatus.STARTED
+        await deferred.get_run("r1")
+    finally:
+        await deferred.close()
+
+    versions = [s for s in statements if "alembic_version" in s]
+    assert len(versions) == 1
+    assert "alembic_version" in statements[0]
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -194,6 +194,66 @@ async def test_transitioning_an_unknown_run_is_reported(store: sql.SqlStore) -> 
         await store.transition_run("nope", S.QUEUED, S.STARTING, 1.0)
 
 
+async def test_a_won_transition_appends_a_batch_of_events_in_order(store: sql.SqlStore) -> None:
+    await store.add_run(make_run("r1", status=S.STARTED))
+    batch = [
+        event("r1", message="first"),
+        event("r1", message="second"),
+        event("r1", E.RUN_SUCCESS),
+    ]
+
+    assert await store.transition_run("r1", S.STARTED, S.SUCCESS, 2.0, event=batch)
+
+    stored = await store.get_events("r1")
+    assert [(e.event_type, e.message) for e in stored] == [
+        (E.LOG, "first"),
+        (E.LOG, "second"),
+        (E.RUN_SUCCESS, ""),
+    ]
+
+
+async def test_a_lost_transition_appends_none_of_its_batch(store: sql.SqlStore) -> None:
+    await store.add_run(make_run("r1", status=S.CANCELING))
+
+    batch = [event("r1", message="step"), event("r1", E.RUN_SUCCESS)]
+    assert not await store.transition_run("r1", S.STARTED, S.SUCCESS, 2.0, event=batch)
+
+    assert await store.get_events("r1") == []
+
+
+async def test_start_run_moves_a_starting_run_and_returns_it_with_its_tags(
+    store: sql.SqlStore,
+) -> None:
+    await store.add_run(make_run("r1", status=S.STARTING, tags={"team": "data"}))
+    update = storage.RunUpdate(start_time=5.0, worker_host="box", worker_pid=42)
+
+    started = await store.start_run("r1", 9.0, update, event("r1", E.RUN_START))
+
+    assert started is not None
+    assert started == await store.get_run("r1")
+    assert (started.status, started.updated_at, started.start_time) == (S.STARTED, 9.0, 5.0)
+    assert (started.worker_host, started.worker_pid, started.tags) == ("box", 42, {"team": "data"})
+    assert [e.event_type for e in await store.get_events("r1")] == [E.RUN_START]
+
+
+async def test_start_run_leaves_a_run_that_is_not_starting_as_it_is(store: sql.SqlStore) -> None:
+    for run_id, status in [("queued", S.QUEUED), ("canceling", S.CANCELING), ("done", S.SUCCESS)]:
+        await store.add_run(make_run(run_id, status=status))
+
+        assert (
+            await store.start_run(run_id, 9.0, storage.RunUpdate(worker_pid=1), event(run_id))
+            is None
+        )
+
+        assert await store.get_run(run_id) == make_run(run_id, status=status)
+        assert await store.get_events(run_id) == []
+
+
+async def test_starting_an_unknown_run_is_reported(store: sql.SqlStore) -> None:
+    with pytest.raises(errors.UnknownRun):
+        await store.start_run("nope", 1.0)
+
+
 async def test_exactly_one_of_twenty_racing_claims_wins(store_target: storage.StoreTarget) -> None:
     # One connection per claimant, so the race happens in the database, not in the pool.
     racing = await storage.open_store(

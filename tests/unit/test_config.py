@@ -112,3 +112,45 @@ def test_code_location_needs_exactly_one_source(tmp_path: pathlib.Path) -> None:
         errors.ConfigError, match=r"workspace\.0: .*exactly one of 'module' or 'file'"
     ):
         loader.load_settings(tmp_path)
+
+
+def test_the_same_file_and_environment_give_the_same_settings_back(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "store:\n  busy_timeout: 7\n")
+    first = loader.load_settings(tmp_path)
+    assert loader.load_settings(tmp_path) is first
+
+
+def test_settings_follow_a_changed_file(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "store:\n  busy_timeout: 7\n")
+    assert loader.load_settings(tmp_path).store.busy_timeout == 7
+    path.write_text("store:\n  busy_timeout: 8\n")
+    assert loader.load_settings(tmp_path).store.busy_timeout == 8
+    path.unlink()
+    assert loader.load_settings(tmp_path).store.busy_timeout == 30
+
+
+def test_settings_follow_a_changed_environment(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "store:\n  busy_timeout: 7\n")
+    assert loader.load_settings(tmp_path).store.busy_timeout == 7
+    monkeypatch.setenv("VIGIL_STORE__BUSY_TIMEOUT", "9")
+    assert loader.load_settings(tmp_path).store.busy_timeout == 9
+    monkeypatch.setenv("vigil_store__busy_timeout", "10")  # the names are case-insensitive
+    monkeypatch.delenv("VIGIL_STORE__BUSY_TIMEOUT")
+    assert loader.load_settings(tmp_path).store.busy_timeout == 10
+
+
+def test_settings_follow_another_home(tmp_path: pathlib.Path) -> None:
+    write(tmp_path / "a", "store:\n  busy_timeout: 7\n")
+    write(tmp_path / "b", "store:\n  busy_timeout: 7\n")
+    assert loader.load_settings(tmp_path / "a").home == tmp_path / "a"
+    assert loader.load_settings(tmp_path / "b").home == tmp_path / "b"
+
+
+def test_a_file_broken_after_a_good_one_is_refused(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "store:\n  busy_timeout: 7\n")
+    loader.load_settings(tmp_path)
+    path.write_text("store:\n  busy_timeout: -1\n")
+    with pytest.raises(errors.ConfigError, match=r"store\.busy_timeout"):
+        loader.load_settings(tmp_path)

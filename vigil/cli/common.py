@@ -90,9 +90,20 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+# A run worker's connections are pinged only after this long idle in its pool (seconds).
+WORKER_PING_AFTER_IDLE = 1.0
+
+
 @asynccontextmanager
-async def opened_store(settings: settings_mod.InstanceSettings) -> AsyncIterator[store_mod.Store]:
-    store = await engine.open_store(loader.store_target(settings))
+async def opened_store(
+    settings: settings_mod.InstanceSettings, *, worker: bool = False
+) -> AsyncIterator[store_mod.Store]:
+    """The instance's store for the block; a run worker's (`worker`) is opened for one short
+    job: its schema checked in its first transaction, its connections pinged only idle."""
+    target = loader.store_target(settings)
+    if worker:
+        target = dataclasses.replace(target, ping_after_idle=WORKER_PING_AFTER_IDLE)
+    store = await engine.open_store(target, defer_schema_check=worker)
     try:
         yield store
     finally:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sys
 from collections.abc import Sequence
 
 import click
 
-from vigil import assembly, runs
+from vigil import assembly, errors, runs
 from vigil.cli import common
+from vigil.config import loader
+from vigil.storage import sql
 from vigil.worker import template as template_mod
 from vigil.worker import worker
 
@@ -29,7 +32,8 @@ def run(run_id: str, resume: bool) -> None:
     executor = assembly.build_executor(st.settings)
 
     async def main() -> runs.RunStatus:
-        async with common.opened_store(st.settings) as store:
+        # The first transaction (the run's start) checks the schema: see `open_store`.
+        async with common.opened_store(st.settings, worker=True) as store:
             env = worker.WorkerEnv(
                 settings=st.settings, store=store, executor=executor, base_dir=pathlib.Path.cwd()
             )
@@ -53,4 +57,14 @@ def template() -> None:
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return 0
 
-    template_mod.serve(run_command, sys.stdin, sys.stdout)
+    home = common.state().home
+
+    def build_settings() -> None:
+        # Workers forked with this environment take these settings as they are, unless
+        # vigil.yaml changed since (see `loader.load_settings`).
+        with contextlib.suppress(errors.ConfigError):
+            loader.load_settings(home)
+
+    # Before the first fork, so that every worker inherits it done (see the module doc).
+    sql.warm_up()
+    template_mod.serve(run_command, sys.stdin, sys.stdout, prepare=build_settings)

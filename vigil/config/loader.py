@@ -27,25 +27,65 @@ def home_from_env(environ: Mapping[str, str]) -> pathlib.Path:
     return pathlib.Path(environ.get("VIGIL_HOME", ".vigil")).absolute()
 
 
+class _Built:
+    """The settings last built in this process and exactly what they were built from.
+
+    Settings are a pure function of the home, the text of its vigil.yaml and the
+    environment, so the same three give the same (frozen) settings back without parsing
+    and validating again. A run worker forked from the worker template, which built them
+    before forking, gets them for the price of reading the file.
+    """
+
+    def __init__(self) -> None:
+        self._source: tuple[pathlib.Path, str | None, tuple[tuple[str, str], ...]] | None = None
+        self._settings: settings_mod.InstanceSettings | None = None
+
+    def get(
+        self, home: pathlib.Path, text: str | None, environ: Mapping[str, str]
+    ) -> settings_mod.InstanceSettings:
+        source = (home, text, tuple(sorted(environ.items())))
+        if self._settings is None or source != self._source:
+            self._settings = _build(home, text, environ)
+            self._source = source
+        return self._settings
+
+
+_built = _Built()
+
+
 def load_settings(home: pathlib.Path) -> settings_mod.InstanceSettings:
     """Read `home/vigil.yaml` (optional) and the VIGIL_* environment into frozen settings."""
-    env = os.environ
+    return _built.get(home, _read_text(home / CONFIG_FILE), os.environ)
+
+
+def _build(
+    home: pathlib.Path, text: str | None, environ: Mapping[str, str]
+) -> settings_mod.InstanceSettings:
     path = home / CONFIG_FILE
-    data = read_yaml(path)
+    data = {} if text is None else _parse_yaml(path, text)
     try:
         built = settings_mod.InstanceSettings(**data)
     except pydantic.ValidationError as exc:
-        raise errors.ConfigError(describe_validation_error(exc, path, data, env)) from None
+        raise errors.ConfigError(describe_validation_error(exc, path, data, environ)) from None
     return built.model_copy(update={"home": home})
 
 
 def read_yaml(path: pathlib.Path) -> dict[str, Any]:
+    text = _read_text(path)
+    return {} if text is None else _parse_yaml(path, text)
+
+
+def _read_text(path: pathlib.Path) -> str | None:
+    """The file's text; None when there is no such file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
+        return None
     except OSError as exc:
         raise errors.ConfigError(f"{path}: cannot read the file: {exc.strerror}") from None
+
+
+def _parse_yaml(path: pathlib.Path, text: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -11,6 +11,7 @@ Only `migrate` (`vigil instance migrate`) changes an existing schema.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -23,9 +24,19 @@ from vigil.storage.target import StoreTarget
 __all__ = ["SchemaStatus", "StoreTarget", "migrate", "open_store", "schema_status"]
 
 
-async def open_store(target: StoreTarget, *, create_if_empty: bool = True) -> sql.SqlStore:
-    """A store at this vigil's schema; raises SchemaMismatch or StoreUnavailable."""
+async def open_store(
+    target: StoreTarget, *, create_if_empty: bool = True, defer_schema_check: bool = False
+) -> sql.SqlStore:
+    """A store at this vigil's schema; raises SchemaMismatch or StoreUnavailable.
+
+    With `defer_schema_check` nothing is read yet: the schema is checked in the store's
+    first transaction, which raises SchemaMismatch (having written nothing) for a database
+    at another revision, or without one. That saves a process with one short job (the run
+    worker) a transaction of its own; an empty database is not created then.
+    """
     engine = target_mod.create_engine(target)
+    if defer_schema_check:
+        return sql.SqlStore(engine, target, functools.partial(_refuse_unless_current, target))
     try:
         status = await _read_status(engine, target)
         if not status.is_current:
@@ -58,15 +69,26 @@ async def _read_status(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> S
             return await schema_version.read_status(conn)
 
 
-async def _bring_to_head(
-    engine: sa_asyncio.AsyncEngine, target: StoreTarget, status: SchemaStatus, *, upgrade: bool
-) -> SchemaStatus:
-    """Upgrade a database that is not at head and return its new status, or refuse it."""
+def _refuse_unless_current(target: StoreTarget, status: SchemaStatus) -> None:
+    if not status.is_current:
+        raise schema_version.mismatch(status, target.redacted(), _known_revisions())
+
+
+def _known_revisions() -> frozenset[str]:
     # A deliberately lazy import: alembic adds ~50 ms to import, and every CLI command and
     # run worker opens the store, but only a new or outdated database needs the migrations.
     from vigil.storage import migration
 
-    known = migration.known_revisions()
+    return migration.known_revisions()
+
+
+async def _bring_to_head(
+    engine: sa_asyncio.AsyncEngine, target: StoreTarget, status: SchemaStatus, *, upgrade: bool
+) -> SchemaStatus:
+    """Upgrade a database that is not at head and return its new status, or refuse it."""
+    from vigil.storage import migration  # lazy, see `_known_revisions`
+
+    known = _known_revisions()
     if not upgrade:
         raise schema_version.mismatch(status, target.redacted(), known)
     schema_version.check_upgradable(status, target.redacted(), known)

@@ -18,6 +18,7 @@ from vigil.storage import schema
 
 VERSION_TABLE = "alembic_version"
 _version_table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String()))
+version_query = sa.select(_version_table.c.version_num)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class SchemaStatus:
 async def read_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
     """The schema status, in one query when the database is versioned (the usual case)."""
     try:
-        return await _versioned_status(conn)
+        return await versioned_status(conn)
     except sa_exc.DBAPIError as exc:
         if exc.connection_invalidated:
             raise
@@ -44,8 +45,10 @@ async def read_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
         return await _unversioned_status(conn)
 
 
-async def _versioned_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
-    versions = (await conn.execute(sa.select(_version_table.c.version_num))).scalars().all()
+async def versioned_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
+    """The status of a database with a version table, in one query; without one the
+    query fails (a DBAPIError, which on PostgreSQL aborts the transaction)."""
+    versions = (await conn.execute(version_query)).scalars().all()
     current = versions[0] if len(versions) == 1 else None
     return SchemaStatus(current=current, head=schema.HEAD_REVISION, empty=False)
 
@@ -54,7 +57,7 @@ async def _unversioned_status(conn: sa_asyncio.AsyncConnection) -> SchemaStatus:
     names = set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
     if VERSION_TABLE in names:
         # A concurrent first open created it after the first query failed: read it now.
-        return await _versioned_status(conn)
+        return await versioned_status(conn)
     empty = not names & set(schema.metadata.tables)
     return SchemaStatus(current=None, head=schema.HEAD_REVISION, empty=empty)
 

@@ -11,16 +11,21 @@ lock every write transaction takes), then read the queue: each claim sees every 
 committed before it, so claims are serialized and limits hold across daemons. The lock
 order is admission, then event order; nothing takes them the other way round. Submissions
 and ends send a queue notice with their commit (`wakeup`).
+
+A store opened for one short job (the run worker) may check the schema in its first
+transaction instead of in one of its own (`check_schema`): the version is read there,
+before anything else, and a mismatch ends that transaction with nothing written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
@@ -54,16 +59,30 @@ _in_flight_query = (
 )
 
 
-class SqlStore(store.Store):
-    """The instance store over an async SQLAlchemy engine. Build it with `open_store`."""
+# Raises the error that refuses a database at this schema (see `engine.open_store`).
+SchemaCheck = Callable[[schema_version.SchemaStatus], None]
 
-    def __init__(self, engine: sa_asyncio.AsyncEngine, target: target_mod.StoreTarget) -> None:
+
+class SqlStore(store.Store):
+    """The instance store over an async SQLAlchemy engine. Build it with `open_store`.
+
+    `check_schema`, when given, is called with the schema status read in the store's first
+    transaction, before that transaction does anything else; it raises to refuse the store.
+    """
+
+    def __init__(
+        self,
+        engine: sa_asyncio.AsyncEngine,
+        target: target_mod.StoreTarget,
+        check_schema: SchemaCheck | None = None,
+    ) -> None:
         self._engine = engine
         self._writer = target_mod.writer(engine)
         self._target = target
         self._is_postgres = engine.dialect.name == "postgresql"
         self._local_notices = wakeup.LocalHub()
         self._queue = _QueueReader()
+        self._check_schema = check_schema
 
     @property
     def engine(self) -> sa_asyncio.AsyncEngine:
@@ -77,13 +96,29 @@ class SqlStore(store.Store):
     async def _read(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
         with target_mod.translate_errors(self._target):
             async with self._engine.begin() as conn:
+                await self._schema_checked(conn)
                 yield conn
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[sa_asyncio.AsyncConnection]:
         with target_mod.translate_errors(self._target):
             async with self._writer.begin() as conn:
+                await self._schema_checked(conn)
                 yield conn
+
+    async def _schema_checked(self, conn: sa_asyncio.AsyncConnection) -> None:
+        """The deferred schema check, in the store's first transaction (until one passes)."""
+        if self._check_schema is None:
+            return
+        try:
+            status = await schema_version.versioned_status(conn)
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            # No version table: not a vigil store at any revision.
+            status = schema_version.SchemaStatus(None, schema.HEAD_REVISION, empty=False)
+        self._check_schema(status)
+        self._check_schema = None
 
     # runs ---------------------------------------------------------------------------
     async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
@@ -100,7 +135,7 @@ class SqlStore(store.Store):
         self._notice_after(run.status)
 
     async def get_run(self, run_id: str) -> runs.Run:
-        query = sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
+        query = _run_query(run_id)
         async with self._read() as conn:
             row = (await conn.execute(query)).one_or_none()
             if row is None:
@@ -119,26 +154,39 @@ class SqlStore(store.Store):
         new: runs.RunStatus,
         now: float,
         update: store.RunUpdate = _NO_UPDATE,
-        event: events.NewEvent | None = None,
+        event: events.NewEvent | Sequence[events.NewEvent] | None = None,
     ) -> bool:
         leaving = _as_statuses(expected)
         for status in leaving:
             runs.check_transition(status, new)
-        values = {"status": new.value, "updated_at": now, **rows.update_values(update)}
-        statement = (
-            sa.update(schema.runs)
-            .where(schema.runs.c.run_id == run_id, schema.runs.c.status.in_(leaving))
-            .values(values)
-        )
+        statement = _transition_statement(run_id, leaving, new, now, update)
         async with self._write() as conn:
             if (await conn.execute(statement)).rowcount == 0:
                 await _check_run_exists(conn, run_id)
                 return False
-            if event is not None:
-                await self._append(conn, [event])
+            if batch := _as_batch(event):
+                await self._append(conn, batch)
             await self._notice_in(conn, run_id, new)
         self._notice_after(new)
         return True
+
+    async def start_run(
+        self,
+        run_id: str,
+        now: float,
+        update: store.RunUpdate = _NO_UPDATE,
+        event: events.NewEvent | None = None,
+    ) -> runs.Run | None:
+        statement = _start_statement(run_id, now, update)
+        async with self._write() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+            if row is None:
+                await _check_run_exists(conn, run_id)
+                return None
+            tags = await _load_tags(conn, [run_id])
+            if event is not None:
+                await self._append(conn, [event])
+        return rows.run_from_row(row, tags.get(run_id, {}))
 
     async def update_run_info(self, run_id: str, update: store.RunUpdate) -> None:
         values = rows.update_values(update)
@@ -326,6 +374,35 @@ _record_launch = (
 )
 
 
+def _run_query(run_id: str) -> sa.Select[Any]:
+    return sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
+
+
+def _transition_statement(
+    run_id: str,
+    leaving: Sequence[runs.RunStatus],
+    new: runs.RunStatus,
+    now: float,
+    update: store.RunUpdate,
+) -> sa.Update:
+    values = {"status": new.value, "updated_at": now, **rows.update_values(update)}
+    return (
+        sa.update(schema.runs)
+        .where(schema.runs.c.run_id == run_id, schema.runs.c.status.in_(leaving))
+        .values(values)
+    )
+
+
+def _start_statement(run_id: str, now: float, update: store.RunUpdate) -> sa.Update:
+    values = {"status": S.STARTED.value, "updated_at": now, **rows.update_values(update)}
+    return (
+        sa.update(schema.runs)
+        .where(schema.runs.c.run_id == run_id, schema.runs.c.status == S.STARTING.value)
+        .values(values)
+        .returning(*schema.runs.c)
+    )
+
+
 async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
     try:
         await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))
@@ -460,9 +537,76 @@ def _events_query(
     return query
 
 
+def _as_batch(event: events.NewEvent | Sequence[events.NewEvent] | None) -> list[events.NewEvent]:
+    if event is None:
+        return []
+    if isinstance(event, events.NewEvent):
+        return [event]
+    return list(event)
+
+
 def _as_statuses(
     statuses: runs.RunStatus | Collection[runs.RunStatus],
 ) -> list[runs.RunStatus]:
     if isinstance(statuses, runs.RunStatus):
         return [statuses]
     return list(statuses)
+
+
+# the worker template's warm-up -------------------------------------------------------------
+def warm_up() -> None:
+    """Run a run worker's statements once, so that the processes forked after inherit
+    what running them teaches SQLAlchemy and the interpreter (see `vigil.worker.template`).
+
+    On an in-memory SQLite database through the synchronous driver, then compiled for
+    PostgreSQL as well: no thread, no event loop, no connection or file left behind.
+    """
+    engine = sa.create_engine("sqlite://")
+    try:
+        schema.metadata.create_all(engine)
+        with engine.begin() as conn:
+            statements = _warm_up_run(conn)
+    finally:
+        engine.dispose()
+    pg_dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    for statement in statements:
+        statement.compile(dialect=pg_dialect)
+    _warm_up_engines()
+
+
+def _warm_up_engines() -> None:
+    """Build (never connect) the async engines a worker builds, and drop them."""
+    # A file URI names no directory to create; nothing connects, so nothing is opened.
+    memory = sa.engine.URL.create("sqlite+aiosqlite", database="file:vigil-warm-up")
+    server = sa.engine.URL.create("postgresql+asyncpg", host="127.0.0.1", database="warm-up")
+    for url in (memory, server):
+        target_mod.create_engine(target_mod.StoreTarget(url, ping_after_idle=1.0))
+
+
+_Statement = sa.Insert | sa.Update | sa.Select[Any]
+
+
+def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
+    """A run's life in the worker's statements; the statements, to compile them again."""
+    run = runs.Run("warm-up", "job", S.STARTING, tags={"k": "v"}, root_run_id="warm-up")
+    tag_rows = [{"run_id": run.run_id, "key": "k", "value": "v"}]
+    update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1)
+    event = events.NewEvent(run.run_id, events.EventType.RUN_START, 1.0, message="warm-up")
+    statements: list[_Statement] = [
+        sa.insert(schema.runs).values(rows.run_values(run)),
+        _start_statement(run.run_id, 1.0, update),
+        sa.select(schema.run_tags).where(schema.run_tags.c.run_id.in_([run.run_id])),
+        _transition_statement(run.run_id, [S.STARTED], S.SUCCESS, 2.0, _NO_UPDATE),
+        _run_query(run.run_id),
+        schema_version.version_query,
+    ]
+    conn.execute(statements[0])
+    conn.execute(_insert_tags, tag_rows)
+    rows.run_from_row(conn.execute(statements[1]).one(), {"k": "v"})
+    conn.execute(statements[2]).all()
+    conn.execute(_insert_events, rows.event_values([event]))
+    conn.execute(_insert_events, rows.event_values([event, event]))
+    assert conn.execute(statements[3]).rowcount == 1
+    rows.run_from_row(conn.execute(statements[4]).one(), {})
+    notice = sa.select(sa.func.pg_notify(wakeup.CHANNEL, run.run_id))
+    return [*statements, _insert_events, _events_order_lock, notice]

@@ -98,15 +98,31 @@ class Store(abc.ABC):
         new: runs.RunStatus,
         now: float,
         update: RunUpdate = RunUpdate(),
-        event: events.NewEvent | None = None,
+        event: events.NewEvent | Sequence[events.NewEvent] | None = None,
     ) -> bool:
         """Move a run from an expected status to a new one, atomically.
 
         The update is conditional on the current status being one of `expected`, so two
         writers can never both win one transition; returns whether this caller won.
-        `event`, when given, is appended in the same transaction only if it won.
-        Raises InvalidTransition if the state machine forbids expected -> new,
-        UnknownRun if there is no such run.
+        `event` (one event, or a batch in order), when given, is appended in the same
+        transaction only if it won. Raises InvalidTransition if the state machine forbids
+        expected -> new, UnknownRun if there is no such run.
+        """
+
+    @abc.abstractmethod
+    async def start_run(
+        self,
+        run_id: str,
+        now: float,
+        update: RunUpdate = RunUpdate(),
+        event: events.NewEvent | None = None,
+    ) -> runs.Run | None:
+        """STARTING -> STARTED as `transition_run` makes it, and the run as it is after.
+
+        The run worker's first step in one transaction: the guarded update (updated_at =
+        now, the update's fields written), `event` appended only if it won, and the run read
+        back with its tags. None when the run was not STARTING (a cancel came first, or it
+        ended); raises UnknownRun if there is no such run.
         """
 
     @abc.abstractmethod

@@ -8,6 +8,11 @@ lock up front (BEGIN IMMEDIATE), and the switch to WAL mode, which SQLite makes 
 then a write, is retried for up to the busy timeout. PostgreSQL gets a pre-pinged pool and
 a connect timeout; `connect_listener` opens a plain asyncpg connection outside that pool,
 with the same connect arguments, for a LISTEN that holds its connection for good.
+
+A ping is a round trip to the server at every checkout. A process with one short job
+(the run worker) sets `ping_after_idle`: only a connection that sat in the pool longer
+than that is pinged (and replaced when the ping fails), so a worker's fresh connection is
+not pinged at every transaction while one left idle through a long step still is.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import functools
 import pathlib
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +58,7 @@ _SA_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Timeou
 # Options SQLAlchemy's asyncpg dialect takes from the URL for itself, not for asyncpg.connect.
 _DIALECT_ONLY_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
 LISTENER_APPLICATION_NAME = "vigil-listener"
+_IDLE_SINCE = "vigil_idle_since"  # a pooled connection's info key: when it was checked in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +70,8 @@ class StoreTarget:
     max_overflow: int = 10
     busy_timeout: float = 30.0
     connect_timeout: float = 10.0
+    # None: ping every PostgreSQL connection at checkout; else only those idle this long (s)
+    ping_after_idle: float | None = None
 
     def redacted(self) -> str:
         return self.url.render_as_string(hide_password=True)
@@ -91,16 +100,38 @@ def writer(engine: sa_asyncio.AsyncEngine) -> sa_asyncio.AsyncEngine:
 
 
 def _postgres_engine(url: sa.engine.URL, target: StoreTarget) -> sa_asyncio.AsyncEngine:
-    return sa_asyncio.create_async_engine(
+    engine = sa_asyncio.create_async_engine(
         url,
         pool_size=target.pool_size,
         max_overflow=target.max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=target.ping_after_idle is None,
         connect_args={
             "timeout": target.connect_timeout,
             "server_settings": {"application_name": "vigil"},
         },
     )
+    if target.ping_after_idle is not None:
+        _ping_when_idle(engine.sync_engine, target.ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine, after: float) -> None:
+    """Ping a connection at checkout only when it sat in the pool for `after` seconds."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool drops this connection and checks out another (a new one if need be).
+            raise sa_exc.DisconnectionError(f"an idle connection failed its ping: {exc}") from exc
 
 
 async def connect_listener(engine: sa_asyncio.AsyncEngine, target: StoreTarget) -> Any:

@@ -3,6 +3,9 @@
 `emit` may be called from any thread (steps run in worker threads, or forward events
 from step processes); a single flusher task writes whatever has gathered in one
 transaction, so the batch size grows with the event rate on its own.
+
+`take` stops the writing and hands back what is not written yet, so that the caller
+writes it in a transaction of its own making (the worker: with the run's end).
 """
 
 from __future__ import annotations
@@ -18,17 +21,26 @@ from vigil import events
 from vigil.storage import store as store_mod
 
 MAX_BATCH = 2000
+# Seconds an event waits for others before it is written: a short step's events then go
+# in one transaction (in the worker, with the run's end), and the worker stays idle
+# while a forked step process runs (no copy-on-write of its pages meanwhile).
+LINGER = 0.05
 
 
 class BatchingSink:
-    def __init__(self, store: store_mod.Store, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, store: store_mod.Store, loop: asyncio.AbstractEventLoop, linger: float = LINGER
+    ) -> None:
         self._store = store
         self._loop = loop
+        self._linger = linger
+        self._closing = asyncio.Event()
         self._lock = threading.Lock()
         self._buffer: list[events.NewEvent] = []
         self._wake = asyncio.Event()
+        self._writing = anyio.Lock()
+        self._held = False
         self._closed = False
-        self.written = 0
 
     def emit(self, event: events.NewEvent) -> None:
         with self._lock:
@@ -38,18 +50,32 @@ class BatchingSink:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def flush(self) -> None:
-        """Write everything emitted so far."""
-        while True:
+        """Write everything emitted so far (nothing once taken, until the sink closes)."""
+        async with self._writing:
+            while not self._held or self._closed:
+                with self._lock:
+                    batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+                if not batch:
+                    return
+                await self._store.append_events(batch)
+
+    async def take(self) -> list[events.NewEvent]:
+        """Stop writing and return the events not written yet, in order.
+
+        A write under way is waited for. Events emitted later still reach the store when
+        the sink's block ends.
+        """
+        self._held = True
+        async with self._writing:
             with self._lock:
-                batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-            if not batch:
-                return
-            await self._store.append_events(batch)
-            self.written += len(batch)
+                taken, self._buffer = self._buffer, []
+        return taken
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            with anyio.move_on_after(self._linger):
+                await self._closing.wait()
             self._wake.clear()
             await self.flush()
             if self._closed:
@@ -57,16 +83,19 @@ class BatchingSink:
 
     def _close(self) -> None:
         self._closed = True
+        self._closing.set()
         self._wake.set()
 
 
 @asynccontextmanager
-async def batching_sink(store: store_mod.Store) -> AsyncIterator[BatchingSink]:
+async def batching_sink(
+    store: store_mod.Store, linger: float = LINGER
+) -> AsyncIterator[BatchingSink]:
     """A sink whose flusher runs for the block; the last events are written on exit.
 
     Cancel the work that emits, not this block: leaving it drains what is left.
     """
-    sink = BatchingSink(store, asyncio.get_running_loop())
+    sink = BatchingSink(store, asyncio.get_running_loop(), linger)
     async with anyio.create_task_group() as tg:
         tg.start_soon(sink._run)
         try:

@@ -9,11 +9,22 @@ request and runs the `vigil` command line given, as a fresh process would.
 The template is single-threaded and runs no event loop, so forking it is safe. It reaps
 its children, and exits when the launcher closes its stdin (or dies). User code is never
 imported here: each worker loads the code location itself, so new code is picked up.
+
+What a worker costs is mostly CPU, and much of it is the kernel's: every page of the
+template a worker writes to is copied first. So the template imports everything the
+worker path imports (a module imported in the worker is paid for by every run), and
+freezes the garbage collector's view of what it holds (`gc.freeze`): a worker's
+collections then never walk, and so never touch, the template's objects. Code run for
+the first time costs more than its work: the interpreter specializes its bytecode and
+libraries fill their caches. The `vigil worker template` command therefore runs the
+store's statements once before serving (`vigil.storage.sql.warm_up`: in-memory SQLite,
+synchronous driver, no thread); what is learnt is inherited by every worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -29,16 +40,39 @@ WARM_MODULES = (
     "asyncpg",
     "uvloop",
     "psutil",
+    # imported by anyio.run and by the first signal receiver and task group
+    "anyio._backends._asyncio",
+    "anyio._core._signals",
+    # imported by the multiprocess executor's first fork
+    "multiprocessing.popen_fork",
 )
 
 RunCommand = Callable[[Sequence[str]], int]
 
 
-def serve(run_command: RunCommand, requests: IO[str], replies: IO[str]) -> None:
-    """Answer fork requests until `requests` ends."""
+def _nothing() -> None:
+    pass
+
+
+def serve(
+    run_command: RunCommand,
+    requests: IO[str],
+    replies: IO[str],
+    prepare: Callable[[], None] = _nothing,
+) -> None:
+    """Answer fork requests until `requests` ends.
+
+    `prepare` runs here before each fork, to do once what every worker would do (the
+    CLI builds the settings); it must start no thread. Whatever it fails at, the worker
+    does again itself and reports, so its errors are not the template's.
+    """
     _warm()
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGCHLD, _reap)
     for line in requests:
+        with contextlib.suppress(Exception):
+            prepare()
         replies.write(json.dumps(_handle(run_command, line)) + "\n")
         replies.flush()
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
@@ -77,8 +77,8 @@ async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.
 
 
 async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt) -> runs.RunStatus:
-    run = await env.store.get_run(run_id)
-    if not await _mark_started(env, run, resume):
+    run = await (_mark_resumed(env, run_id) if resume else _mark_started(env, run_id))
+    if run is None:
         return await _settle_lost_start(env, run_id)
     try:
         plan = await _plan(env, run, resume)
@@ -87,19 +87,29 @@ async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt)
     return await _execute(env, plan, interrupt)
 
 
-async def _mark_started(env: WorkerEnv, run: runs.Run, resume: bool) -> bool:
+async def _mark_started(env: WorkerEnv, run_id: str) -> runs.Run | None:
+    """STARTING -> STARTED with this worker's host and pid; the run, or None if not ours."""
     now = env.clock()
-    expected = S.STARTED if resume else S.STARTING
     update = store_mod.RunUpdate(
-        start_time=run.start_time or now, worker_host=socket.gethostname(), worker_pid=os.getpid()
+        start_time=now, worker_host=socket.gethostname(), worker_pid=os.getpid()
     )
-    message = f"worker {socket.gethostname()}:{os.getpid()} " + ("resumed" if resume else "started")
-    if resume:
-        await env.store.update_run_info(run.run_id, update)
-        await env.store.append_events([_event(env, run.run_id, E.ENGINE, message)])
-        return (await env.store.get_run(run.run_id)).status is S.STARTED
-    event = _event(env, run.run_id, E.RUN_START, message)
-    return await env.store.transition_run(run.run_id, expected, S.STARTED, now, update, event)
+    message = f"worker {socket.gethostname()}:{os.getpid()} started"
+    return await env.store.start_run(run_id, now, update, _event(env, run_id, E.RUN_START, message))
+
+
+async def _mark_resumed(env: WorkerEnv, run_id: str) -> runs.Run | None:
+    """Take over a STARTED run: record this worker; the run, or None if no longer STARTED."""
+    run = await env.store.get_run(run_id)
+    update = store_mod.RunUpdate(
+        start_time=run.start_time or env.clock(),
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+    )
+    await env.store.update_run_info(run_id, update)
+    message = f"worker {socket.gethostname()}:{os.getpid()} resumed"
+    await env.store.append_events([_event(env, run_id, E.ENGINE, message)])
+    run = await env.store.get_run(run_id)
+    return run if run.status is S.STARTED else None
 
 
 async def _settle_lost_start(env: WorkerEnv, run_id: str) -> runs.RunStatus:
@@ -165,7 +175,8 @@ async def _execute(
                 result = await env.executor.execute(plan, services)
             except Exception as exc:
                 sink.emit(_engine_error(env, plan.run_id, exc))
-    return await _finish(env, plan, result, interrupt)
+        # The last step events are written with the run's end, in its transaction.
+        return await _finish(env, plan, result, interrupt, await sink.take())
 
 
 async def _watch_signals(signals: AsyncIterator[int], interrupt: _Interrupt) -> None:
@@ -181,32 +192,40 @@ async def _finish(
     plan: plan_mod.StepPlan,
     result: executors_base.ExecutionResult | None,
     interrupt: _Interrupt,
+    pending: Sequence[events.NewEvent],
 ) -> runs.RunStatus:
     if interrupt.signum is not None:
         name = signal.Signals(interrupt.signum).name
-        return await _end(env, plan.run_id, S.CANCELED, E.RUN_CANCELED, f"worker received {name}")
+        message = f"worker received {name}"
+        return await _end(env, plan.run_id, S.CANCELED, E.RUN_CANCELED, message, pending)
     if result is not None and result.ok:
         done = f"{len(result.succeeded)} steps succeeded"
-        return await _end(env, plan.run_id, S.SUCCESS, E.RUN_SUCCESS, done)
+        return await _end(env, plan.run_id, S.SUCCESS, E.RUN_SUCCESS, done, pending)
     failed = ", ".join(result.failed) if result is not None else "the executor"
-    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, f"failed: {failed}")
+    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, f"failed: {failed}", pending)
 
 
 async def _end(
-    env: WorkerEnv, run_id: str, status: runs.RunStatus, kind: events.EventType, message: str
+    env: WorkerEnv,
+    run_id: str,
+    status: runs.RunStatus,
+    kind: events.EventType,
+    message: str,
+    pending: Sequence[events.NewEvent] = (),
 ) -> runs.RunStatus:
-    """End the run; a cancel requested meanwhile turns any end into CANCELED."""
+    """End the run, writing the `pending` events before its end event in one transaction;
+    a cancel requested meanwhile turns any end into CANCELED."""
     expected = (S.STARTED, S.CANCELING) if status is S.CANCELED else (S.STARTED,)
     with anyio.CancelScope(shield=True):
-        if await _transition_to_end(
-            env, run_id, expected, status, _event(env, run_id, kind, message)
-        ):
+        end = _event(env, run_id, kind, message)
+        if await _transition_to_end(env, run_id, expected, status, [*pending, end]):
             return status
+        await env.store.append_events(pending)
         current = (await env.store.get_run(run_id)).status
         if current is not S.CANCELING:
             return current
         canceled = _event(env, run_id, E.RUN_CANCELED, f"canceled ({message})")
-        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, canceled)
+        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, [canceled])
     return S.CANCELED
 
 
@@ -215,11 +234,11 @@ async def _transition_to_end(
     run_id: str,
     expected: tuple[runs.RunStatus, ...],
     status: runs.RunStatus,
-    event: events.NewEvent,
+    batch: Sequence[events.NewEvent],
 ) -> bool:
     now = env.clock()
     update = store_mod.RunUpdate(end_time=now)
-    return await env.store.transition_run(run_id, expected, status, now, update, event)
+    return await env.store.transition_run(run_id, expected, status, now, update, batch)
 
 
 def _event(env: WorkerEnv, run_id: str, kind: events.EventType, message: str) -> events.NewEvent:

@@ -1,0 +1,102 @@
+"""The worker's batching event sink against a real store: writes, and `take`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+import pytest
+
+from tests import waiting
+from vigil import events, storage
+from vigil.storage import sql
+from vigil.worker import sink as sink_mod
+
+E = events.EventType
+RUN = "r1"
+
+
+def log(message: str) -> events.NewEvent:
+    return events.NewEvent(RUN, E.LOG, 1.0, message=message)
+
+
+@pytest.fixture
+async def store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
+    opened = await storage.open_store(store_target)
+    yield opened
+    await opened.close()
+
+
+async def messages(store: storage.Store) -> list[str]:
+    return [e.message for e in await store.get_events(RUN)]
+
+
+async def test_emitted_events_are_written_in_order(store: sql.SqlStore) -> None:
+    async with sink_mod.batching_sink(store) as sink:
+        for i in range(5):
+            sink.emit(log(f"e{i}"))
+    assert await messages(store) == ["e0", "e1", "e2", "e3", "e4"]
+
+
+async def test_take_hands_back_what_is_not_written_and_writes_later_events_at_the_end(
+    store: sql.SqlStore,
+) -> None:
+    async with sink_mod.batching_sink(store) as sink:
+        sink.emit(log("a"))
+        sink.emit(log("b"))
+        taken = await sink.take()
+        sink.emit(log("late"))
+        await anyio.wait_all_tasks_blocked()
+        written_before_the_end = await messages(store)
+    assert [e.message for e in taken] == ["a", "b"]
+    assert written_before_the_end == []
+    assert await messages(store) == ["late"]
+
+
+async def test_take_waits_for_a_write_under_way(store: sql.SqlStore) -> None:
+    writing, release = anyio.Event(), anyio.Event()
+    append = store.append_events
+
+    async def slow_append(batch: Sequence[events.NewEvent]) -> None:
+        writing.set()
+        await release.wait()
+        await append(batch)
+
+    store.append_events = slow_append  # type: ignore[method-assign]
+    taken: list[events.NewEvent] = []
+
+    async def take(sink: sink_mod.BatchingSink) -> None:
+        taken.extend(await sink.take())
+
+    async with sink_mod.batching_sink(store) as sink, anyio.create_task_group() as tg:
+        sink.emit(log("in flight"))
+        await writing.wait()
+        tg.start_soon(take, sink)
+        sink.emit(log("after"))
+        await anyio.wait_all_tasks_blocked()
+        assert taken == []
+        release.set()
+    assert [e.message for e in taken] == ["after"]
+    assert await messages(store) == ["in flight"]
+
+
+async def test_events_gathered_within_the_linger_are_written_together_while_the_block_runs(
+    store: sql.SqlStore,
+) -> None:
+    batches: list[int] = []
+    append = store.append_events
+
+    async def counted(batch: Sequence[events.NewEvent]) -> None:
+        batches.append(len(batch))
+        await append(batch)
+
+    store.append_events = counted  # type: ignore[method-assign]
+    async with sink_mod.batching_sink(store) as sink:
+        for message in ("x", "y", "z"):
+            sink.emit(log(message))
+
+        async def written() -> bool:
+            return await messages(store) == ["x", "y", "z"]
+
+        await waiting.eventually(written)
+    assert batches == [3]
