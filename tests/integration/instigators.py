@@ -64,7 +64,7 @@ def hanger() -> None:
 
 @schedule(cron="0 0 * * *", job=counted)
 def chatty() -> list[RunRequest]:
-    print("noise on stdout")  # noqa: T201 - must not reach the protocol pipe
+    print("noise on stdout")  # must not reach the protocol pipe
     return [RunRequest(run_key="a"), RunRequest(run_key="b")]
 
 

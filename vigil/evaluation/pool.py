@@ -122,9 +122,9 @@ class LocationEvaluator:
         """An idle process, or a new one; None while the location fails to load."""
         if self._idle:
             return self._idle.pop()
-        if self._failed_at is not None:
-            if self._monotonic() - self._failed_at < self._retry_after:
-                return None
+        failed_at = self._failed_at
+        if failed_at is not None and self._monotonic() - failed_at < self._retry_after:
+            return None
         proc = process_mod.EvaluationProcess(self._spec, self._environ, self._cwd)
         self._all.add(proc)
         try:
