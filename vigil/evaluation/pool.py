@@ -54,6 +54,7 @@ class Result:
 
     answer: Mapping[str, Any]
     timed_out: bool = False
+    seconds: float | None = None  # how long the process took to answer
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,7 @@ class LocationEvaluator:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = settings.location_name
+        self.settings = settings
         self._spec = json.dumps(
             {"location": settings.model_dump(mode="json"), "base_dir": str(base_dir)}
         )
@@ -107,6 +109,7 @@ class LocationEvaluator:
             if proc is None:
                 assert self._catalog is not None
                 return Result({"ok": False, "error": self._catalog.error})
+            began = self._monotonic()
             try:
                 answer = await proc.call(request, timeout)
             except errors.EvaluationTimeout as exc:
@@ -116,7 +119,7 @@ class LocationEvaluator:
                 self._lost(proc)
                 return Result({"ok": False, "error": str(exc)})
             self._idle.append(proc)
-            return Result(answer)
+            return Result(answer, seconds=self._monotonic() - began)
 
     async def _take(self) -> process_mod.EvaluationProcess | None:
         """An idle process, or a new one; None while the location fails to load."""
@@ -135,7 +138,11 @@ class LocationEvaluator:
             self._all.discard(proc)
             await proc.kill()
             self._failed_at = self._monotonic()
-            self._catalog = Catalog(self.name, error=str(hello.get("error")))
+            # What it defined when it last loaded stays known: those ticks fail with the error.
+            last = self._catalog or Catalog(self.name)
+            self._catalog = Catalog(
+                self.name, last.schedules, last.sensors, str(hello.get("error"))
+            )
             return None
         self._failed_at = None
         self._catalog = Catalog(
@@ -148,10 +155,15 @@ class LocationEvaluator:
         self.restarts += 1
 
     async def close(self) -> None:
+        """Stop its processes; the next request starts (and imports the code) afresh."""
         procs, self._all, self._idle = list(self._all), set(), []
+        self._failed_at = None
         async with anyio.create_task_group() as tg:
             for proc in procs:
                 tg.start_soon(proc.close)
+
+
+Factory = Callable[[settings_mod.CodeLocationSettings], LocationEvaluator]
 
 
 class EvaluatorPool:
@@ -159,11 +171,29 @@ class EvaluatorPool:
 
     def __init__(
         self,
-        locations: Sequence[LocationEvaluator],
+        locations: Sequence[settings_mod.CodeLocationSettings],
+        factory: Factory,
         max_concurrent: int,
     ) -> None:
-        self._locations = {loc.name: loc for loc in locations}
+        self._factory = factory
+        self._locations = {loc.location_name: factory(loc) for loc in locations}
         self._limit = anyio.Semaphore(max_concurrent)
+
+    async def reload(self, locations: Sequence[settings_mod.CodeLocationSettings]) -> None:
+        """Take a new workspace: every process is stopped, so the code is imported again.
+
+        A location kept by name keeps what it last reported (its instigators stay known).
+        """
+        old, self._locations = self._locations, {}
+        for settings in locations:
+            name = settings.location_name
+            kept = old.get(name)
+            self._locations[name] = (
+                kept if kept is not None and kept.settings == settings else self._factory(settings)
+            )
+        async with anyio.create_task_group() as tg:
+            for loc in old.values():
+                tg.start_soon(loc.close)
 
     @property
     def restarts(self) -> int:
@@ -223,7 +253,7 @@ def build(
     max_concurrent: int,
     retry_after: float,
 ) -> EvaluatorPool:
-    evaluators = [
-        LocationEvaluator(s, base_dir, environ, processes, retry_after) for s in locations
-    ]
-    return EvaluatorPool(evaluators, max_concurrent)
+    def factory(settings: settings_mod.CodeLocationSettings) -> LocationEvaluator:
+        return LocationEvaluator(settings, base_dir, environ, processes, retry_after)
+
+    return EvaluatorPool(locations, factory, max_concurrent)
