@@ -97,8 +97,38 @@ def on_failure(context: RunStatusSensorContext) -> RunRequest | None:
     return RunRequest(tags={"failed_run": context.run_id})
 
 
+# catch-up and overlap policies: hourly, all stopped until a test starts one ----------------
+@schedule(cron="0 * * * *", job=counted, catchup="all", max_catchup_ticks=3)
+def hourly_all() -> None: ...
+
+
+@schedule(cron="0 * * * *", job=counted)
+def hourly_latest() -> None: ...
+
+
+@schedule(cron="0 * * * *", job=counted, catchup="none")
+def hourly_none() -> None: ...
+
+
+@schedule(cron="0 * * * *", job=counted, overlap="skip")
+def hourly_skip() -> None: ...
+
+
+policy_defs = [hourly_all, hourly_latest, hourly_none, hourly_skip]
+
+
 defs = Definitions(
     jobs=[counted, other],
-    schedules=[every_minute, defaults, skipper, raiser, hanger, chatty, bad_config, odd_answer],
+    schedules=[
+        every_minute,
+        defaults,
+        skipper,
+        raiser,
+        hanger,
+        chatty,
+        bad_config,
+        odd_answer,
+        *policy_defs,
+    ],
     sensors=[files, no_job_named, on_failure],
 )
