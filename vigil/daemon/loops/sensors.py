@@ -36,6 +36,8 @@ END_EVENTS = {
     runs.RunStatus.CANCELED: events.EventType.RUN_CANCELED,
 }
 
+END_STATUSES = {event_type: status for status, event_type in END_EVENTS.items()}
+
 
 class SensorLoop(loop.Loop):
     name = "sensors"
@@ -173,15 +175,7 @@ class SensorLoop(loop.Loop):
         run = await self._shared.store.get_run(event.run_id)
         if s.monitored_jobs and run.job_name not in s.monitored_jobs:
             return None
-        return {
-            "run_id": run.run_id,
-            "job_name": run.job_name,
-            "status": s.run_status.value if s.run_status else run.status.value,
-            "tags": dict(run.tags),
-            "event_id": event.event_id,
-            "timestamp": event.timestamp,
-            "message": event.message,
-        }
+        return run_status_item(run, event)
 
     async def _submit(
         self,
@@ -214,3 +208,16 @@ class SensorLoop(loop.Loop):
             cursor,
             commit,
         )
+
+
+def run_status_item(run: runs.Run, event: events.Event) -> dict[str, Any]:
+    """What a run status sensor's function is told of one run that reached the status."""
+    return {
+        "run_id": run.run_id,
+        "job_name": run.job_name,
+        "status": END_STATUSES[event.event_type].value,
+        "tags": dict(run.tags),
+        "event_id": event.event_id,
+        "timestamp": event.timestamp,
+        "message": event.message,
+    }
