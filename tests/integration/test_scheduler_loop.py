@@ -221,3 +221,16 @@ async def test_a_sensor_waits_its_minimum_interval(rig: Rig) -> None:
         "file-0",
         "file-1",
     ]
+
+
+async def test_old_ticks_are_purged_by_status_and_age(rig: Rig) -> None:
+    now = rig.clock.now()
+    day = 86400.0
+    await rig.store.add_ticks([("schedule:x", now - 8 * day)], T.SKIPPED, now)
+    await rig.store.add_ticks([("schedule:x", now - 6 * day)], T.MISSED, now)
+    await rig.store.add_ticks([("schedule:x", now - 8 * day + 1)], T.SUCCESS, now)
+    await rig.store.add_ticks([("schedule:x", now - 91 * day)], T.FAILED, now)
+    await rig.scheduler.iterate()
+
+    left = [(round((now - t.scheduled_time) / day), t.status) for t in await rig.store.list_ticks()]
+    assert left == [(6, T.MISSED), (8, T.SUCCESS)]
