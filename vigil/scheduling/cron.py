@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import zoneinfo
 from collections.abc import Iterator
+from typing import Any
 
 import croniter
 
@@ -46,9 +48,20 @@ class Cron:
 
     def walls_after(self, wall: datetime.datetime) -> Iterator[datetime.datetime]:
         """The naive local wall times it matches, strictly after `wall`, in order."""
-        it = croniter.croniter(" ".join(self.fields), wall, second_at_beginning=self.has_seconds)
+        it = _iterator(self.fields)
+        it.set_current(wall, force=True)
         while True:
             yield it.get_next(datetime.datetime)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iterator(fields: tuple[str, ...]) -> Any:
+    """A croniter per distinct expression: parsing is most of its cost, so it is reused.
+
+    Callers move it with `set_current` and read it at once (no await in between), so the
+    daemon's one thread never sees it moved under its feet.
+    """
+    return croniter.croniter(" ".join(fields), _PROBE_START, second_at_beginning=len(fields) == 6)
 
 
 def parse_cron(expression: str) -> Cron:

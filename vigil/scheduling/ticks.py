@@ -103,23 +103,31 @@ def next_tick(cron: cron_mod.Cron, zone: zoneinfo.ZoneInfo, after: float) -> flo
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Due:
-    """The ticks in (after, now]: the last `kept` of them in order, and how many in all."""
+    """The ticks in (after, now]: the last `kept` of them in order, and how many in all;
+    `following` is the first tick after now."""
 
     times: tuple[float, ...]
     total: int
+    following: float = 0.0
 
 
 def due_ticks(
-    cron: cron_mod.Cron, zone: zoneinfo.ZoneInfo, after: float, now: float, keep: int
+    cron: cron_mod.Cron,
+    zone: zoneinfo.ZoneInfo,
+    after: float,
+    now: float,
+    keep: int,
+    first: float | None = None,
 ) -> Due:
+    """`first`, when the caller knows it, is `next_tick(cron, zone, after)`."""
     kept: collections.deque[float] = collections.deque(maxlen=keep)
     total = 0
-    t = next_tick(cron, zone, after)
+    t = next_tick(cron, zone, after) if first is None else first
     while t <= now:
         kept.append(t)
         total += 1
         t = next_tick(cron, zone, t)
-    return Due(tuple(kept), total)
+    return Due(tuple(kept), total, t)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -145,11 +145,8 @@ class Instigation:
             merged.update(counts)
         return InstigationStatistics(dict(self._ticks), dict(self._timeouts), dict(merged))
 
-    def count_instigators(self, kind: str, running: Sequence[bool]) -> None:
-        self._instigators[kind] = {
-            (kind, "running"): sum(running),
-            (kind, "stopped"): len(running) - sum(running),
-        }
+    def count_instigators(self, kind: str, known: int, running: int) -> None:
+        self._instigators[kind] = {(kind, "running"): running, (kind, "stopped"): known - running}
 
     async def catalogs(self) -> list[pool_mod.Catalog]:
         found = await self.pool.catalogs()

@@ -60,6 +60,9 @@ class SchedulerLoop(loop.Loop):
         self._last: dict[str, float] | None = None
         self._next: dict[str, tuple[float, float]] = {}  # instigator -> (after, next tick)
         self._purged_at: float | None = None
+        self._parsed: (
+            tuple[tuple[pool_mod.Catalog, ...], dict[str, instigation.ScheduleInfo]] | None
+        ) = None
 
     async def reload(self, workspace: Sequence[settings_mod.CodeLocationSettings]) -> None:
         """SIGHUP: the evaluation processes (shared with the sensor loop) restart on the
@@ -75,7 +78,7 @@ class SchedulerLoop(loop.Loop):
             for s in schedules.values()
             if instigation.is_running(s.default_status, states.get(s.instigator))
         ]
-        self._shared.count_instigators("schedule", [s in running for s in schedules.values()])
+        self._shared.count_instigators("schedule", len(schedules), len(running))
         await self._ensure_states(running, states, now)
         last = await self._last_ticks()
         plan = self._plan(running, states, last, now)
@@ -89,11 +92,16 @@ class SchedulerLoop(loop.Loop):
         await self._purge(now)
 
     async def _schedules(self) -> dict[str, instigation.ScheduleInfo]:
+        """The schedules of every catalog, parsed again only when a catalog changed."""
+        catalogs = tuple(await self._shared.catalogs())
+        if self._parsed is not None and self._parsed[0] == catalogs:
+            return self._parsed[1]
         found: dict[str, instigation.ScheduleInfo] = {}
-        for catalog in await self._shared.catalogs():
+        for catalog in catalogs:
             for data in catalog.schedules:
                 info = instigation.schedule_info(catalog.location, data)
                 found[info.instigator] = info
+        self._parsed = (catalogs, found)
         return found
 
     async def _ensure_states(
@@ -146,13 +154,16 @@ class SchedulerLoop(loop.Loop):
         plan = _Plan()
         for s in running:
             after = self._after(s, states, last)
-            if self._next_tick(s, after) > now:
+            first = self._next_tick(s, after)
+            if first > now:
                 continue
             keep = MAX_MISSED_RECORDED + s.max_catchup_ticks
-            due = tick_times.due_ticks(s.cron, s.zone, after, now, keep)
+            due = tick_times.due_ticks(s.cron, s.zone, after, now, keep, first)
             chosen = tick_times.plan_catchup(
                 due, now, s.catchup, s.max_catchup_ticks, self._settings.catchup_grace
             )
+            if due.times:
+                self._next[s.instigator] = (due.times[-1], due.following)
             plan.run += [(s.instigator, t) for t in chosen.run]
             plan.missed += [(s.instigator, t) for t in chosen.missed]
             if chosen.unrecorded:

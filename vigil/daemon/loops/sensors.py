@@ -62,7 +62,7 @@ class SensorLoop(loop.Loop):
             for s in sensors.values()
             if instigation.is_running(s.default_status, states.get(s.instigator))
         }
-        self._shared.count_instigators("sensor", [k in running for k in sensors])
+        self._shared.count_instigators("sensor", len(sensors), len(running))
         last = await self._last_ticks()
         due = [s.instigator for s in running.values() if self._is_due(s, last, now)]
         started = await store.add_ticks([(name, now) for name in due], T.STARTED, now)
