@@ -13,14 +13,20 @@ than the `vigil_tick_delay_seconds` metric, which measures to the start of the e
 RSS of the daemon and of its process tree (with the evaluation process) is sampled each
 second. Prints, per minute and over all minutes, the median, p99 and maximum.
 
+`--kind sensor` defines N sensors (minimum_interval 30 s, returning a SkipReason) instead;
+for each tick after a sensor's first, its lag is how much later than its previous tick +
+30 s it started; printed per minute, to show whether the lag grows.
+
     python -m bench.schedules --count 1000 --minutes 3
     python -m bench.schedules --count 10000 --minutes 2
+    python -m bench.schedules --kind sensor --count 1000 --minutes 5
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import pathlib
 import statistics
@@ -39,18 +45,26 @@ MB = 1024 * 1024
 READY_DEADLINE = 600.0
 
 
-def code_location(count: int, mode: str) -> str:
+def code_location(count: int, mode: str, kind: str = "schedule") -> str:
     body = "SkipReason('bench')" if mode == "skip" else "RunRequest()"
+    if kind == "schedule":
+        decorator = (
+            "schedule(cron='* * * * *', job=noop_job, name=f's{i}', default_status='running')"
+        )
+    else:
+        decorator = (
+            "sensor(job=noop_job, minimum_interval=30, name=f's{i}', default_status='running')"
+        )
     lines = [
-        "from vigil import Definitions, RunRequest, SkipReason, job, schedule, step",
+        "from vigil import Definitions, RunRequest, SkipReason, job, schedule, sensor, step",
         "@step\ndef noop() -> None: ...",
         "noop_job = job('noop', [noop])",
         "def make(i):",
-        "    @schedule(cron='* * * * *', job=noop_job, name=f's{i}', default_status='running')",
+        f"    @{decorator}",
         "    def tick():",
         f"        return {body}",
         "    return tick",
-        f"defs = Definitions(jobs=[noop_job], schedules=[make(i) for i in range({count})])",
+        f"defs = Definitions(jobs=[noop_job], {kind}s=[make(i) for i in range({count})])",
     ]
     return "\n".join(lines) + "\n"
 
@@ -75,13 +89,29 @@ def describe(label: str, delays: list[float]) -> str:
     )
 
 
-async def tick_delays(home: pathlib.Path) -> dict[float, list[float]]:
+async def stored_ticks(home: pathlib.Path) -> list[ticks.Tick]:
     settings = loader.load_settings(home)
     store = await storage.open_store(loader.store_target(settings))
     try:
-        found = await store.list_ticks()
+        return await store.list_ticks()
     finally:
         await store.close()
+
+
+def sensor_lags(found: list[ticks.Tick]) -> dict[float, list[float]]:
+    """Each tick's lag behind its sensor's previous tick + 30 s, by the minute it started."""
+    by_sensor: dict[str, list[float]] = {}
+    for tick in sorted(found, key=lambda t: t.scheduled_time):
+        by_sensor.setdefault(tick.instigator, []).append(tick.scheduled_time)
+    by_minute: dict[float, list[float]] = {}
+    for times in by_sensor.values():
+        for previous, current in itertools.pairwise(times):
+            by_minute.setdefault(current // 60 * 60, []).append(current - previous - 30.0)
+    return by_minute
+
+
+async def tick_delays(home: pathlib.Path) -> dict[float, list[float]]:
+    found = await stored_ticks(home)
     by_minute: dict[float, list[float]] = {}
     for tick in found:
         if tick.status in (ticks.TickStatus.SKIPPED, ticks.TickStatus.SUCCESS):
@@ -97,11 +127,11 @@ def sample_rss(process: psutil.Process) -> tuple[float, float]:
     return own / MB, tree / MB
 
 
-def run(count: int, minutes: int, mode: str) -> None:
+def run(count: int, minutes: int, mode: str, kind: str) -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         home = pathlib.Path(tmp)
-        location = home / "many_schedules.py"
-        location.write_text(code_location(count, mode))
+        location = home / "many_instigators.py"
+        location.write_text(code_location(count, mode, kind))
         (home / "vigil.yaml").write_text(config(location))
         env = {**os.environ, "VIGIL_HOME": str(home), "PYTHONPATH": str(common.REPO)}
         vigil = [sys.executable, "-m", "vigil"]
@@ -113,13 +143,15 @@ def run(count: int, minutes: int, mode: str) -> None:
             [*vigil, "daemon", "run"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            measure(home, daemon, count, minutes)
+            measure(home, daemon, count, minutes, kind)
         finally:
             daemon.terminate()
             daemon.wait(timeout=120)
 
 
-def measure(home: pathlib.Path, daemon: subprocess.Popen[bytes], count: int, minutes: int) -> None:
+def measure(
+    home: pathlib.Path, daemon: subprocess.Popen[bytes], count: int, minutes: int, kind: str
+) -> None:
     proc = psutil.Process(daemon.pid)
     start = time.time()
     first_full = (int(start // 60) + 2) * 60.0  # the first minute after the daemon is warm
@@ -130,15 +162,18 @@ def measure(home: pathlib.Path, daemon: subprocess.Popen[bytes], count: int, min
             raise SystemExit(f"the daemon exited {daemon.returncode}")
         rss.append(sample_rss(proc))
         time.sleep(1.0)
-    by_minute = asyncio.run(tick_delays(home))
+    if kind == "sensor":
+        by_minute = sensor_lags(asyncio.run(stored_ticks(home)))
+        print(f"{count} sensors every 30 s: lag behind previous tick + 30 s, by minute")
+    else:
+        by_minute = asyncio.run(tick_delays(home))
+        print(f"{count} schedules on * * * * *; first minute measured {first_full:.0f}")
     measured = [t for t in sorted(by_minute) if t >= first_full][:minutes]
-    print(f"{count} schedules on * * * * *; first minute measured {first_full:.0f}")
     every: list[float] = []
     for t in measured:
         delays = by_minute[t]
         every += delays
-        missing = count - len(delays)
-        print(describe(time.strftime("%H:%M", time.gmtime(t)), delays) + f", {missing} missing")
+        print(describe(time.strftime("%H:%M", time.gmtime(t)), delays))
     if every:
         print(describe("all minutes", every))
     print(
@@ -153,8 +188,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--minutes", type=int, default=3)
     parser.add_argument("--mode", choices=("skip", "run"), default="skip")
+    parser.add_argument("--kind", choices=("schedule", "sensor"), default="schedule")
     args = parser.parse_args()
-    run(args.count, args.minutes, args.mode)
+    run(args.count, args.minutes, args.mode, args.kind)
 
 
 if __name__ == "__main__":
