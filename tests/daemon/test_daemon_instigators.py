@@ -12,6 +12,7 @@ import datetime
 import pathlib
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -70,6 +71,17 @@ async def ticks_of(instance: Instance, name: str) -> list[ticks.Tick]:
         return list(reversed(await store.list_ticks(name)))
 
 
+async def wait_until_stale(instance: Instance) -> None:
+    """Until the killed daemon's heartbeats are too old to count (else a restart refuses)."""
+
+    async def stale() -> bool:
+        async with opened(instance) as store:
+            beats = await store.list_heartbeats()
+        return all(time.time() - beat.last_heartbeat > 1.5 for beat in beats)
+
+    await eventually(stale, 30.0)
+
+
 async def wait_for_ticks(
     instance: Instance, name: str, enough: int, status: ticks.TickStatus | None = None
 ) -> list[ticks.Tick]:
@@ -80,7 +92,7 @@ async def wait_for_ticks(
         found = await ticks_of(instance, name)
         return len([t for t in found if status is None or t.status is status]) >= enough
 
-    await eventually(reached, 60.0)
+    await eventually(reached, 90.0)
     return found
 
 
@@ -108,6 +120,7 @@ async def test_a_daemon_killed_mid_tick_completes_it_without_duplicating_a_run(
     assert sorted(before) == [f"{prefix}/a", f"{prefix}/b"]
 
     configure(instance, tmp_path, stall_marker=None)
+    await wait_until_stale(instance)
     second = daemons.start(env=env)
     await wait_for_ticks(instance, "schedule:pair", 2, T.SUCCESS)
     await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
