@@ -234,3 +234,29 @@ async def test_old_ticks_are_purged_by_status_and_age(rig: Rig) -> None:
 
     left = [(round((now - t.scheduled_time) / day), t.status) for t in await rig.store.list_ticks()]
     assert left == [(6, T.MISSED), (8, T.SUCCESS)]
+
+
+async def test_a_tick_taken_up_again_keeps_the_runs_submitted_before(rig: Rig) -> None:
+    await rig.start("schedule:chatty")
+    midnight = at("2026-01-02 00:00")
+    [tick] = await rig.store.add_ticks([("schedule:chatty", midnight)], T.STARTED, midnight)
+    before = runs.Run(
+        "submitted-before-the-crash",
+        "counted",
+        S.QUEUED,
+        instigator="schedule:chatty",
+        run_key="2026-01-02T00:00:00Z/a",
+    )
+    await rig.store.add_run(before)
+    rig.clock.advance_to(midnight + 0.5)
+    await rig.scheduler.iterate()
+
+    [done] = await rig.store.list_ticks("schedule:chatty")
+    made = await rig.store.instigator_runs("schedule:chatty")
+    assert (done.tick_id, done.status) == (tick.tick_id, T.SUCCESS)
+    assert done.run_ids[0] == "submitted-before-the-crash"
+    assert sorted(done.run_ids) == sorted(r.run_id for r in made)
+    assert sorted(r.run_key or "" for r in made) == [
+        "2026-01-02T00:00:00Z/a",
+        "2026-01-02T00:00:00Z/b",
+    ]

@@ -189,3 +189,26 @@ async def test_the_last_event_id_follows_the_log(store: sql.SqlStore) -> None:
 
     last = await store.last_event_id()
     assert [e.event_id for e in await store.get_events("r1")][-1] == last
+
+
+async def test_runs_are_added_in_one_batch_or_not_at_all(store: sql.SqlStore) -> None:
+    first = keyed("r1", NIGHTLY, "k1", runs.RunStatus.QUEUED)
+    second = dataclasses.replace(
+        keyed("r22", NIGHTLY, "k2", runs.RunStatus.QUEUED), tags={"a": "1"}
+    )
+    enqueued = [
+        events.NewEvent(run_id=r, event_type=events.EventType.RUN_ENQUEUED, timestamp=1.0)
+        for r in ("r1", "r22")
+    ]
+    await store.add_runs([first, second], enqueued)
+
+    assert (await store.get_run("r22")).tags == {"a": "1"}
+    assert [e.event_type for e in await store.get_events("r1")] == [events.EventType.RUN_ENQUEUED]
+    clash = [
+        keyed("r333", NIGHTLY, "k3", runs.RunStatus.QUEUED),
+        keyed("r4", NIGHTLY, "k1", runs.RunStatus.QUEUED),
+    ]
+    with pytest.raises(errors.DuplicateRunKey):
+        await store.add_runs(clash)
+    assert await store.get_run_by_key(NIGHTLY, "k3") is None
+    assert len(await store.instigator_runs(NIGHTLY)) == 2

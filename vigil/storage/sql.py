@@ -99,6 +99,27 @@ class SqlStore(store.Store):
             await self._notice_in(conn, run.run_id, run.status)
         self._notice_after(run.status)
 
+    async def add_runs(
+        self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
+    ) -> None:
+        if not batch:
+            return
+        tag_rows = [
+            {"run_id": run.run_id, "key": k, "value": v}
+            for run in batch
+            for k, v in run.tags.items()
+        ]
+        async with self._write() as conn:
+            await _insert_runs(conn, batch)
+            if tag_rows:
+                await conn.execute(_insert_tags, tag_rows)
+            if first_events:
+                await self._append(conn, first_events)
+            for status in {run.status for run in batch}:
+                await self._notice_in(conn, batch[0].run_id, status)
+        for status in {run.status for run in batch}:
+            self._notice_after(status)
+
     async def get_run(self, run_id: str) -> runs.Run:
         query = sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
         async with self._read() as conn:
@@ -408,6 +429,17 @@ async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
                 f"{run.instigator!r} already submitted a run with run key {run.run_key!r}"
             ) from exc
         raise errors.DuplicateRun(f"a run with id {run.run_id!r} already exists") from exc
+
+
+async def _insert_runs(conn: sa_asyncio.AsyncConnection, batch: Sequence[runs.Run]) -> None:
+    try:
+        await conn.execute(sa.insert(schema.runs), [rows.run_values(run) for run in batch])
+    except sa.exc.IntegrityError as exc:
+        if "run_key" in str(exc.orig):
+            raise errors.DuplicateRunKey(
+                "a run key of this batch was already used by its instigator"
+            ) from exc
+        raise errors.DuplicateRun("a run id of this batch already exists") from exc
 
 
 async def _check_run_exists(conn: sa_asyncio.AsyncConnection, run_id: str) -> None:

@@ -83,6 +83,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def add_runs(
+        self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
+    ) -> None:
+        """Insert several new runs (one status) with their tags and events, in one transaction.
+
+        All or nothing: a run id or run key that exists raises DuplicateRun or
+        DuplicateRunKey and inserts none of them.
+        """
+
+    @abc.abstractmethod
     async def get_run(self, run_id: str) -> runs.Run:
         """The run with this id; raises UnknownRun."""
 

@@ -34,6 +34,9 @@ from vigil.storage import store as store_mod
 logger = logging.getLogger(__name__)
 ACTIVE_STATUSES = frozenset(runs.RunStatus) - runs.TERMINAL_STATUSES
 TickCounts = Mapping[tuple[str, str], int]
+KeyOf = Callable[[int, Mapping[str, Any]], str]
+# One tick's requested runs: the tick, its code location, the requests, their run keys.
+Submission = tuple[ticks.Tick, str, Sequence[Mapping[str, Any]], KeyOf]
 
 
 class TickObserver(Protocol):
@@ -206,17 +209,34 @@ class Instigation:
         skip = result.answer.get("skip")
         return ticks.TickOutcome(tick.tick_id, tick.instigator, ticks.TickStatus.SKIPPED, (), skip)
 
-    async def submit(
-        self,
-        tick: ticks.Tick,
-        location: str,
-        requests: Sequence[Mapping[str, Any]],
-        key_of: Callable[[int, Mapping[str, Any]], str],
-    ) -> tuple[list[str], str | None]:
-        """Submit the requested runs once each; (their run ids, an error that stopped it)."""
+    async def submit_chunk(self, items: Sequence[Submission]) -> list[tuple[list[str], str | None]]:
+        """Submit the runs of several ticks; per tick, its run ids and an error that stopped it.
+
+        All in one `submit_many` (one transaction with the queued coordinator). If that is
+        refused (a run key already used: ticks taken up again after a crash; or a launch
+        that failed), each run is submitted on its own instead, taking the run already
+        stored for a key used before: the same runs, once each, just slower.
+        """
+        made = [
+            [self._new_run(tick, location, r, key_of(i, r)) for i, r in enumerate(requests)]
+            for tick, location, requests, key_of in items
+        ]
+        flat = [run for group in made for run in group]
+        if flat:
+            try:
+                await self._coordinator.submit_many(flat)
+            except (
+                errors.DuplicateRun,
+                errors.LaunchError,
+                errors.RunConfigError,
+                errors.NotFound,
+            ):
+                return [await self._submit_each(group) for group in made]
+        return [([run.run_id for run in group], None) for group in made]
+
+    async def _submit_each(self, group: Sequence[runs.Run]) -> tuple[list[str], str | None]:
         run_ids: list[str] = []
-        for index, request in enumerate(requests):
-            run = self._new_run(tick, location, request, key_of(index, request))
+        for run in group:
             try:
                 run_ids.append(await self._submit_once(run))
             except (errors.LaunchError, errors.RunConfigError, errors.NotFound) as exc:

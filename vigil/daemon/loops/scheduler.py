@@ -241,25 +241,21 @@ class SchedulerLoop(loop.Loop):
         ]
         began = self._shared.clock.now()
         results = await self._shared.pool.evaluate_all(batch)
-        outcomes = []
-        for tick, result in zip(chunk, results, strict=True):
+        for tick in chunk:
             self._shared.observe("schedule", began - tick.scheduled_time, None)
-            outcomes.append(await self._submit(tick, schedules[tick.instigator], result))
-        await self._shared.finish(outcomes)
-
-    async def _submit(
-        self, tick: ticks.Tick, s: instigation.ScheduleInfo, result: pool_mod.Result
-    ) -> ticks.TickOutcome:
-        if not result.ok:
-            return self._shared.outcome(tick, result)
-        prefix = _utc(tick.scheduled_time)
-        run_ids, error = await self._shared.submit(
-            tick,
-            s.location,
-            result.answer["requests"],
-            lambda i, r: f"{prefix}/{r['run_key'] if r['run_key'] is not None else i}",
+        answered = [(t, r) for t, r in zip(chunk, results, strict=True) if r.ok]
+        submitted = await self._shared.submit_chunk(
+            [
+                (t, schedules[t.instigator].location, r.answer["requests"], _key_of(t))
+                for t, r in answered
+            ]
         )
-        return self._shared.outcome(tick, result, run_ids, error)
+        made = {t.tick_id: s for (t, _), s in zip(answered, submitted, strict=True)}
+        outcomes = [
+            self._shared.outcome(t, r, *made[t.tick_id]) if r.ok else self._shared.outcome(t, r)
+            for t, r in zip(chunk, results, strict=True)
+        ]
+        await self._shared.finish(outcomes)
 
     def _next_due(
         self,
@@ -298,6 +294,12 @@ def _rounds(pending: Sequence[ticks.Tick]) -> list[list[ticks.Tick]]:
             rounds.append([])
         rounds[k].append(tick)
     return rounds
+
+
+def _key_of(tick: ticks.Tick) -> instigation.KeyOf:
+    """A schedule's run key: the tick's UTC time and the request's key (or its index)."""
+    prefix = _utc(tick.scheduled_time)
+    return lambda i, r: f"{prefix}/{r['run_key'] if r['run_key'] is not None else i}"
 
 
 def _utc(instant: float) -> str:

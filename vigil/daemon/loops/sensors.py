@@ -186,11 +186,8 @@ class SensorLoop(loop.Loop):
     ) -> ticks.TickOutcome:
         if not result.ok:
             return self._shared.outcome(tick, result)
-        run_ids, error = await self._shared.submit(
-            tick,
-            s.location,
-            result.answer["requests"],
-            lambda i, r: r["run_key"] if r["run_key"] is not None else f"tick:{tick.tick_id}/{i}",
+        [(run_ids, error)] = await self._shared.submit_chunk(
+            [(tick, s.location, result.answer["requests"], _key_of(tick))]
         )
         outcome = self._shared.outcome(tick, result, run_ids, error)
         if outcome.status is T.FAILED:
@@ -208,6 +205,11 @@ class SensorLoop(loop.Loop):
             cursor,
             commit,
         )
+
+
+def _key_of(tick: ticks.Tick) -> instigation.KeyOf:
+    """The user's run key, or one from the tick (the same when the tick is taken up again)."""
+    return lambda i, r: r["run_key"] if r["run_key"] is not None else f"tick:{tick.tick_id}/{i}"
 
 
 def run_status_item(run: runs.Run, event: events.Event) -> dict[str, Any]:
