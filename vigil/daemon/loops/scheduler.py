@@ -10,8 +10,9 @@ Each iteration:
    ticks left STARTED by a daemon that died are taken up again;
 3. evaluates them in rounds (one tick of each schedule per round; a schedule that skips
    overlaps and still has a run in flight gets SKIPPED instead), in chunks evaluated
-   concurrently and round-robin across code locations, submitting each tick's runs with
-   its run keys and ending the chunk's ticks in one transaction;
+   concurrently and round-robin across code locations, submitting the chunk's runs with
+   their run keys (one transaction with the queued coordinator) and ending the chunk's
+   ticks in one transaction;
 4. tells the `DueTimer` when the next tick is due: the loop sleeps until then, or until its
    interval (`scheduling.poll_interval`) to see an operator's start or stop.
 
