@@ -3,8 +3,10 @@
 Targets (issue 3): an idle daemon with its loops at most 80 MB RSS (130 MB with all its
 children) and at most 1 % of one core; `vigil daemon status` at most 300 ms.
 
-vigil has no built-in loops yet, so `vigil daemon run` runs five `bench.loops:Idle` loops
-named and timed like the coming ones, each iteration one store read. Once every loop shows
+`vigil daemon run` runs its built-in loops (queue, scheduler, sensors; the scheduler and
+sensor loops start one evaluation process for the bench code location, counted in the
+tree) and two `bench.loops:Idle` loops standing in for the coming monitor and retry loops,
+each iteration one store read. Once every loop shows
 healthy in `vigil daemon status --json` and the daemon has settled, its RSS and its process
 tree's are sampled every second; CPU is the tree's user + system time over the window
 (reaped children included) divided by the wall time. Then the `vigil` console script runs
@@ -36,8 +38,8 @@ import sqlalchemy as sa
 
 from bench import common
 
-# The real queue loop runs (the queued coordinator); stand-ins take the future loops' places.
-LOOPS = (("scheduler", 30), ("sensors", 30), ("monitor", 10), ("retries", 5))
+# The real queue, scheduler and sensor loops run; stand-ins take the future loops' places.
+LOOPS = (("monitor", 10), ("retries", 5))
 READY_DEADLINE = 60.0  # seconds for every loop to show healthy
 SETTLE = 5.0
 SAMPLE_EVERY = 1.0

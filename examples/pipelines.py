@@ -8,12 +8,25 @@
 
 from __future__ import annotations
 
+import pathlib
 import statistics
 import sys
 
 import pydantic
 
-from vigil import Definitions, RetryPolicy, StepContext, job, step
+from vigil import (
+    Definitions,
+    RetryPolicy,
+    RunRequest,
+    ScheduleContext,
+    SensorContext,
+    SkipReason,
+    StepContext,
+    job,
+    schedule,
+    sensor,
+    step,
+)
 
 
 @step
@@ -80,15 +93,39 @@ def talk(context: StepContext) -> int:
     return 5
 
 
+orders = job(
+    "orders",
+    [load_orders, revenue, typical_order, large_orders, summary],
+    description="Fan out over an order book and fan back in to a summary.",
+)
+
+
+@schedule(cron="0 2 * * *", job=orders, timezone="Europe/Berlin")
+def nightly_orders(context: ScheduleContext) -> RunRequest:
+    """The orders job every night, with the day of the year as its seed."""
+    day = context.scheduled_time.timetuple().tm_yday
+    return RunRequest(run_config={"steps": {"load_orders": {"seed": day}}})
+
+
+@sensor(job=orders, minimum_interval=30)
+def inbox(context: SensorContext) -> list[RunRequest] | SkipReason:
+    """One orders run for each new file in ./inbox (file names sort in arrival order)."""
+    folder = pathlib.Path("inbox")
+    seen = context.cursor or ""
+    new = sorted(p.name for p in folder.glob("*") if p.name > seen) if folder.is_dir() else []
+    if not new:
+        return SkipReason("no new file in ./inbox")
+    context.update_cursor(new[-1])
+    return [RunRequest(run_key=name, tags={"file": name}) for name in new]
+
+
 defs = Definitions(
     jobs=[
         job("hello", [greet], description="One step that says hello."),
-        job(
-            "orders",
-            [load_orders, revenue, typical_order, large_orders, summary],
-            description="Fan out over an order book and fan back in to a summary.",
-        ),
+        orders,
         job("broken", [fetch_rates, convert], description="A run that fails in its second step."),
         job("chatty", [talk], description="A step that logs and prints."),
-    ]
+    ],
+    schedules=[nightly_orders],
+    sensors=[inbox],
 )

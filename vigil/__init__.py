@@ -1,6 +1,7 @@
 """vigil: deploy and operate Python data pipelines.
 
-The public API for user code: steps, jobs, their retry policy and context, Definitions.
+The public API for user code: steps, jobs, their retry policy and context, schedules,
+sensors, the run requests they return, Definitions.
 The names load on first use (PEP 562), so that commands which never touch user code,
 such as `vigil daemon status`, do not pay for importing the definitions API.
 """
@@ -13,6 +14,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vigil.definitions.definitions import Definitions
     from vigil.definitions.job import JobDef, job
+    from vigil.definitions.requests import RunRequest, SkipReason
+    from vigil.definitions.schedule import ScheduleContext, ScheduleDef, schedule
+    from vigil.definitions.sensor import (
+        RunStatusSensorContext,
+        SensorContext,
+        SensorDef,
+        run_status_sensor,
+        sensor,
+    )
     from vigil.definitions.step import RetryPolicy, StepDef, step
     from vigil.executors.context import StepContext
 
@@ -20,9 +30,19 @@ __all__ = [
     "Definitions",
     "JobDef",
     "RetryPolicy",
+    "RunRequest",
+    "RunStatusSensorContext",
+    "ScheduleContext",
+    "ScheduleDef",
+    "SensorContext",
+    "SensorDef",
+    "SkipReason",
     "StepContext",
     "StepDef",
     "job",
+    "run_status_sensor",
+    "schedule",
+    "sensor",
     "step",
 ]
 
@@ -34,6 +54,16 @@ _HOMES = {
     "StepDef": "vigil.definitions.step",
     "step": "vigil.definitions.step",
     "StepContext": "vigil.executors.context",
+    "RunRequest": "vigil.definitions.requests",
+    "SkipReason": "vigil.definitions.requests",
+    "ScheduleContext": "vigil.definitions.schedule",
+    "ScheduleDef": "vigil.definitions.schedule",
+    "schedule": "vigil.definitions.schedule",
+    "RunStatusSensorContext": "vigil.definitions.sensor",
+    "SensorContext": "vigil.definitions.sensor",
+    "SensorDef": "vigil.definitions.sensor",
+    "run_status_sensor": "vigil.definitions.sensor",
+    "sensor": "vigil.definitions.sensor",
 }
 
 

@@ -12,6 +12,8 @@
     ├── LaunchError              a launcher that could not give a run its worker
     ├── MissingOutputs           a retry or resume whose reused outputs are gone
     ├── DaemonAlreadyRunning     another live daemon uses this store (host, pid, heartbeat age)
+    ├── EvaluationError          a schedule or sensor evaluation that failed outside the function
+    │   └── EvaluationTimeout    an evaluation past its timeout (its process was killed)
     └── StoreError               anything the instance store refuses or cannot do
         ├── StoreUnavailable     the database cannot be reached (transient: retry)
         ├── SchemaMismatch       the database is at another schema version than this vigil
@@ -71,6 +73,14 @@ class MissingOutputs(VigilError):
 
 class DaemonAlreadyRunning(VigilError):
     """Another daemon is live on this store; the message names its host, pid and age."""
+
+
+class EvaluationError(VigilError):
+    """An evaluation process could not answer (it died, or its code location failed)."""
+
+
+class EvaluationTimeout(EvaluationError):
+    """An evaluation ran past its timeout; its process was killed and will be restarted."""
 
 
 class StoreError(VigilError):

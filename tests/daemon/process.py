@@ -21,6 +21,8 @@ from tests.acceptance.harness import Instance
 from tests.waiting import eventually
 
 FAST = """\
+scheduling:
+  enabled: {scheduling}
 daemon:
   heartbeat_interval: 0.3
   shutdown_grace: {grace}
@@ -38,11 +40,16 @@ BLOCKER = "    - type: tests.daemon.loops:Blocker\n      options: {interval: 0.2
 
 
 def configure(
-    instance: Instance, *loops: str, grace: float = 5.0, http_port: int | None = None
+    instance: Instance,
+    *loops: str,
+    grace: float = 5.0,
+    http_port: int | None = None,
+    scheduling: bool = False,
 ) -> None:
     """Add a fast daemon section naming these test loops to the instance's vigil.yaml.
 
-    HTTP stays off unless a port is given (tests run in parallel with other daemons).
+    HTTP stays off unless a port is given (tests run in parallel with other daemons); the
+    scheduler and sensor loops too unless asked for (their own tests turn them on).
     """
     path = instance.home / "vigil.yaml"
     section = FAST.format(
@@ -50,6 +57,7 @@ def configure(
         loops="".join(loops),
         http_enabled=str(http_port is not None).lower(),
         http_port=http_port or 9464,
+        scheduling=str(scheduling).lower(),
     )
     path.write_text(path.read_text() + section)
 

@@ -15,6 +15,7 @@ from prometheus_client import parser
 from vigil import errors, runs, storage
 from vigil.coordinators import queued
 from vigil.daemon import loop, metrics
+from vigil.daemon.loops import instigation
 
 START = 1_700_000_000.0
 
@@ -217,3 +218,24 @@ def test_the_queue_snapshot_is_exported_with_bounded_labels() -> None:
     assert 'vigil_queue_held_runs{reason="tag"} 1.0' in text
     assert "vigil_queue_launches_in_flight 2.0" in text
     assert "vigil_run_queue_wait_seconds_count 1.0" in text
+
+
+def test_schedule_and_sensor_metrics_read_the_instigation_snapshot() -> None:
+    exported = make(statistics())
+    snapshot = instigation.InstigationStatistics(
+        ticks={("schedule", "SUCCESS"): 4, ("sensor", "FAILED"): 1},
+        timeouts={"sensor": 1},
+        instigators={("schedule", "running"): 3, ("schedule", "stopped"): 2},
+    )
+    exported.watch_instigation(lambda: snapshot)
+    exported.observe_tick_delay("schedule", 0.03)
+    exported.observe_evaluation("sensor", 0.2)
+    rendered = exported.render()
+
+    assert value(rendered, "vigil_ticks_total", kind="schedule", status="SUCCESS") == 4
+    assert value(rendered, "vigil_ticks_total", kind="sensor", status="FAILED") == 1
+    assert value(rendered, "vigil_evaluation_timeouts_total", kind="sensor") == 1
+    assert value(rendered, "vigil_instigators", kind="schedule", status="stopped") == 2
+    assert value(rendered, "vigil_tick_delay_seconds_count", kind="schedule") == 1
+    assert value(rendered, "vigil_tick_delay_seconds_bucket", kind="schedule", le="0.05") == 1
+    assert value(rendered, "vigil_sensor_evaluation_duration_seconds_sum") == 0.2

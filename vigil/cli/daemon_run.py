@@ -8,7 +8,7 @@ import pathlib
 import random
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
 import click
@@ -19,6 +19,9 @@ from vigil.config import loader
 from vigil.config import settings as settings_mod
 from vigil.daemon import builtin, extension, extras, heartbeat, logs, runtime, startup
 from vigil.daemon import clock as clock_mod
+from vigil.daemon.loops import instigation
+from vigil.evaluation import pool
+from vigil.launchers import process
 
 EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
 
@@ -56,19 +59,23 @@ def run(log_format: logs.LogFormat) -> None:
         )
         launch_context = assembly.launch_context(settings, st.environ, pathlib.Path.cwd())
         launcher = assembly.build_launcher(settings, launch_context)
+        evaluators = _evaluators(settings, st.environ)
         try:
             coordinator = assembly.build_coordinator(settings, store, launcher, clock.now)
             built = builtin.build(coordinator, store, identity.address)
+            shared = instigation.Instigation(evaluators, store, coordinator, clock)
+            instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)
-            loops = [*built.loops, *extension.build_loops(resolved, context)]
+            loops = [*built.loops, *instigators.loops, *extension.build_loops(resolved, context)]
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            added = extras.build(settings, st.environ, daemon, store, coordinator)
-            added = dataclasses.replace(added, services=[*built.services, *added.services])
-            await daemon.run(added, controls)
+            added = extras.build(settings, st.environ, daemon, store, coordinator, shared)
+            services = [*built.services, *instigators.services, *added.services]
+            await daemon.run(dataclasses.replace(added, services=services), controls)
         finally:
             with anyio.CancelScope(shield=True):
+                await evaluators.close()
                 await launcher.close()
                 await store.close()
 
@@ -78,6 +85,21 @@ def run(log_format: logs.LogFormat) -> None:
         common.fail(str(exc), EXIT_ALREADY_RUNNING)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _evaluators(
+    settings: settings_mod.InstanceSettings, environ: Mapping[str, str]
+) -> pool.EvaluatorPool:
+    """The code locations' evaluation processes (started when a loop first needs them)."""
+    scheduling = settings.scheduling
+    return pool.build(
+        settings.workspace,
+        pathlib.Path.cwd(),
+        {k: v for k, v in environ.items() if k not in process.DAEMON_ONLY_ENV},
+        processes=scheduling.processes_per_location,
+        max_concurrent=scheduling.max_concurrent_evaluations,
+        retry_after=scheduling.load_retry,
+    )
 
 
 def _read_workspace(home: pathlib.Path) -> Sequence[settings_mod.CodeLocationSettings]:

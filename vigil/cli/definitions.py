@@ -10,6 +10,7 @@ import click
 
 from vigil import executors, runs, submission
 from vigil.cli import common
+from vigil.definitions import sensor as sensor_mod
 from vigil.worker import worker
 
 
@@ -21,13 +22,31 @@ def definitions_group() -> None:
 @definitions_group.command("list")
 @common.handle_errors
 def list_definitions() -> None:
-    """List each code location's jobs and their steps."""
+    """List each code location's jobs (and their steps), schedules and sensors."""
     workspace = submission.workspace_of(common.state().settings)
     for location in workspace.locations:
         click.echo(f"{location.name}")
-        for job in location.definitions.jobs:
+        defs = location.definitions
+        for job in defs.jobs:
             steps = " -> ".join(job.topological_order())
             click.echo(f"  job {job.name}: {steps}")
+        for s in defs.schedules:
+            click.echo(
+                f"  schedule {s.name}: {s.cron.expression} ({s.timezone}) -> job {s.job}, "
+                f"default {s.default_status.value.lower()}"
+            )
+        for sensor in defs.sensors:
+            click.echo(f"  sensor {sensor.name}: {_sensor_line(sensor)}")
+
+
+def _sensor_line(sensor: sensor_mod.SensorDef) -> str:
+    jobs = ", ".join(sensor.jobs) or "no job"
+    every = f"every {sensor.minimum_interval:g}s"
+    default = f"default {sensor.default_status.value.lower()}"
+    if sensor.run_status is None:
+        return f"{every} -> {jobs}, {default}"
+    watched = ", ".join(sensor.monitored_jobs) or "any job"
+    return f"runs of {watched} reaching {sensor.run_status.value}, {every} -> {jobs}, {default}"
 
 
 @definitions_group.command("check")
@@ -36,7 +55,12 @@ def check() -> None:
     """Load every code location; report the first error with its file and line."""
     workspace = submission.workspace_of(common.state().settings)
     jobs = sum(len(loc.definitions.jobs) for loc in workspace.locations)
-    click.echo(f"ok: {len(workspace.locations)} code locations, {jobs} jobs")
+    schedules = sum(len(loc.definitions.schedules) for loc in workspace.locations)
+    sensors = sum(len(loc.definitions.sensors) for loc in workspace.locations)
+    click.echo(
+        f"ok: {len(workspace.locations)} code locations, {jobs} jobs, "
+        f"{schedules} schedules, {sensors} sensors"
+    )
 
 
 @click.group("job")

@@ -19,6 +19,8 @@ COMMANDS = {
     "worker": "vigil.cli.worker:worker_group",
     "daemon": "vigil.cli.daemon:daemon_group",
     "queue": "vigil.cli.queue:queue_group",
+    "schedule": "vigil.cli.instigators:schedule_group",
+    "sensor": "vigil.cli.instigators:sensor_group",
 }
 
 

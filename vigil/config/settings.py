@@ -96,6 +96,29 @@ class DaemonSettings(_Section):
     loops: tuple[PluginSettings, ...] = ()
 
 
+class RetentionSettings(_Section):
+    """How long ticks are kept: skipped ones (and missed) and the others, in days."""
+
+    skipped_days: float = Field(default=7.0, gt=0)
+    other_days: float = Field(default=90.0, gt=0)
+    purge_interval: float = Field(default=3600.0, gt=0)
+
+
+class SchedulingSettings(_Section):
+    """The daemon's scheduler and sensor loops and their evaluation processes."""
+
+    enabled: bool = True
+    max_concurrent_evaluations: int = Field(default=8, ge=1)
+    processes_per_location: int = Field(default=1, ge=1)
+    # How often the loops re-read the instigators' states (an operator's start or stop).
+    poll_interval: float = Field(default=5.0, gt=0)
+    # With catchup: none, a tick this many seconds late still runs.
+    catchup_grace: float = Field(default=60.0, ge=0)
+    # A code location that failed to load is loaded again after this many seconds.
+    load_retry: float = Field(default=30.0, gt=0)
+    retention: RetentionSettings = RetentionSettings()
+
+
 class InstanceSettings(BaseSettings):
     """The whole instance: read from vigil.yaml, overridden by VIGIL_* env variables."""
 
@@ -116,6 +139,7 @@ class InstanceSettings(BaseSettings):
     executor: PluginSettings = PluginSettings(type="multiprocess")
     daemon: DaemonSettings = DaemonSettings()
     http: HttpSettings = HttpSettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import pydantic
@@ -42,6 +42,14 @@ class RunCoordinator(abc.ABC):
     @abc.abstractmethod
     async def submit(self, run: runs.Run) -> runs.Run:
         """Record a new run and see to its launch; returns the run as stored after."""
+
+    async def submit_many(self, batch: Sequence[runs.Run]) -> list[runs.Run]:
+        """Submit several runs; a coordinator that can records them in one transaction.
+
+        All or nothing where it is one transaction (a run key already used raises
+        DuplicateRunKey and submits none); this default submits them one at a time.
+        """
+        return [await self.submit(run) for run in batch]
 
     async def cancel(self, run_id: str) -> runs.Run:
         """Cancel a run: at once if it never launched, else through its worker."""

@@ -115,6 +115,13 @@ class QueuedCoordinator(base.RunCoordinator):
         )
         return queued
 
+    async def submit_many(self, batch: Sequence[runs.Run]) -> list[runs.Run]:
+        """Queue several runs in one transaction (all or nothing)."""
+        queued = [dataclasses.replace(run, status=S.QUEUED) for run in batch]
+        enqueued = [self._event(r.run_id, events.EventType.RUN_ENQUEUED, "queued") for r in batch]
+        await self.store.add_runs(queued, enqueued)
+        return queued
+
     async def paused(self) -> bool:
         return bool(await self.store.get_flag(PAUSED_FLAG))
 

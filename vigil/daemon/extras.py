@@ -6,7 +6,8 @@
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
 - the metrics hooks for loop iterations and refused heartbeat writes, and, with the queued
-  coordinator, for launches, queue waits, runs held back and launches in flight.
+  coordinator, for launches, queue waits, runs held back and launches in flight; with the
+  scheduler and sensor loops, for tick delays, evaluations, ticks, timeouts, instigators.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.coordinators import queued
 from vigil.daemon import health, http, metrics, runtime, service, systemd
+from vigil.daemon.loops import instigation
 from vigil.storage import store as store_mod
 
 RUN_COUNT_INTERVAL = 15.0
@@ -32,6 +34,7 @@ def build(
     daemon: runtime.Daemon,
     store: store_mod.Store,
     coordinator: coordinators.RunCoordinator,
+    shared: instigation.Instigation | None = None,
 ) -> runtime.Extras:
     supervisor = daemon.supervisor
     exported = metrics.Metrics(
@@ -40,6 +43,9 @@ def build(
     if isinstance(coordinator, queued.QueuedCoordinator):
         coordinator.observer = exported
         exported.watch_queue(coordinator.statistics)
+    if shared is not None:
+        shared.observer = exported
+        exported.watch_instigation(shared.statistics)
 
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]

@@ -27,6 +27,11 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_loop_interval_seconds{loop}                  gauge     (snapshot)
     vigil_loop_timeout_seconds{loop}                   gauge     (snapshot)
     vigil_loop_state{loop,state}                       gauge, 1 for the current state
+    vigil_tick_delay_seconds{kind}                     histogram (evaluation start - scheduled time)
+    vigil_sensor_evaluation_duration_seconds           histogram
+    vigil_ticks_total{kind,status}                     counter   (snapshot)
+    vigil_evaluation_timeouts_total{kind}              counter   (snapshot)
+    vigil_instigators{kind,status}                     gauge     (snapshot: running, stopped)
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LAUNCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+TICK_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+EVALUATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 ITERATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 LoopStatisticsSource = Callable[[], Sequence[loop_mod.LoopStatistics]]
@@ -105,6 +112,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._tick_delay = prometheus_client.Histogram(
+            "vigil_tick_delay_seconds",
+            "Seconds from a schedule tick's scheduled time to the start of its evaluation.",
+            labelnames=("kind",),
+            buckets=TICK_DELAY_BUCKETS,
+            registry=self.registry,
+        )
+        self._sensor_evaluation = prometheus_client.Histogram(
+            "vigil_sensor_evaluation_duration_seconds",
+            "Seconds a sensor's evaluation process took to answer.",
+            buckets=EVALUATION_BUCKETS,
+            registry=self.registry,
+        )
+
     def _build_info(self, version: str, started_at: float) -> None:
         info = prometheus_client.Info("vigil_build", "vigil's version.", registry=self.registry)
         info.info({"version": version})
@@ -130,6 +151,19 @@ class Metrics:
     def watch_queue(self, source: Callable[[], QueueSnapshot]) -> None:
         """Export the queue's snapshot (runs held back by reason, launches in flight)."""
         self.registry.register(_QueueCollector(source))
+
+    def watch_instigation(self, source: Callable[[], InstigationSnapshot]) -> None:
+        """Export the scheduler's and sensors' snapshot (ticks, timeouts, instigators)."""
+        self.registry.register(_InstigationCollector(source))
+
+    def observe_tick_delay(self, kind: str, seconds: float) -> None:
+        """A tick's evaluation started `seconds` after its scheduled time."""
+        self._tick_delay.labels(kind=kind).observe(max(0.0, seconds))
+
+    def observe_evaluation(self, kind: str, seconds: float) -> None:
+        """An evaluation took `seconds` (sensors are exported)."""
+        if kind == "sensor":
+            self._sensor_evaluation.observe(seconds)
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -300,3 +334,46 @@ class _QueueCollector:
             "Launches of claimed runs under way.",
             value=snapshot.launches_in_flight,
         )
+
+
+class InstigationSnapshot(Protocol):
+    """What the scheduler and sensor loops' shared `statistics()` returns."""
+
+    @property
+    def ticks(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def timeouts(self) -> Mapping[str, int]: ...
+    @property
+    def instigators(self) -> Mapping[tuple[str, str], int]: ...
+
+
+class _InstigationCollector:
+    """Reads the instigation snapshot at scrape time."""
+
+    def __init__(self, source: Callable[[], InstigationSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        ticks = CounterMetricFamily(
+            "vigil_ticks", "Ticks ended, by kind and status.", labels=("kind", "status")
+        )
+        for (kind, status), count in sorted(snapshot.ticks.items()):
+            ticks.add_metric((kind, status), count)
+        yield ticks
+        timeouts = CounterMetricFamily(
+            "vigil_evaluation_timeouts",
+            "Evaluations killed at their timeout, by kind.",
+            labels=("kind",),
+        )
+        for kind, count in sorted(snapshot.timeouts.items()):
+            timeouts.add_metric((kind,), count)
+        yield timeouts
+        instigators = GaugeMetricFamily(
+            "vigil_instigators",
+            "Schedules and sensors the daemon knows, by kind and status (running, stopped).",
+            labels=("kind", "status"),
+        )
+        for (kind, status), count in sorted(snapshot.instigators.items()):
+            instigators.add_metric((kind, status), count)
+        yield instigators

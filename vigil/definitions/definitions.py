@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 from vigil import errors
 from vigil.definitions import job as job_mod
+from vigil.definitions import schedule as schedule_mod
+from vigil.definitions import sensor as sensor_mod
 
 
 @dataclasses.dataclass(frozen=True)
 class Definitions:
-    """The jobs, schedules and sensors of a code location; job names are unique."""
+    """The jobs, schedules and sensors of a code location.
+
+    Job names are unique; so are schedule and sensor names; each job a schedule or sensor
+    names must be one of these jobs.
+    """
 
     jobs: Sequence[job_mod.JobDef] = ()
-    schedules: Sequence[Any] = ()
-    sensors: Sequence[Any] = ()
+    schedules: Sequence[schedule_mod.ScheduleDef] = ()
+    sensors: Sequence[sensor_mod.SensorDef] = ()
     _jobs_by_name: dict[str, job_mod.JobDef] = dataclasses.field(
         init=False, repr=False, compare=False
     )
@@ -26,6 +31,7 @@ class Definitions:
         object.__setattr__(self, "schedules", tuple(self.schedules))
         object.__setattr__(self, "sensors", tuple(self.sensors))
         object.__setattr__(self, "_jobs_by_name", _index(self.jobs))
+        _check_instigators(self)
 
     @property
     def job_names(self) -> tuple[str, ...]:
@@ -38,6 +44,12 @@ class Definitions:
             known = ", ".join(sorted(self._jobs_by_name)) or "none"
             raise errors.UnknownJob(f"no job named '{name}' (known jobs: {known})") from None
 
+    def get_schedule(self, name: str) -> schedule_mod.ScheduleDef | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
+    def get_sensor(self, name: str) -> sensor_mod.SensorDef | None:
+        return next((s for s in self.sensors if s.name == name), None)
+
 
 def _index(jobs: Sequence[job_mod.JobDef]) -> dict[str, job_mod.JobDef]:
     by_name: dict[str, job_mod.JobDef] = {}
@@ -48,3 +60,33 @@ def _index(jobs: Sequence[job_mod.JobDef]) -> dict[str, job_mod.JobDef]:
             raise errors.DefinitionError(f"Definitions: two jobs are named '{job.name}'")
         by_name[job.name] = job
     return by_name
+
+
+def _check_instigators(defs: Definitions) -> None:
+    seen: set[tuple[str, str]] = set()
+    pairs: list[tuple[str, object, type]] = [
+        ("schedule", s, schedule_mod.ScheduleDef) for s in defs.schedules
+    ]
+    pairs += [("sensor", s, sensor_mod.SensorDef) for s in defs.sensors]
+    for kind, item, cls in pairs:
+        if not isinstance(item, cls):
+            raise errors.DefinitionError(
+                f"Definitions: {item!r} is not a {kind} (decorate it with @{kind})"
+            )
+        name = getattr(item, "name", "")
+        if (kind, name) in seen:
+            raise errors.DefinitionError(f"Definitions: two {kind}s are named '{name}'")
+        seen.add((kind, name))
+    for s in defs.schedules:
+        _check_jobs(defs, f"schedule '{s.name}'", (s.job,))
+    for sensor in defs.sensors:
+        _check_jobs(defs, f"sensor '{sensor.name}'", (*sensor.jobs, *sensor.monitored_jobs))
+
+
+def _check_jobs(defs: Definitions, where: str, names: Sequence[str]) -> None:
+    for name in names:
+        if name not in defs._jobs_by_name:
+            known = ", ".join(sorted(defs._jobs_by_name)) or "none"
+            raise errors.DefinitionError(
+                f"{where}: no job named '{name}' in these Definitions (known jobs: {known})"
+            )

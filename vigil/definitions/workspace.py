@@ -22,6 +22,8 @@ from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import job as job_mod
+from vigil.definitions import schedule as schedule_mod
+from vigil.definitions import sensor as sensor_mod
 
 _VIGIL_DIR = pathlib.Path(__file__).resolve().parent.parent
 _STDLIB_DIRS = tuple(
@@ -47,6 +49,7 @@ class Workspace:
     def __init__(self, locations: Iterable[CodeLocation]) -> None:
         self.locations = tuple(locations)
         self._jobs = _index_jobs(self.locations)
+        _check_instigators(self.locations)
 
     @property
     def job_names(self) -> tuple[str, ...]:
@@ -59,6 +62,24 @@ class Workspace:
             known = ", ".join(sorted(self._jobs)) or "none"
             raise errors.UnknownJob(f"no job named '{name}' (known jobs: {known})") from None
         return location, location.definitions.get_job(name)
+
+    def find_schedule(self, name: str) -> tuple[CodeLocation, schedule_mod.ScheduleDef]:
+        for location in self.locations:
+            found = location.definitions.get_schedule(name)
+            if found is not None:
+                return location, found
+        known = ", ".join(
+            sorted(s.name for loc in self.locations for s in loc.definitions.schedules)
+        )
+        raise errors.NotFound(f"no schedule named '{name}' (known schedules: {known or 'none'})")
+
+    def find_sensor(self, name: str) -> tuple[CodeLocation, sensor_mod.SensorDef]:
+        for location in self.locations:
+            found = location.definitions.get_sensor(name)
+            if found is not None:
+                return location, found
+        known = ", ".join(sorted(s.name for loc in self.locations for s in loc.definitions.sensors))
+        raise errors.NotFound(f"no sensor named '{name}' (known sensors: {known or 'none'})")
 
 
 def load_workspace(
@@ -103,6 +124,23 @@ def _index_jobs(locations: Sequence[CodeLocation]) -> dict[str, CodeLocation]:
                 )
             jobs[job_name] = location
     return jobs
+
+
+def _check_instigators(locations: Sequence[CodeLocation]) -> None:
+    """A schedule or sensor name is unique across the code locations (its store identity)."""
+    seen: dict[str, str] = {}
+    for location in locations:
+        defs = location.definitions
+        for instigator in [s.instigator for s in defs.schedules] + [
+            s.instigator for s in defs.sensors
+        ]:
+            if instigator in seen:
+                kind, name = instigator.split(":", 1)
+                raise errors.DefinitionError(
+                    f"{kind} '{name}' is defined in code locations "
+                    f"'{seen[instigator]}' and '{location.name}'"
+                )
+            seen[instigator] = location.name
 
 
 def _resolve(path: pathlib.Path, base_dir: pathlib.Path) -> pathlib.Path:

@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -107,6 +107,8 @@ ticks = sa.Table(
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
     sa.UniqueConstraint("instigator", "scheduled_time"),
+    # Retention purges by status and age (migration 0004).
+    sa.Index(None, "status", "scheduled_time"),
 )
 
 daemon_heartbeats = sa.Table(

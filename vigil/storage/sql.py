@@ -29,8 +29,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import errors, events, runs
-from vigil.storage import rows, schema, schema_version, store, wakeup
+from vigil import errors, events, runs, ticks
+from vigil.storage import instigation, rows, schema, schema_version, store, wakeup
 from vigil.storage import target as target_mod
 
 S = runs.RunStatus
@@ -134,6 +134,27 @@ class SqlStore(store.Store):
             await self._notice_in(conn, run.run_id, run.status)
         self._notice_after(run.status)
 
+    async def add_runs(
+        self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
+    ) -> None:
+        if not batch:
+            return
+        tag_rows = [
+            {"run_id": run.run_id, "key": k, "value": v}
+            for run in batch
+            for k, v in run.tags.items()
+        ]
+        async with self._write() as conn:
+            await _insert_runs(conn, batch)
+            if tag_rows:
+                await conn.execute(_insert_tags, tag_rows)
+            if first_events:
+                await self._append(conn, first_events)
+            for status in {run.status for run in batch}:
+                await self._notice_in(conn, batch[0].run_id, status)
+        for status in {run.status for run in batch}:
+            self._notice_after(status)
+
     async def get_run(self, run_id: str) -> runs.Run:
         query = _run_query(run_id)
         async with self._read() as conn:
@@ -210,6 +231,23 @@ class SqlStore(store.Store):
             counts = (await conn.execute(query)).all()
         return {runs.RunStatus(name): count for name, count in counts}
 
+    async def get_run_by_key(self, instigator: str, run_key: str) -> runs.Run | None:
+        table = schema.runs
+        query = sa.select(table).where(table.c.instigator == instigator, table.c.run_key == run_key)
+        async with self._read() as conn:
+            found = await _load_runs(conn, query)
+        return found[0] if found else None
+
+    async def instigator_runs(
+        self,
+        instigator: str,
+        statuses: Collection[runs.RunStatus] = (),
+        limit: int | None = None,
+    ) -> list[runs.Run]:
+        query = _runs_query(store.RunFilter(statuses=statuses, limit=limit))
+        async with self._read() as conn:
+            return await _load_runs(conn, query.where(schema.runs.c.instigator == instigator))
+
     # the run queue ----------------------------------------------------------------------
     async def claim_queued_runs(
         self, admit: store.Admit, now: float, claimer: str
@@ -274,7 +312,87 @@ class SqlStore(store.Store):
         async with self._read() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
+    # instigators and ticks --------------------------------------------------------------
+    async def list_instigators(
+        self, names: Collection[str] | None = None
+    ) -> list[ticks.InstigatorState]:
+        async with self._read() as conn:
+            return await instigation.read_states(conn, names)
+
+    async def ensure_instigators(
+        self, names: Sequence[tuple[str, ticks.InstigatorKind]], now: float
+    ) -> None:
+        async with self._write() as conn:
+            await instigation.ensure_states(conn, self._is_postgres, names, now)
+
+    async def set_instigator_status(
+        self,
+        name: str,
+        kind: ticks.InstigatorKind,
+        status: ticks.InstigatorStatus,
+        now: float,
+    ) -> None:
+        values = {**instigation.cursor_values(name, kind, None, now), "status": status.value}
+        async with self._write() as conn:
+            await instigation.upsert_state(
+                conn, self._is_postgres, values, ["status", "updated_at"]
+            )
+
+    async def set_instigator_cursor(
+        self, name: str, kind: ticks.InstigatorKind, cursor: str | None, now: float
+    ) -> None:
+        values = instigation.cursor_values(name, kind, cursor, now)
+        async with self._write() as conn:
+            await instigation.upsert_state(
+                conn, self._is_postgres, values, ["cursor", "updated_at"]
+            )
+
+    async def add_ticks(
+        self,
+        keys: Sequence[tuple[str, float]],
+        status: ticks.TickStatus,
+        now: float,
+        error: str | None = None,
+    ) -> list[ticks.Tick]:
+        if not keys:
+            return []
+        values = {"status": status.value, "error": error, "created_at": now, "updated_at": now}
+        async with self._write() as conn:
+            return await instigation.insert_ticks(conn, self._is_postgres, keys, values)
+
+    async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
+        if not outcomes:
+            return
+        async with self._write() as conn:
+            await instigation.finish(conn, self._is_postgres, outcomes, now)
+
+    async def list_ticks(
+        self,
+        instigator: str | None = None,
+        statuses: Collection[ticks.TickStatus] = (),
+        limit: int | None = None,
+    ) -> list[ticks.Tick]:
+        query = instigation.ticks_query(instigator, statuses, limit)
+        async with self._read() as conn:
+            return [instigation.tick_from_row(row) for row in await conn.execute(query)]
+
+    async def latest_ticks(self) -> dict[str, ticks.Tick]:
+        async with self._read() as conn:
+            found = await conn.execute(instigation.latest_query())
+            latest = [instigation.tick_from_row(row) for row in found]
+        return {tick.instigator: tick for tick in latest}
+
+    async def purge_ticks(self, before: float, statuses: Collection[ticks.TickStatus]) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(instigation.purge_statement(before, statuses))
+        return int(result.rowcount)
+
     # events -------------------------------------------------------------------------
+    async def last_event_id(self) -> int:
+        query = sa.select(sa.func.max(schema.event_log.c.id))
+        async with self._read() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
     async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
         if not batch:
             return
@@ -412,6 +530,17 @@ async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
                 f"{run.instigator!r} already submitted a run with run key {run.run_key!r}"
             ) from exc
         raise errors.DuplicateRun(f"a run with id {run.run_id!r} already exists") from exc
+
+
+async def _insert_runs(conn: sa_asyncio.AsyncConnection, batch: Sequence[runs.Run]) -> None:
+    try:
+        await conn.execute(sa.insert(schema.runs), [rows.run_values(run) for run in batch])
+    except sa.exc.IntegrityError as exc:
+        if "run_key" in str(exc.orig):
+            raise errors.DuplicateRunKey(
+                "a run key of this batch was already used by its instigator"
+            ) from exc
+        raise errors.DuplicateRun("a run id of this batch already exists") from exc
 
 
 async def _check_run_exists(conn: sa_asyncio.AsyncConnection, run_id: str) -> None:

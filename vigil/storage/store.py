@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from vigil import events, runs
+from vigil import events, runs, ticks
 
 # The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
 # the in-flight runs) -> the ids of the runs to claim, in launch order.
@@ -83,6 +83,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def add_runs(
+        self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
+    ) -> None:
+        """Insert several new runs (one status) with their tags and events, in one transaction.
+
+        All or nothing: a run id or run key that exists raises DuplicateRun or
+        DuplicateRunKey and inserts none of them.
+        """
+
+    @abc.abstractmethod
     async def get_run(self, run_id: str) -> runs.Run:
         """The run with this id; raises UnknownRun."""
 
@@ -141,6 +151,19 @@ class Store(abc.ABC):
     async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
         """How many runs are in each status (statuses with no run are omitted)."""
 
+    @abc.abstractmethod
+    async def get_run_by_key(self, instigator: str, run_key: str) -> runs.Run | None:
+        """The run this instigator submitted with this run key, if any."""
+
+    @abc.abstractmethod
+    async def instigator_runs(
+        self,
+        instigator: str,
+        statuses: Collection[runs.RunStatus] = (),
+        limit: int | None = None,
+    ) -> list[runs.Run]:
+        """The runs an instigator submitted (in these statuses, if given), newest first."""
+
     # the run queue ----------------------------------------------------------------------
     @abc.abstractmethod
     async def claim_queued_runs(self, admit: Admit, now: float, claimer: str) -> list[runs.Run]:
@@ -189,7 +212,80 @@ class Store(abc.ABC):
     async def get_flag(self, name: str) -> Any | None:
         """The flag's value, or None when it was never set."""
 
+    # instigators and ticks --------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_instigators(
+        self, names: Collection[str] | None = None
+    ) -> list[ticks.InstigatorState]:
+        """The stored state of every instigator (or of these `KIND:NAME`s), by name."""
+
+    @abc.abstractmethod
+    async def ensure_instigators(
+        self, names: Sequence[tuple[str, ticks.InstigatorKind]], now: float
+    ) -> None:
+        """Give each instigator without a row one: status DEFAULT, no cursor, updated_at now."""
+
+    @abc.abstractmethod
+    async def set_instigator_status(
+        self,
+        name: str,
+        kind: ticks.InstigatorKind,
+        status: ticks.InstigatorStatus,
+        now: float,
+    ) -> None:
+        """An operator's RUNNING or STOPPED (or DEFAULT again); the cursor is kept."""
+
+    @abc.abstractmethod
+    async def set_instigator_cursor(
+        self, name: str, kind: ticks.InstigatorKind, cursor: str | None, now: float
+    ) -> None:
+        """Replace an instigator's cursor (an operator's `sensor cursor --set`)."""
+
+    @abc.abstractmethod
+    async def add_ticks(
+        self,
+        keys: Sequence[tuple[str, float]],
+        status: ticks.TickStatus,
+        now: float,
+        error: str | None = None,
+    ) -> list[ticks.Tick]:
+        """Record ticks (instigator, scheduled time) with this status, in one transaction.
+
+        A tick that already exists is left as it is (a tick is unique per instigator and
+        scheduled time). Returns every tick of `keys` as stored, in the order given.
+        """
+
+    @abc.abstractmethod
+    async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
+        """End STARTED ticks with their outcomes, in one transaction.
+
+        A tick that is no longer STARTED is left as it is. An outcome with `commit_cursor`
+        writes its cursor to the instigator's state in the same transaction, only if its
+        tick was STARTED: a cursor is committed with its tick, exactly once.
+        """
+
+    @abc.abstractmethod
+    async def list_ticks(
+        self,
+        instigator: str | None = None,
+        statuses: Collection[ticks.TickStatus] = (),
+        limit: int | None = None,
+    ) -> list[ticks.Tick]:
+        """Ticks (of one instigator, in these statuses), newest scheduled time first."""
+
+    @abc.abstractmethod
+    async def latest_ticks(self) -> dict[str, ticks.Tick]:
+        """Each instigator's tick with the latest scheduled time."""
+
+    @abc.abstractmethod
+    async def purge_ticks(self, before: float, statuses: Collection[ticks.TickStatus]) -> int:
+        """Delete ticks in these statuses scheduled before `before` (never STARTED ones)."""
+
     # events -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def last_event_id(self) -> int:
+        """The id of the newest event, 0 when the log is empty (a cursor's starting point)."""
+
     @abc.abstractmethod
     async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
         """Append a batch of events in one transaction; ids grow in batch order."""

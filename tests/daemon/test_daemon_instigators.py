@@ -1,0 +1,223 @@
+"""The scheduler and sensor loops in a real `vigil daemon run`, with real evaluation processes.
+
+A daemon SIGKILLed in the middle of a tick completes that tick after a restart, with the
+runs it had already submitted and nothing twice; sensors that raise, hang past their
+timeout or whose code location stops importing fail their own ticks while the others go
+on; cursors and run keys hold across restarts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from tests.acceptance.harness import IMMEDIATE, REPO, Instance
+from tests.daemon.process import Daemons
+from tests.waiting import eventually
+from vigil import storage, ticks
+from vigil.config import loader
+
+T = ticks.TickStatus
+K = ticks.InstigatorKind
+HERE = REPO / "tests" / "daemon"
+STALLING = "tests.plugins.stalling_launcher:StallingLauncher"
+
+
+def configure(
+    instance: Instance, tmp_path: pathlib.Path, stall_marker: pathlib.Path | None
+) -> None:
+    """Our code locations, the stalling launcher (stalling on run keys ending /b if asked)."""
+    text = (instance.home / "vigil.yaml").read_text()
+    store_section = text[text.index("store:") :] if "store:" in text else ""
+    other = tmp_path / "other_instigators.py"
+    if not other.exists():
+        shutil.copy(HERE / "other_instigators.py", other)
+    stall = f"    stall_on_key_suffix: /b\n    marker: {stall_marker}\n" if stall_marker else ""
+    instance.write_config(
+        "workspace:\n"
+        f"  - name: instigators\n    file: {HERE / 'instigators.py'}\n"
+        f"  - name: other\n    file: {other}\n"
+        f"{IMMEDIATE}"
+        f"run_launcher:\n  type: {STALLING}\n  options:\n{stall or '    {}'}\n"
+        "scheduling:\n  poll_interval: 0.3\n"
+        "daemon:\n  heartbeat_interval: 0.3\n  shutdown_grace: 5\n"
+        "http:\n  enabled: false\n" + store_section
+    )
+
+
+@asynccontextmanager
+async def opened(instance: Instance) -> AsyncIterator[storage.Store]:
+    settings = loader.load_settings(instance.home)
+    store = await storage.open_store(loader.store_target(settings))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def set_status(instance: Instance, name: str, status: ticks.InstigatorStatus) -> None:
+    kind, _ = ticks.split_id(name)
+    async with opened(instance) as store:
+        await store.set_instigator_status(name, kind, status, now=0.0)
+
+
+async def ticks_of(instance: Instance, name: str) -> list[ticks.Tick]:
+    async with opened(instance) as store:
+        return list(reversed(await store.list_ticks(name)))
+
+
+async def wait_until_stale(instance: Instance) -> None:
+    """Until the killed daemon's heartbeats are too old to count (else a restart refuses)."""
+
+    async def stale() -> bool:
+        async with opened(instance) as store:
+            beats = await store.list_heartbeats()
+        return all(time.time() - beat.last_heartbeat > 1.5 for beat in beats)
+
+    await eventually(stale, 30.0)
+
+
+async def wait_for_ticks(
+    instance: Instance, name: str, enough: int, status: ticks.TickStatus | None = None
+) -> list[ticks.Tick]:
+    found: list[ticks.Tick] = []
+
+    async def reached() -> bool:
+        nonlocal found
+        found = await ticks_of(instance, name)
+        return len([t for t in found if status is None or t.status is status]) >= enough
+
+    await eventually(reached, 90.0)
+    return found
+
+
+async def test_a_daemon_killed_mid_tick_completes_it_without_duplicating_a_run(
+    instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    marker = tmp_path / "stalled"
+    configure(instance, tmp_path, stall_marker=marker)
+    env = {"INSTIGATOR_DIR": str(tmp_path)}
+    first = daemons.start(env=env)
+
+    async def stalled() -> bool:
+        return marker.exists()
+
+    await eventually(stalled, 60.0)
+    first.send(signal.SIGKILL)
+    await first.exit_code()
+    async with opened(instance) as store:
+        listed = await store.list_ticks("schedule:pair")
+        # A slow start may have recorded earlier ticks MISSED (catch-up: latest).
+        [interrupted] = [t for t in listed if t.status is not T.MISSED]
+        before = {r.run_key: r.run_id for r in await store.instigator_runs("schedule:pair")}
+    assert interrupted.status is T.STARTED
+    prefix = _key_prefix(interrupted)
+    assert sorted(before) == [f"{prefix}/a", f"{prefix}/b"]
+
+    configure(instance, tmp_path, stall_marker=None)
+    await wait_until_stale(instance)
+    second = daemons.start(env=env)
+    await wait_for_ticks(instance, "schedule:pair", 2, T.SUCCESS)
+    await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
+    await second.logged("daemon.started")
+    second.send(signal.SIGTERM)
+    assert await second.exit_code() == 0
+
+    async with opened(instance) as store:
+        finished = await store.list_ticks("schedule:pair")
+        all_runs = await store.instigator_runs("schedule:pair")
+    by_id = {t.tick_id: t for t in finished}
+    completed = by_id[interrupted.tick_id]
+    assert completed.status is T.SUCCESS
+    assert sorted(completed.run_ids) == sorted(before.values())
+    assert not [t for t in finished if t.status is T.STARTED]
+    submitted = [run_id for t in finished for run_id in t.run_ids]
+    assert len(submitted) == len(set(submitted)) == len(all_runs)
+    assert sorted(submitted) == sorted(r.run_id for r in all_runs)
+    assert len({t.scheduled_time for t in finished}) == len(finished)
+
+
+def _key_prefix(tick: ticks.Tick) -> str:
+    moment = datetime.datetime.fromtimestamp(tick.scheduled_time, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_sensors_that_raise_or_hang_fail_alone_and_cursors_hold_across_restarts(
+    sqlite_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    instance = sqlite_instance
+    configure(instance, tmp_path, stall_marker=None)
+    for name in ("sensor:counting", "sensor:raising", "sensor:hanging"):
+        await set_status(instance, name, ticks.InstigatorStatus.RUNNING)
+    await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
+    env = {"INSTIGATOR_DIR": str(tmp_path)}
+    first = daemons.start(env=env)
+
+    [raised] = (await wait_for_ticks(instance, "sensor:raising", 1, T.FAILED))[:1]
+    assert raised.error is not None
+    assert "Traceback" in raised.error
+    assert "RuntimeError: sensor exploded" in raised.error
+    hung = [t for t in await wait_for_ticks(instance, "sensor:hanging", 1, T.FAILED) if t.error]
+    assert hung[0].error == "timed out after 1 s"
+    hang_ended = hung[0].updated_at
+
+    async def counted_after_the_hang() -> bool:
+        found = await ticks_of(instance, "sensor:counting")
+        return any(t.created_at > hang_ended and t.status.is_final for t in found)
+
+    await eventually(counted_after_the_hang, 60.0)
+    await wait_for_ticks(instance, "sensor:counting", 4)
+    first.send(signal.SIGTERM)
+    assert await first.exit_code() == 0
+
+    async with opened(instance) as store:
+        [state] = await store.list_instigators(["sensor:counting"])
+        done = [t for t in await ticks_of(instance, "sensor:counting") if t.status is not T.FAILED]
+    assert state.cursor == str(len(done))
+
+    second = daemons.start(env=env)
+    await wait_for_ticks(instance, "sensor:counting", len(done) + 3)
+    second.send(signal.SIGTERM)
+    assert await second.exit_code() == 0
+
+    counting = [t for t in await ticks_of(instance, "sensor:counting") if t.status is not T.FAILED]
+    assert [t.cursor for t in counting] == [str(i + 1) for i in range(len(counting))]
+    async with opened(instance) as store:
+        made = await store.instigator_runs("sensor:counting")
+    keys = sorted(r.run_key or "" for r in made)
+    assert keys == sorted(f"k{i}" for i in range(0, len(counting), 2))
+    assert [t.status for t in counting[:4]] == [T.SUCCESS, T.SKIPPED, T.SUCCESS, T.SKIPPED]
+
+
+async def test_a_location_that_stops_importing_fails_only_its_own_ticks(
+    sqlite_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    instance = sqlite_instance
+    configure(instance, tmp_path, stall_marker=None)
+    for name in ("sensor:counting", "sensor:elsewhere"):
+        await set_status(instance, name, ticks.InstigatorStatus.RUNNING)
+    await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
+    daemon = daemons.start(env={"INSTIGATOR_DIR": str(tmp_path)})
+    await wait_for_ticks(instance, "sensor:elsewhere", 1, T.SKIPPED)
+
+    (tmp_path / "other_instigators.py").write_text("import vigil_missing_module_xyz\n")
+    daemon.send(signal.SIGHUP)
+    failed = await wait_for_ticks(instance, "sensor:elsewhere", 1, T.FAILED)
+    broken = next(t for t in failed if t.status is T.FAILED)
+    assert broken.error is not None
+    assert "code location 'other' failed to load" in broken.error
+    assert "vigil_missing_module_xyz" in broken.error
+    counting = await ticks_of(instance, "sensor:counting")
+    await wait_for_ticks(instance, "sensor:counting", len(counting) + 2)
+    assert all(t.status is not T.FAILED for t in await ticks_of(instance, "sensor:counting"))
+
+    check = instance.vigil("definitions", "check")
+    assert check.returncode == 2
+    assert "vigil_missing_module_xyz" in check.stderr
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0

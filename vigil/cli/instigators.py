@@ -1,0 +1,348 @@
+"""`vigil schedule ...` and `vigil sensor ...`: state, ticks, previews and a dry run.
+
+The CLI loads the workspace itself (it is not the daemon), so `list` shows what the code
+defines beside what the store keeps; an instigator the store knows but the code no longer
+defines is listed as orphaned (and can still be stopped), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from vigil import errors, submission, ticks
+from vigil.cli import common
+from vigil.daemon.loops import instigation
+from vigil.daemon.loops import sensors as sensors_mod
+from vigil.definitions import workspace as workspace_mod
+from vigil.evaluation import evaluate
+from vigil.scheduling import ticks as tick_times
+from vigil.storage import store as store_mod
+
+R = TypeVar("R")
+K = ticks.InstigatorKind
+St = ticks.InstigatorStatus
+
+
+def _with_store(action: Callable[[store_mod.Store], Awaitable[R]]) -> R:
+    st = common.state()
+
+    async def main() -> R:
+        async with common.opened_store(st.settings) as store:
+            return await action(store)
+
+    return common.run_async(main)
+
+
+def _workspace() -> workspace_mod.Workspace:
+    return submission.workspace_of(common.state().settings)
+
+
+def _utc(instant: float | None) -> str:
+    if instant is None:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(instant, datetime.UTC)
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _status_word(default: St, state: ticks.InstigatorState | None) -> str:
+    running = instigation.is_running(default, state)
+    word = "running" if running else "stopped"
+    if state is None or state.status is St.DEFAULT:
+        return f"{word} (default)"
+    return word
+
+
+@dataclasses.dataclass(frozen=True)
+class _Listed:
+    name: str
+    status: str
+    detail: dict[str, Any]
+
+
+async def _states(store: store_mod.Store, kind: K) -> dict[str, ticks.InstigatorState]:
+    return {s.name: s for s in await store.list_instigators() if s.kind is kind}
+
+
+def _orphans(kind: K, states: dict[str, ticks.InstigatorState], known: set[str]) -> list[_Listed]:
+    return [
+        _Listed(ticks.split_id(name)[1], "orphaned", {"stored_status": state.status.value})
+        for name, state in sorted(states.items())
+        if name not in known
+    ]
+
+
+def _print_listed(listed: Sequence[_Listed], columns: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        common.echo_json([{"name": i.name, "status": i.status, **i.detail} for i in listed])
+        return
+    if not listed:
+        click.echo("none defined")
+        return
+    rows = [("NAME", "STATUS", *(c.upper().replace("_", " ") for c in columns))]
+    rows += [(i.name, i.status, *(str(i.detail.get(c, "")) for c in columns)) for i in listed]
+    click.echo(_table(rows))
+
+
+def _set_status(kind: K, name: str, status: St, known: bool) -> None:
+    instigator = ticks.instigator_id(kind, name)
+
+    async def action(store: store_mod.Store) -> None:
+        if not known and not await store.list_instigators([instigator]):
+            raise errors.NotFound(f"no {kind.value} named '{name}'")
+        await store.set_instigator_status(instigator, kind, status, time.time())
+
+    _with_store(action)
+    click.echo(f"{kind.value} {name} {status.value.lower()}")
+
+
+def _print_ticks(
+    found: Sequence[ticks.Tick], describe: Callable[[float], str], as_json: bool
+) -> None:
+    if as_json:
+        common.echo_json([_tick_dict(t) for t in found])
+        return
+    if not found:
+        click.echo("no ticks")
+        return
+    rows = [("TICK", "SCHEDULED", "STATUS", "RUNS", "CURSOR", "NOTE")]
+    for t in found:
+        note = (t.error or "").strip().splitlines()
+        rows.append(
+            (
+                str(t.tick_id),
+                describe(t.scheduled_time),
+                t.status.value,
+                ",".join(r[:8] for r in t.run_ids) or "-",
+                t.cursor or "-",
+                (note[-1] if note else "")[:100],
+            )
+        )
+    click.echo(_table(rows))
+
+
+def _tick_dict(t: ticks.Tick) -> dict[str, Any]:
+    return {
+        "tick_id": t.tick_id,
+        "scheduled_time": t.scheduled_time,
+        "status": t.status.value,
+        "run_ids": list(t.run_ids),
+        "error": t.error,
+        "cursor": t.cursor,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+    }
+
+
+# schedules ----------------------------------------------------------------------------------
+@click.group("schedule")
+def schedule_group() -> None:
+    """Schedules: list, start, stop, preview their ticks, show their ticks."""
+
+
+@schedule_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def list_schedules(as_json: bool) -> None:
+    """Every schedule with its status and next tick; orphaned ones (code gone) too."""
+    workspace = _workspace()
+    states = _with_store(lambda store: _states(store, K.SCHEDULE))
+    now = time.time()
+    listed: list[_Listed] = []
+    for location in workspace.locations:
+        for s in location.definitions.schedules:
+            state = states.get(s.instigator)
+            detail = {
+                "cron": s.cron.expression,
+                "timezone": s.timezone,
+                "job": s.job,
+                "location": location.name,
+                "next_tick": tick_times.describe(tick_times.next_tick(s.cron, s.zone, now), s.zone),
+            }
+            listed.append(_Listed(s.name, _status_word(s.default_status, state), detail))
+    known = {s.instigator for loc in workspace.locations for s in loc.definitions.schedules}
+    listed += _orphans(K.SCHEDULE, states, known)
+    _print_listed(listed, ("cron", "timezone", "job", "next_tick"), as_json)
+
+
+@schedule_group.command("start")
+@click.argument("name")
+@common.handle_errors
+def start_schedule(name: str) -> None:
+    """Run the schedule from now on (no catch-up of ticks before now)."""
+    _workspace().find_schedule(name)
+    _set_status(K.SCHEDULE, name, St.RUNNING, known=True)
+
+
+@schedule_group.command("stop")
+@click.argument("name")
+@common.handle_errors
+def stop_schedule(name: str) -> None:
+    """Stop the schedule (an orphaned one too)."""
+    known = any(loc.definitions.get_schedule(name) for loc in _workspace().locations)
+    _set_status(K.SCHEDULE, name, St.STOPPED, known=known)
+
+
+@schedule_group.command("preview")
+@click.argument("name")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@common.handle_errors
+def preview(name: str, count: int) -> None:
+    """The schedule's next ticks, in its time zone and in UTC."""
+    _, s = _workspace().find_schedule(name)
+    for t in tick_times.preview(s.cron, s.zone, time.time(), count):
+        click.echo(f"{tick_times.describe(t, s.zone)}  ({_utc(t)} UTC)")
+
+
+@schedule_group.command("ticks")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def schedule_ticks(name: str, limit: int, as_json: bool) -> None:
+    """The schedule's latest ticks, newest first (an orphaned schedule's too)."""
+    instigator = ticks.instigator_id(K.SCHEDULE, name)
+    zone: Any = None
+    for location in _workspace().locations:
+        found = location.definitions.get_schedule(name)
+        zone = found.zone if found is not None else zone
+    listed = _with_store(lambda store: store.list_ticks(instigator, limit=limit))
+
+    def describe(t: float) -> str:
+        return tick_times.describe(t, zone) if zone is not None else _utc(t)
+
+    _print_ticks(listed, describe, as_json)
+
+
+# sensors ------------------------------------------------------------------------------------
+@click.group("sensor")
+def sensor_group() -> None:
+    """Sensors: list, start, stop, show ticks and cursors, test one without launching."""
+
+
+@sensor_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def list_sensors(as_json: bool) -> None:
+    """Every sensor with its status and cursor; orphaned ones (code gone) too."""
+    workspace = _workspace()
+    states = _with_store(lambda store: _states(store, K.SENSOR))
+    listed: list[_Listed] = []
+    for location in workspace.locations:
+        for s in location.definitions.sensors:
+            state = states.get(s.instigator)
+            detail = {
+                "jobs": ",".join(s.jobs) or "-",
+                "minimum_interval": f"{s.minimum_interval:g}s",
+                "watches": s.run_status.value if s.run_status else "-",
+                "location": location.name,
+                "cursor": state.cursor if state is not None and state.cursor else "-",
+            }
+            listed.append(_Listed(s.name, _status_word(s.default_status, state), detail))
+    known = {s.instigator for loc in workspace.locations for s in loc.definitions.sensors}
+    listed += _orphans(K.SENSOR, states, known)
+    _print_listed(listed, ("jobs", "minimum_interval", "watches", "cursor"), as_json)
+
+
+@sensor_group.command("start")
+@click.argument("name")
+@common.handle_errors
+def start_sensor(name: str) -> None:
+    """Run the sensor from now on."""
+    _workspace().find_sensor(name)
+    _set_status(K.SENSOR, name, St.RUNNING, known=True)
+
+
+@sensor_group.command("stop")
+@click.argument("name")
+@common.handle_errors
+def stop_sensor(name: str) -> None:
+    """Stop the sensor (an orphaned one too)."""
+    known = any(loc.definitions.get_sensor(name) for loc in _workspace().locations)
+    _set_status(K.SENSOR, name, St.STOPPED, known=known)
+
+
+@sensor_group.command("ticks")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+@common.handle_errors
+def sensor_ticks(name: str, limit: int, as_json: bool) -> None:
+    """The sensor's latest ticks, newest first."""
+    instigator = ticks.instigator_id(K.SENSOR, name)
+    listed = _with_store(lambda store: store.list_ticks(instigator, limit=limit))
+    _print_ticks(listed, _utc, as_json)
+
+
+@sensor_group.command("cursor")
+@click.argument("name")
+@click.option("--set", "new_cursor", default=None, help="Replace the cursor with this value.")
+@click.option("--clear", is_flag=True, help="Forget the cursor.")
+@common.handle_errors
+def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
+    """Show the sensor's cursor, or set (--set V) or clear (--clear) it."""
+    instigator = ticks.instigator_id(K.SENSOR, name)
+    if new_cursor is not None and clear:
+        raise click.UsageError("give --set or --clear, not both")
+    if new_cursor is not None or clear:
+        _workspace().find_sensor(name)
+        _with_store(
+            lambda store: store.set_instigator_cursor(instigator, K.SENSOR, new_cursor, time.time())
+        )
+    states = _with_store(lambda store: store.list_instigators([instigator]))
+    shown = states[0].cursor if states and states[0].cursor is not None else "(none)"
+    click.echo(shown)
+
+
+@sensor_group.command("test")
+@click.argument("name")
+@click.option("--cursor", "given_cursor", default=None, help="Evaluate with this cursor.")
+@common.handle_errors
+def test_sensor(name: str, given_cursor: str | None) -> None:
+    """Evaluate the sensor once, in this process, and show what it asks for; launches nothing.
+
+    The stored cursor is used (or --cursor) and left as it is. A run status sensor sees
+    the events after its cursor (from the start of the log if it has none), at most 500.
+    """
+    location, s = _workspace().find_sensor(name)
+    request = _with_store(lambda store: _test_request(store, s, given_cursor))
+    answer = evaluate.handle(location.definitions, request)
+    if not answer["ok"]:
+        click.echo(answer["error"].rstrip(), err=True)
+        raise SystemExit(common.EXIT_FAILURE)
+    for r in answer["requests"]:
+        click.echo(f"run request: job {r['job']} run_key {r['run_key']} config {r['run_config']}")
+    if not answer["requests"]:
+        click.echo(f"skipped: {answer['skip'] or 'no run requested'}")
+    if answer.get("cursor_updated"):
+        click.echo(f"new cursor (not stored): {answer['cursor']}")
+
+
+async def _test_request(store: store_mod.Store, s: Any, given: str | None) -> dict[str, Any]:
+    states = await store.list_instigators([s.instigator])
+    stored = states[0].cursor if states else None
+    current = given if given is not None else stored
+    if s.run_status is None:
+        previous = await store.instigator_runs(s.instigator, limit=1)
+        last_key = previous[0].run_key if previous else None
+        return {"kind": "sensor", "name": s.name, "cursor": current, "last_run_key": last_key}
+    after = int(current) if current else 0
+    event_type = sensors_mod.END_EVENTS[s.run_status]
+    items = []
+    for event in await store.events_after(after, sensors_mod.EVENT_BATCH, [event_type]):
+        run = await store.get_run(event.run_id)
+        if not s.monitored_jobs or run.job_name in s.monitored_jobs:
+            items.append(sensors_mod.run_status_item(run, event))
+    return {"kind": "run_status", "name": s.name, "items": items}

@@ -1,0 +1,314 @@
+"""What the scheduler and sensor loops share: the catalog, run submission, tick endings.
+
+`Instigation` holds the evaluation processes (`pool`), the store and the coordinator. It
+reads the code locations' catalogs (the daemon never imports user code: each evaluation
+process reports what its location defines), turns an evaluation's answer into runs
+submitted with their run keys, and ends ticks, counting them for the metrics.
+
+Exactly once: a run is submitted with (instigator, run key); a key the instigator already
+used raises `DuplicateRunKey`, and the run already submitted is taken instead. A tick that
+was interrupted (the daemon died) is evaluated again and makes the same keys, so it
+completes without duplicating or losing a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import uuid
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import anyio
+
+from vigil import errors, runs, ticks
+from vigil.coordinators import base as coordinators
+from vigil.daemon import clock as clock_mod
+from vigil.evaluation import pool as pool_mod
+from vigil.scheduling import cron as cron_mod
+from vigil.scheduling import ticks as tick_times
+from vigil.storage import store as store_mod
+
+logger = logging.getLogger(__name__)
+ACTIVE_STATUSES = frozenset(runs.RunStatus) - runs.TERMINAL_STATUSES
+TickCounts = Mapping[tuple[str, str], int]
+KeyOf = Callable[[int, Mapping[str, Any]], str]
+# One tick's requested runs: the tick, its code location, the requests, their run keys.
+Submission = tuple[ticks.Tick, str, Sequence[Mapping[str, Any]], KeyOf]
+
+
+class TickObserver(Protocol):
+    """Told of each evaluation as it happens (the daemon's metrics implement it)."""
+
+    def observe_tick_delay(self, kind: str, seconds: float) -> None: ...
+    def observe_evaluation(self, kind: str, seconds: float) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    location: str
+    name: str
+    cron: cron_mod.Cron
+    zone: zoneinfo.ZoneInfo
+    default_status: ticks.InstigatorStatus
+    catchup: tick_times.Catchup
+    max_catchup_ticks: int
+    overlap: tick_times.Overlap
+    timeout: float
+
+    @property
+    def instigator(self) -> str:
+        return ticks.instigator_id(ticks.InstigatorKind.SCHEDULE, self.name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SensorInfo:
+    location: str
+    name: str
+    minimum_interval: float
+    default_status: ticks.InstigatorStatus
+    timeout: float
+    run_status: runs.RunStatus | None
+    monitored_jobs: tuple[str, ...]
+
+    @property
+    def instigator(self) -> str:
+        return ticks.instigator_id(ticks.InstigatorKind.SENSOR, self.name)
+
+
+def schedule_info(location: str, data: Mapping[str, Any]) -> ScheduleInfo:
+    return ScheduleInfo(
+        location=location,
+        name=data["name"],
+        cron=cron_mod.parse_cron(data["cron"]),
+        zone=cron_mod.parse_zone(data["timezone"]),
+        default_status=ticks.InstigatorStatus(data["default_status"]),
+        catchup=tick_times.Catchup(data["catchup"]),
+        max_catchup_ticks=int(data["max_catchup_ticks"]),
+        overlap=tick_times.Overlap(data["overlap"]),
+        timeout=float(data["timeout"]),
+    )
+
+
+def sensor_info(location: str, data: Mapping[str, Any]) -> SensorInfo:
+    status = data.get("run_status")
+    return SensorInfo(
+        location=location,
+        name=data["name"],
+        minimum_interval=float(data["minimum_interval"]),
+        default_status=ticks.InstigatorStatus(data["default_status"]),
+        timeout=float(data["timeout"]),
+        run_status=runs.RunStatus(status) if status else None,
+        monitored_jobs=tuple(data.get("monitored_jobs", ())),
+    )
+
+
+def is_running(default: ticks.InstigatorStatus, state: ticks.InstigatorState | None) -> bool:
+    """The operator's status when one was set, else the definition's default."""
+    if state is not None and state.status is not ticks.InstigatorStatus.DEFAULT:
+        return state.status is ticks.InstigatorStatus.RUNNING
+    return default is ticks.InstigatorStatus.RUNNING
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstigationStatistics:
+    """A snapshot: ticks ended by (kind, status), evaluation timeouts by kind, and the
+    instigators the loops know by (kind, running or stopped)."""
+
+    ticks: TickCounts
+    timeouts: Mapping[str, int]
+    instigators: TickCounts
+
+
+class Instigation:
+    """The evaluation pool, store and coordinator, as the two loops use them."""
+
+    def __init__(
+        self,
+        pool: pool_mod.EvaluatorPool,
+        store: store_mod.Store,
+        coordinator: coordinators.RunCoordinator,
+        clock: clock_mod.Clock,
+    ) -> None:
+        self.pool = pool
+        self.store = store
+        self.clock = clock
+        self.observer: TickObserver | None = None
+        self._coordinator = coordinator
+        self._ticks: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._timeouts: collections.Counter[str] = collections.Counter()
+        self._instigators: dict[str, dict[tuple[str, str], int]] = {}
+        self._errors_logged: dict[str, str] = {}
+
+    def statistics(self) -> InstigationStatistics:
+        merged: collections.Counter[tuple[str, str]] = collections.Counter()
+        for counts in self._instigators.values():
+            merged.update(counts)
+        return InstigationStatistics(dict(self._ticks), dict(self._timeouts), dict(merged))
+
+    def count_instigators(self, kind: str, known: int, running: int) -> None:
+        self._instigators[kind] = {(kind, "running"): running, (kind, "stopped"): known - running}
+
+    async def catalogs(self) -> list[pool_mod.Catalog]:
+        found = await self.pool.catalogs()
+        for catalog in found:
+            self._log_load_error(catalog)
+        return found
+
+    def _log_load_error(self, catalog: pool_mod.Catalog) -> None:
+        error = catalog.error
+        if error is None:
+            self._errors_logged.pop(catalog.location, None)
+        elif self._errors_logged.get(catalog.location) != error:
+            self._errors_logged[catalog.location] = error
+            logger.error(
+                "%s",
+                error,
+                extra={"event": "location.load_failed", "location": catalog.location},
+            )
+
+    def observe(self, kind: str, delay: float | None, seconds: float | None) -> None:
+        if self.observer is None:
+            return
+        if delay is not None:
+            self.observer.observe_tick_delay(kind, delay)
+        if seconds is not None:
+            self.observer.observe_evaluation(kind, seconds)
+
+    async def finish(self, outcomes: Sequence[ticks.TickOutcome]) -> None:
+        await self.store.finish_ticks(outcomes, self.clock.now())
+        for outcome in outcomes:
+            kind, _ = ticks.split_id(outcome.instigator)
+            self._ticks[(kind.value, outcome.status.value)] += 1
+
+    def count_missed(self, count: int) -> None:
+        self._ticks[(ticks.InstigatorKind.SCHEDULE.value, ticks.TickStatus.MISSED.value)] += count
+
+    def outcome(
+        self,
+        tick: ticks.Tick,
+        result: pool_mod.Result,
+        run_ids: Sequence[str] = (),
+        error: str | None = None,
+    ) -> ticks.TickOutcome:
+        """The tick's ending from its evaluation's result and the runs it submitted."""
+        kind, _ = ticks.split_id(tick.instigator)
+        if result.timed_out:
+            self._timeouts[kind.value] += 1
+        if not result.ok or error is not None:
+            failed = ticks.TickStatus.FAILED
+            return ticks.TickOutcome(
+                tick.tick_id, tick.instigator, failed, tuple(run_ids), error or result.error
+            )
+        if run_ids:
+            return ticks.TickOutcome(
+                tick.tick_id, tick.instigator, ticks.TickStatus.SUCCESS, tuple(run_ids)
+            )
+        skip = result.answer.get("skip")
+        return ticks.TickOutcome(tick.tick_id, tick.instigator, ticks.TickStatus.SKIPPED, (), skip)
+
+    async def submit_chunk(self, items: Sequence[Submission]) -> list[tuple[list[str], str | None]]:
+        """Submit the runs of several ticks; per tick, its run ids and an error that stopped it.
+
+        All in one `submit_many` (one transaction with the queued coordinator). If that is
+        refused (a run key already used: ticks taken up again after a crash; or a launch
+        that failed), each run is submitted on its own instead, taking the run already
+        stored for a key used before: the same runs, once each, just slower.
+        """
+        made = [
+            [self._new_run(tick, location, r, key_of(i, r)) for i, r in enumerate(requests)]
+            for tick, location, requests, key_of in items
+        ]
+        flat = [run for group in made for run in group]
+        if flat:
+            try:
+                await self._coordinator.submit_many(flat)
+            except (
+                errors.DuplicateRun,
+                errors.LaunchError,
+                errors.RunConfigError,
+                errors.NotFound,
+            ):
+                return [await self._submit_each(group) for group in made]
+        return [([run.run_id for run in group], None) for group in made]
+
+    async def _submit_each(self, group: Sequence[runs.Run]) -> tuple[list[str], str | None]:
+        run_ids: list[str] = []
+        for run in group:
+            try:
+                run_ids.append(await self._submit_once(run))
+            except (errors.LaunchError, errors.RunConfigError, errors.NotFound) as exc:
+                return run_ids, f"{type(exc).__name__}: {exc}"
+        return run_ids, None
+
+    async def _submit_once(self, run: runs.Run) -> str:
+        try:
+            await self._coordinator.submit(run)
+        except errors.DuplicateRunKey:
+            assert run.instigator is not None
+            assert run.run_key is not None
+            found = await self.store.get_run_by_key(run.instigator, run.run_key)
+            if found is None:
+                raise
+            return found.run_id
+        except errors.LaunchError:
+            return run.run_id
+        return run.run_id
+
+    def _new_run(
+        self, tick: ticks.Tick, location: str, request: Mapping[str, Any], run_key: str
+    ) -> runs.Run:
+        kind, name = ticks.split_id(tick.instigator)
+        run_id = str(uuid.uuid4())
+        now = self.clock.now()
+        tags = {**request["tags"], f"vigil/{kind.value}": name, "vigil/tick": str(tick.tick_id)}
+        return runs.Run(
+            run_id=run_id,
+            job_name=request["job"],
+            status=runs.RunStatus.NOT_STARTED,
+            run_config=dict(request["run_config"]),
+            tags=tags,
+            code_location=location,
+            root_run_id=run_id,
+            created_at=now,
+            updated_at=now,
+            instigator=tick.instigator,
+            run_key=run_key,
+        )
+
+
+class DueTimer:
+    """Wakes a loop when its next tick is due; the loop tells it each new due time.
+
+    A service: `run` waits for the due time or a change of it, whichever comes first, and
+    sets the loop's wake-up at the due time. So the loop sleeps until its next due tick,
+    not a fixed poll; its interval only bounds how late it sees an operator's change.
+    """
+
+    def __init__(self, clock: clock_mod.Clock, wake: Callable[[], None]) -> None:
+        self._clock = clock
+        self._wake = wake
+        self._due: float | None = None
+        self._changed = anyio.Event()
+
+    @property
+    def due(self) -> float | None:
+        return self._due
+
+    def set_due(self, due: float | None) -> None:
+        self._due = due
+        self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            self._changed = anyio.Event()
+            due = self._due
+            if due is None:
+                await self._changed.wait()
+                continue
+            if await clock_mod.wait_any(self._clock, due, self._changed):
+                continue
+            self._wake()
+            await self._changed.wait()
