@@ -1,0 +1,73 @@
+"""Exits of the workers a launcher started, told to async code the moment they happen.
+
+Threads record exits (the template client's reader, a waiter per Popen child); an async
+task waits for the next one. A self-pipe joins the two: a record writes a byte, `wait`
+waits until the pipe is readable and drains it. The exit codes are kept (the last
+`KEPT`) so a health check can say how a worker ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+import anyio
+
+KEPT = 1000
+
+
+class ExitBoard:
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._lock = threading.Lock()
+        self._codes: dict[int, int] = {}
+        self._closed = False
+
+    def record(self, pid: int, code: int) -> None:
+        """A worker exited with `code` (negative: the signal that killed it). Any thread."""
+        with self._lock:
+            self._codes[pid] = code
+            while len(self._codes) > KEPT:
+                del self._codes[next(iter(self._codes))]
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._write_fd, b"x")
+
+    def code(self, pid: int) -> int | None:
+        with self._lock:
+            return self._codes.get(pid)
+
+    async def wait(self) -> None:
+        """Return once an exit was recorded since the last `wait` returned."""
+        while not self._drain():
+            await anyio.wait_readable(self._read_fd)
+
+    def _drain(self) -> bool:
+        got = False
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read_fd, 512):
+                got = True
+        return got
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        anyio.notify_closing(self._read_fd)
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+def describe(pid: int, code: int | None) -> str:
+    """How a worker ended, in words: its exit code or the signal that killed it."""
+    if code is None:
+        return f"worker pid {pid} is gone"
+    if code < 0:
+        return f"worker pid {pid} was killed by signal {signal.Signals(-code).name}"
+    return f"worker pid {pid} exited with code {code}"
