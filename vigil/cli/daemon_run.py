@@ -58,7 +58,7 @@ def run(log_format: logs.LogFormat) -> None:
         launcher = assembly.build_launcher(settings, launch_context)
         try:
             coordinator = assembly.build_coordinator(settings, store, launcher, clock.now)
-            built = builtin.build(coordinator, store, identity.address)
+            built = builtin.build(settings, coordinator, clock, identity.address)
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = [*built.loops, *extension.build_loops(resolved, context)]
             daemon = runtime.Daemon(

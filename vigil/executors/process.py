@@ -220,17 +220,28 @@ def _child_main(
     os._exit(code)
 
 
+def _load_prctl() -> Any:
+    """libc's prctl, looked up in the worker before any fork (never in a forked child)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
 def _die_with_worker(worker_pid: int) -> None:
     """Linux: the kernel SIGKILLs this step process when its worker dies, however it dies.
 
     A worker killed with SIGKILL cannot stop its steps; without this they would run on,
     orphaned. If the worker is already gone by now, leave at once.
     """
-    if not sys.platform.startswith("linux"):
+    if _PRCTL is None:
         return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != worker_pid:
         os._exit(1)
 
