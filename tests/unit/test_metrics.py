@@ -15,6 +15,7 @@ from prometheus_client import parser
 from vigil import errors, runs, storage
 from vigil.coordinators import queued
 from vigil.daemon import loop, metrics
+from vigil.daemon.loops import monitor, retries
 
 START = 1_700_000_000.0
 
@@ -217,3 +218,19 @@ def test_the_queue_snapshot_is_exported_with_bounded_labels() -> None:
     assert 'vigil_queue_held_runs{reason="tag"} 1.0' in text
     assert "vigil_queue_launches_in_flight 2.0" in text
     assert "vigil_run_queue_wait_seconds_count 1.0" in text
+
+
+def test_the_monitor_and_retries_snapshots_are_exported() -> None:
+    exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
+    watched = monitor.MonitorStatistics(ended={"worker_died": 2}, resumes=3, unknown=1)
+    exported.watch_monitor(lambda: watched)
+    backlog = retries.RetriesStatistics(submitted=4, backlog=2, next_due=START + 60)
+    exported.watch_retries(lambda: backlog)
+    rendered = exported.render()
+    assert value(rendered, "vigil_runs_ended_by_monitor_total", reason="worker_died") == 2
+    assert value(rendered, "vigil_runs_ended_by_monitor_total", reason="start_timeout") == 0
+    assert value(rendered, "vigil_run_resumes_total") == 3
+    assert value(rendered, "vigil_run_workers_unknown") == 1
+    assert value(rendered, "vigil_run_retries_submitted_total") == 4
+    assert value(rendered, "vigil_run_retry_backlog") == 2
+    assert value(rendered, "vigil_run_retry_next_due_timestamp_seconds") == START + 60

@@ -64,7 +64,7 @@ def run(log_format: logs.LogFormat) -> None:
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            added = extras.build(settings, st.environ, daemon, store, coordinator)
+            added = extras.build(settings, st.environ, daemon, store, coordinator, built)
             added = dataclasses.replace(added, services=[*built.services, *added.services])
             await daemon.run(added, controls)
         finally:

@@ -6,7 +6,8 @@
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
 - the metrics hooks for loop iterations and refused heartbeat writes, and, with the queued
-  coordinator, for launches, queue waits, runs held back and launches in flight.
+  coordinator, for launches, queue waits, runs held back and launches in flight; the run
+  monitor's and the retries loop's snapshots when those loops run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.coordinators import queued
-from vigil.daemon import health, http, metrics, runtime, service, systemd
+from vigil.daemon import builtin, health, http, metrics, runtime, service, systemd
 from vigil.storage import store as store_mod
 
 RUN_COUNT_INTERVAL = 15.0
@@ -32,6 +33,7 @@ def build(
     daemon: runtime.Daemon,
     store: store_mod.Store,
     coordinator: coordinators.RunCoordinator,
+    built: builtin.Builtins | None = None,
 ) -> runtime.Extras:
     supervisor = daemon.supervisor
     exported = metrics.Metrics(
@@ -40,6 +42,10 @@ def build(
     if isinstance(coordinator, queued.QueuedCoordinator):
         coordinator.observer = exported
         exported.watch_queue(coordinator.statistics)
+    if built is not None and built.monitor_loop is not None:
+        exported.watch_monitor(built.monitor_loop.statistics)
+    if built is not None and built.retries_loop is not None:
+        exported.watch_retries(built.retries_loop.statistics)
 
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]
