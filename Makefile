@@ -43,6 +43,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.daemon
 	$(BIN)/python -m bench.queue
+	$(BIN)/python -m bench.monitor
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
