@@ -22,7 +22,7 @@ def test_definitions_list_and_check(instance: Instance) -> None:
         "job orders: load_orders -> revenue -> typical_order -> large_orders -> summary" in listed
     )
     assert "job sleepy: wait_forever -> after_wait" in listed
-    assert instance.ok("definitions", "check").strip() == "ok: 2 code locations, 5 jobs"
+    assert instance.ok("definitions", "check").strip() == "ok: 2 code locations, 7 jobs"
 
 
 def test_config_check_accepts_the_instance(instance: Instance) -> None:

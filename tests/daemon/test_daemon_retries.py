@@ -16,7 +16,7 @@ def retries(instance: Instance, max_retries: int, initial_delay: float = 0) -> N
     add_config(
         instance,
         f"run_retries:\n  max_retries: {max_retries}\n  poll_interval: 0.2\n"
-        f"  delay: {{initial: {initial_delay}, jitter: 0}}\n",
+        f"  delay: {{initial: {initial_delay}, factor: 1, jitter: 0}}\n",
     )
 
 
@@ -86,24 +86,26 @@ async def test_a_retry_that_succeeds_ends_the_chain(
 async def test_a_daemon_killed_before_a_retry_submits_it_once_after_restart(
     instance: Instance, daemons: Daemons
 ) -> None:
-    retries(instance, max_retries=1, initial_delay=4)
+    retries(instance, max_retries=2, initial_delay=5)
     configure(instance, TICKER)
     root = run_id_of(instance.vigil("run", "launch", "broken", "--wait").stdout)
     assert instance.show(root)["status"] == "FAILURE"  # while no daemon ran
 
-    first = daemons.start()
+    first = daemons.start()  # retries the failure it missed
+    child = wait_for_lineage(instance, root, ["FAILURE", "FAILURE"])[1]["run_id"]
 
     def announced(_: dict[str, Any]) -> bool:
-        return any("retry 1 of 1 due at" in e["message"] for e in events_of(instance, root))
+        return any("retry 2 of 2 due at" in e["message"] for e in events_of(instance, child))
 
-    instance.wait_until(root, announced)
+    instance.wait_until(root, announced)  # the daemon saw the failure and waits to retry it
     first.send(signal.SIGKILL)
     assert await first.exit_code() == -signal.SIGKILL
-    assert len(lineage(instance, root)) == 1
+    assert len(lineage(instance, root)) == 2
     await wait_for_rows(instance, {"retries": "down"})
 
     daemons.start()
-    chain = wait_for_lineage(instance, root, ["FAILURE", "FAILURE"])
-    assert chain[1]["retry_number"] == 1
+    chain = wait_for_lineage(instance, root, ["FAILURE", "FAILURE", "FAILURE"])
+    assert [run["retry_number"] for run in chain] == [0, 1, 2]
+    assert chain[2]["parent_run_id"] == child
     await wait_for_rows(instance, {"retries": "healthy"})
-    assert len(lineage(instance, root)) == 2
+    assert len(lineage(instance, root)) == 3
