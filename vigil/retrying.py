@@ -83,11 +83,18 @@ def decide(
     policy: Policy,
     settings: settings_mod.RunRetriesSettings,
     rand: Callable[[], float],
+    now: float,
 ) -> Retry | NoRetry:
-    """Whether this ended run gets a retry; `rand` jitters the delay."""
+    """Whether this ended run gets a retry; `rand` jitters the delay.
+
+    An end older than `max_age` at `now` is left alone: turning retries on, or a daemon
+    back after a long outage, never retries a backlog of old failures.
+    """
     refusal = _refusal(ending, settings)
     if refusal is not None:
         return NoRetry(refusal)
+    if now - ending.at > settings.max_age:
+        return NoRetry(f"it ended more than {settings.max_age:g} s ago (run_retries.max_age)")
     if run.retry_number >= policy.max_retries:
         return NoRetry(f"retries exhausted ({run.retry_number} of {policy.max_retries})")
     number = run.retry_number + 1

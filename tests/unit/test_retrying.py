@@ -43,7 +43,7 @@ def decide(
 ) -> retrying.Retry | retrying.NoRetry:
     config = settings(**values)
     policy = retrying.policy_for(run.tags, config)
-    return retrying.decide(run, end, policy, config, lambda: 0.5)
+    return retrying.decide(run, end, policy, config, lambda: 0.5, T0 + 1)
 
 
 def test_retries_until_max_retries_with_growing_delays() -> None:
@@ -126,3 +126,12 @@ def test_only_an_ended_run_is_re_executed() -> None:
     running = runs.Run(run_id="x", job_name="j", status=S.STARTED)
     with pytest.raises(errors.ReexecutionError, match="x is STARTED"):
         reexecution.child_run(running, reexecution.Mode.ALL_STEPS, T0)
+
+
+def test_an_old_failure_is_not_retried() -> None:
+    config = settings(max_age=3600)
+    policy = retrying.policy_for({}, config)
+    fresh = retrying.decide(failed(0), ending(), policy, config, lambda: 0.5, T0 + 3600)
+    assert isinstance(fresh, retrying.Retry)
+    old = retrying.decide(failed(0), ending(), policy, config, lambda: 0.5, T0 + 3601)
+    assert old == retrying.NoRetry("it ended more than 3600 s ago (run_retries.max_age)")

@@ -129,6 +129,7 @@ class RunRetriesSettings(_Section):
     delay: RetryDelaySettings = RetryDelaySettings()
     retry_canceled: bool = False
     retry_max_runtime: bool = False
+    max_age: float = Field(default=86400.0, gt=0)  # older run ends are never retried
 
 
 class InstanceSettings(BaseSettings):

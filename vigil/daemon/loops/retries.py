@@ -113,10 +113,11 @@ class RetriesLoop(loop.Loop):
             return None
         ending = retrying.Ending(run.status, end.data.get("reason"), end.timestamp)
         rand = random.Random(run.run_id).random  # the same jitter after a restart
-        decision = retrying.decide(run, ending, policy, self._settings, rand)
+        now = self._clock.now()
+        decision = retrying.decide(run, ending, policy, self._settings, rand, now)
         if isinstance(decision, retrying.NoRetry):
             return None
-        if decision.due > self._clock.now():
+        if decision.due > now:
             when = datetime.datetime.fromtimestamp(decision.due).isoformat(timespec="seconds")
             await self._note(end, f"retry {decision.number} of {policy.max_retries} due at {when}")
             return decision.due
