@@ -2,9 +2,10 @@
 
 - `queue`, when the configured coordinator queues runs (with the service relaying the
   store's notices to it);
+- `retries` (`run_retries.enabled`, on by default);
 - `monitor` (`run_monitoring.enabled`, on by default), with the service relaying the
-  launcher's worker-exit notices to it;
-- `retries` (`run_retries.enabled`, on by default).
+  launcher's worker-exit notices to it (and to the retries loop: an exit usually ends a
+  run).
 
 The scheduler and sensor loops join here as they arrive.
 """
@@ -39,11 +40,11 @@ def build(
     built = Builtins()
     if isinstance(coordinator, queued.QueuedCoordinator):
         built = _with_queue(built, coordinator, claimer)
-    if settings.run_monitoring.enabled:
-        built = _with_monitor(built, coordinator, clock, settings.run_monitoring)
     if settings.run_retries.enabled:
         loop_ = retries.RetriesLoop(coordinator, clock, settings.run_retries)
         built = dataclasses.replace(built, loops=(*built.loops, loop_), retries_loop=loop_)
+    if settings.run_monitoring.enabled:
+        built = _with_monitor(built, coordinator, clock, settings.run_monitoring)
     return built
 
 
@@ -64,7 +65,11 @@ def _with_monitor(
 ) -> Builtins:
     launcher = coordinator.launcher
     monitor_loop = monitor.MonitorLoop(coordinator.store, launcher, clock, settings)
-    relay = functools.partial(monitor.relay_exits, launcher, monitor_loop.wake)
+    # A worker's exit usually ends its run: the retries loop looks at once too.
+    wakes = [monitor_loop.wake]
+    if built.retries_loop is not None:
+        wakes.append(built.retries_loop.wake)
+    relay = functools.partial(monitor.relay_exits, launcher, *wakes)
     exits = service.Service("worker-exits", relay, ready_on_start=True)
     return dataclasses.replace(
         built,

@@ -243,8 +243,9 @@ class MonitorLoop(loop.Loop):
         )
 
 
-async def relay_exits(launcher: launchers.RunLauncher, wake: loop.Wakeup) -> None:
-    """Forever: turn the launcher's worker-exit notices into wake-ups of the monitor."""
+async def relay_exits(launcher: launchers.RunLauncher, *wakes: loop.Wakeup) -> None:
+    """Forever: turn the launcher's worker-exit notices into wake-ups (the monitor's first)."""
     while True:
         await launcher.wait_for_exits()
-        wake.set()
+        for wake in wakes:
+            wake.set()
