@@ -3,7 +3,8 @@
 Threads record exits (the template client's reader, a waiter per Popen child); an async
 task waits for the next one. A self-pipe joins the two: a record writes a byte, `wait`
 waits until the pipe is readable and drains it. The exit codes are kept (the last
-`KEPT`) so a health check can say how a worker ended.
+`KEPT`, with when they were recorded) so a health check can say how a worker ended; a code
+recorded before a worker started belongs to an earlier process with that pid.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
 import anyio
 
@@ -24,13 +26,14 @@ class ExitBoard:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self._lock = threading.Lock()
-        self._codes: dict[int, int] = {}
+        self._codes: dict[int, tuple[int, float]] = {}
         self._closed = False
 
     def record(self, pid: int, code: int) -> None:
         """A worker exited with `code` (negative: the signal that killed it). Any thread."""
         with self._lock:
-            self._codes[pid] = code
+            self._codes.pop(pid, None)  # re-inserted last: the oldest go first
+            self._codes[pid] = (code, time.time())
             while len(self._codes) > KEPT:
                 del self._codes[next(iter(self._codes))]
             if self._closed:
@@ -38,9 +41,13 @@ class ExitBoard:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._write_fd, b"x")
 
-    def code(self, pid: int) -> int | None:
+    def code(self, pid: int, started: float | None = None) -> int | None:
+        """The exit code of `pid`, if it exited after `started` (the process start time)."""
         with self._lock:
-            return self._codes.get(pid)
+            code, at = self._codes.get(pid, (None, 0.0))
+        if code is None or (started is not None and at < started):
+            return None
+        return code
 
     async def wait(self) -> None:
         """Return once an exit was recorded since the last `wait` returned."""

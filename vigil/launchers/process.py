@@ -161,10 +161,10 @@ class SubprocessLauncher(base.RunLauncher):
         except psutil.AccessDenied:
             return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no permission to inspect worker")
         if proc is None:
-            pid = int(info["pid"])
-            return base.HealthCheck(
-                base.WorkerHealth.DEAD, exits.describe(pid, self._exits.code(pid))
-            )
+            pid, started = int(info["pid"]), info.get("process_start_time")
+            since = float(started) - START_TIME_TOLERANCE if started is not None else None
+            code = self._exits.code(pid, since)
+            return base.HealthCheck(base.WorkerHealth.DEAD, exits.describe(pid, code))
         return base.HealthCheck(base.WorkerHealth.RUNNING, f"pid {proc.pid}")
 
     def _worker_process(self, run: runs.Run) -> psutil.Process | None:
