@@ -63,6 +63,7 @@ def test_reexecute_refuses_what_it_cannot_do(sqlite_instance: Instance) -> None:
         (("no-such-run",), "no-such-run"),
         ((hello,), f"run {hello} succeeded: nothing to re-execute from a failure"),
         ((broken, "--steps", "nope"), "job 'broken' has no step named 'nope'"),
+        ((broken, "--steps", "convert", "--all-steps"), "--steps and --all-steps exclude each"),
     ]
     for args, message in cases:
         done = instance.vigil("run", "reexecute", *args)

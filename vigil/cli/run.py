@@ -79,7 +79,7 @@ def _report(final: runs.Run, wait: bool) -> None:
     "--from-failure",
     "mode",
     flag_value="from_failure",
-    default=True,
+    default=None,
     help=(
         "Run the steps that did not succeed (and what follows them), reusing the others' "
         "outputs (the default)."
@@ -89,10 +89,14 @@ def _report(final: runs.Run, wait: bool) -> None:
 @click.option("--steps", "steps", default=None, metavar="A,B", help="Run exactly these steps.")
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
 @common.handle_errors
-def reexecute(run_id: str, mode: str, steps: str | None, wait: bool) -> None:
+def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> None:
     """Submit a child run of the ended run RUN_ID (same job, config and tags)."""
     st = common.state()
-    chosen = reexecution.Mode.STEPS if steps is not None else reexecution.Mode(mode)
+    if steps is not None and mode is not None:
+        raise click.UsageError(f"--steps and --{mode.replace('_', '-')} exclude each other")
+    chosen = (
+        reexecution.Mode.STEPS if steps is not None else reexecution.Mode(mode or "from_failure")
+    )
     names = [name.strip() for name in (steps or "").split(",") if name.strip()]
     workspace = submission.workspace_of(st.settings)
 
