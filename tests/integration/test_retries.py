@@ -13,7 +13,7 @@ import pytest
 
 from tests.daemon.fakes import ManualClock
 from tests.integration.test_launcher import REPO
-from vigil import errors, events, launchers, retrying, runs, storage
+from vigil import coordinators, errors, events, launchers, reexecution, retrying, runs, storage
 from vigil.config import settings as settings_mod
 from vigil.coordinators import queued
 from vigil.daemon.loops import retries
@@ -41,11 +41,18 @@ async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Stor
     await opened.close()
 
 
-def loop_for(store: storage.Store, clock: ManualClock, **values: object) -> retries.RetriesLoop:
+def loop_for(
+    store: storage.Store, clock: ManualClock, immediate: bool = False, **values: object
+) -> retries.RetriesLoop:
     context = launchers.LaunchContext(REPO, REPO, {}, REPO)
-    coordinator = queued.QueuedCoordinator(
-        queued.QueuedOptions(), store, NoLauncher(NoLauncher.Options(), context), clock.now
+    launcher = NoLauncher(NoLauncher.Options(), context)
+    coordinator: coordinators.RunCoordinator = queued.QueuedCoordinator(
+        queued.QueuedOptions(), store, launcher, clock.now
     )
+    if immediate:
+        coordinator = coordinators.ImmediateCoordinator(
+            coordinators.RunCoordinator.Options(), store, launcher, clock.now
+        )
     config = {"max_retries": 2, "delay": {"initial": 10, "factor": 2, "jitter": 0}, **values}
     settings = settings_mod.RunRetriesSettings.model_validate(config)
     return retries.RetriesLoop(coordinator, clock, settings)
@@ -169,3 +176,27 @@ async def test_the_cursor_waits_for_the_backlog(store: storage.Store) -> None:
     clock.advance(10)
     await loop.iterate()
     assert await store.get_flag(retries.CURSOR_FLAG) >= first_end[0].event_id
+
+
+async def test_a_retry_inserted_but_never_launched_is_launched_after_restart(
+    store: storage.Store,
+) -> None:
+    clock = ManualClock(T0 + 100)
+    failed = await ended_run(store)
+    # A daemon with the immediate coordinator inserted the retry and died before launching.
+    key = retrying.run_key(failed.run_id, 1)
+    orphan = reexecution.child_run(
+        failed,
+        reexecution.Mode.FROM_FAILURE,
+        clock.now(),
+        instigator=retrying.INSTIGATOR,
+        run_key=key,
+    )
+    await store.add_run(orphan)
+    await loop_for(store, clock, immediate=True).iterate()
+    chain = await lineage(store, failed.run_id)
+    assert [r.run_id for r in chain] == [failed.run_id, orphan.run_id]
+    launched = chain[1]
+    assert launched.status is S.FAILURE  # launched: this launcher refuses, so it failed
+    [failure] = await store.get_events(orphan.run_id, event_types=(E.RUN_FAILURE,))
+    assert failure.message == "not in these tests"

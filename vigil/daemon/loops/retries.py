@@ -13,6 +13,7 @@ the ends still waiting for their delay are the backlog, read again at each itera
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -24,6 +25,7 @@ from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop
+from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
 E = events.EventType
@@ -138,7 +140,8 @@ class RetriesLoop(loop.Loop):
         try:
             await self._coordinator.submit(child)
         except errors.DuplicateRunKey:
-            return  # submitted before a restart: exactly once
+            await self._finish_submission(root, child.run_key)  # submitted before a restart
+            return
         except errors.LaunchError:
             pass  # the coordinator ended the child FAILURE with the error; it is retried in turn
         self._submitted += 1
@@ -153,6 +156,21 @@ class RetriesLoop(loop.Loop):
             message,
             extra={"event": "run.retry_submitted", "run_id": run.run_id},
         )
+
+    async def _finish_submission(self, root: str, key: str | None) -> None:
+        """Launch a retry an earlier daemon inserted but died before launching.
+
+        The immediate coordinator inserts a run NOT_STARTED and then launches it; a daemon
+        killed in between leaves the child NOT_STARTED. The queued one inserts it QUEUED,
+        and its queue launches it.
+        """
+        lineage = await self._store.list_runs(store_mod.RunFilter(root_run_id=root))
+        for run in lineage:
+            if run.run_key == key and run.instigator == retrying.INSTIGATOR:
+                if run.status is runs.RunStatus.NOT_STARTED:
+                    with contextlib.suppress(errors.LaunchError):  # it ended FAILURE
+                        await self._coordinator.launch(run)
+                return
 
     async def _note(self, end: events.Event, message: str, level: str | None = None) -> None:
         """Announce a decision on the ended run's log, once per daemon process."""
