@@ -97,9 +97,12 @@ async def test_a_killed_worker_launched_by_the_cli_is_found_by_the_poll(
     assert any("is gone); resuming (attempt 1 of 1)" in m for m in notes)
 
     os.kill(worker_pid(resumed), signal.SIGKILL)  # now the daemon's own worker
-    instance.wait_until(run_id, lambda r: r["status"] == "FAILURE")
+    failed = instance.wait_until(run_id, lambda r: r["status"] == "FAILURE")
     failure = [e for e in events_of(instance, run_id) if e["type"] == "RUN_FAILURE"]
     assert "killed by signal SIGKILL" in failure[0]["message"]
+    assert [(e["resumes"], e["reason"]) for e in failed["lineage"]] == [(1, "worker_died")]
+    shown = instance.ok("run", "show", run_id)
+    assert "(original, resumed 1x) the worker died (worker pid" in shown
 
 
 async def test_a_run_stuck_starting_is_failed_and_its_worker_terminated(
