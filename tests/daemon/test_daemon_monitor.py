@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 from typing import Any
 
@@ -45,6 +46,31 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def describe(pid: int) -> str:
+    """What a process that should be gone is doing (for a failed wait)."""
+    try:
+        proc = psutil.Process(pid)
+        children = [(c.pid, c.status(), c.cmdline()) for c in proc.children(recursive=True)]
+        threads = {
+            t.name: (t / "wchan").read_text()
+            for t in pathlib.Path(f"/proc/{pid}/task").iterdir()
+            if (t / "wchan").exists()
+        }
+        return (
+            f"pid {pid} {proc.status()} ppid {proc.ppid()} {proc.cmdline()} "
+            f"threads {threads} children {children}"
+        )
+    except (psutil.Error, OSError) as exc:
+        return f"pid {pid}: {exc}"
+
+
+def wait_gone(instance: Instance, run_id: str, *pids: int) -> None:
+    try:
+        instance.wait_until(run_id, lambda _: all(gone(pid) for pid in pids))
+    except AssertionError:
+        raise AssertionError("; ".join(describe(pid) for pid in pids)) from None
 
 
 async def start_daemon(instance: Instance, daemons: Daemons) -> None:
@@ -111,8 +137,9 @@ async def test_a_run_stuck_starting_is_failed_and_its_worker_terminated(
     add_config(instance, STUCK)
     monitoring(instance, poll_interval=0.2, start_timeout=1)
     await start_daemon(instance, daemons)
-    run_id = run_id_of(instance.ok("run", "launch", "hello"))
-    assert instance.show(run_id)["status"] == "STARTING"
+    launched = instance.ok("run", "launch", "hello")
+    assert launched.split()[1] == "STARTING"  # as launched: its worker never starts it
+    run_id = run_id_of(launched)
 
     failed = instance.wait_until(run_id, lambda r: r["status"] == "FAILURE")
     assert failed["end_time"] is not None
@@ -120,20 +147,21 @@ async def test_a_run_stuck_starting_is_failed_and_its_worker_terminated(
     assert failure[0]["message"] == "did not start within the start timeout of 1 s"
     assert failure[0]["data"] == {"reason": "start_timeout", "by": "monitor"}
     stray = int(failed["launcher_info"]["pid"])
-    instance.wait_until(run_id, lambda _: gone(stray))
+    wait_gone(instance, run_id, stray)
 
 
 async def test_max_runtime_ends_a_run(instance: Instance, daemons: Daemons) -> None:
     monitoring(instance, poll_interval=0.2)
     await start_daemon(instance, daemons)
     run_id = run_id_of(instance.ok("run", "launch", "sleepy", "--tag", "vigil/max_runtime=1"))
-    started = instance.wait_until(run_id, lambda r: r["status"] == "STARTED" and r["worker"])
+    # The worker's pid, whatever the status by then: the run may be over before a look.
+    started = instance.wait_until(run_id, lambda r: r["worker"] is not None)
 
     instance.wait_until(run_id, lambda r: r["status"] == "FAILURE")
     failure = [e for e in events_of(instance, run_id) if e["type"] == "RUN_FAILURE"]
     assert failure[0]["message"] == "exceeded max runtime of 1 s"
     assert failure[0]["data"]["reason"] == "max_runtime"
-    instance.wait_until(run_id, lambda _: gone(worker_pid(started)))
+    wait_gone(instance, run_id, worker_pid(started))
 
 
 async def test_a_cancel_the_worker_ignores_ends_canceled(
@@ -154,4 +182,4 @@ async def test_a_cancel_the_worker_ignores_ends_canceled(
         "the worker did not stop within the cancel timeout of 1 s and was killed"
     )
     assert canceled[0]["data"]["reason"] == "cancel_timeout"
-    instance.wait_until(run_id, lambda _: gone(worker_pid(started)) and gone(step_pid))
+    wait_gone(instance, run_id, worker_pid(started), step_pid)
