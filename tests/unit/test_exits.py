@@ -48,3 +48,15 @@ async def test_the_board_keeps_the_latest_codes_only() -> None:
         assert board.code(exits.KEPT + 9) == 0
     finally:
         await board.close()
+
+
+async def test_a_code_about_to_be_recorded_is_waited_for() -> None:
+    board = exits.ExitBoard()
+    try:
+        recorder = threading.Timer(0.05, board.record, args=(9, -15))
+        recorder.start()
+        assert board.wait_code(9, None, timeout=30) == -15
+        recorder.join()
+        assert board.wait_code(10, None, timeout=0.01) is None
+    finally:
+        await board.close()

@@ -25,17 +25,18 @@ class ExitBoard:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._codes: dict[int, tuple[int, float]] = {}
         self._closed = False
 
     def record(self, pid: int, code: int) -> None:
         """A worker exited with `code` (negative: the signal that killed it). Any thread."""
-        with self._lock:
+        with self._changed:
             self._codes.pop(pid, None)  # re-inserted last: the oldest go first
             self._codes[pid] = (code, time.time())
             while len(self._codes) > KEPT:
                 del self._codes[next(iter(self._codes))]
+            self._changed.notify_all()
             if self._closed:
                 return
             with contextlib.suppress(BlockingIOError, OSError):
@@ -43,11 +44,20 @@ class ExitBoard:
 
     def code(self, pid: int, started: float | None = None) -> int | None:
         """The exit code of `pid`, if it exited after `started` (the process start time)."""
-        with self._lock:
-            code, at = self._codes.get(pid, (None, 0.0))
+        with self._changed:
+            return self._code(pid, started)
+
+    def _code(self, pid: int, started: float | None) -> int | None:
+        code, at = self._codes.get(pid, (None, 0.0))
         if code is None or (started is not None and at < started):
             return None
         return code
+
+    def wait_code(self, pid: int, started: float | None, timeout: float) -> int | None:
+        """`code`, waiting up to `timeout` seconds for it to be recorded (blocks a thread)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._code(pid, started) is not None, timeout)
+            return self._code(pid, started)
 
     async def wait(self) -> None:
         """Return once an exit was recorded since the last `wait` returned."""
@@ -62,7 +72,7 @@ class ExitBoard:
         return got
 
     async def close(self) -> None:
-        with self._lock:
+        with self._changed:
             if self._closed:
                 return
             self._closed = True

@@ -26,6 +26,7 @@ from vigil import errors, runs
 from vigil.launchers import base, exits, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
+NOTICE_WAIT = 1.0  # seconds to wait for the exit code of a worker of ours being reaped
 # The service manager's handles belong to the daemon, never to the workers it launches.
 DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"})
 # Handles of workers still running when their launcher closed. Workers outlive launchers
@@ -163,9 +164,31 @@ class SubprocessLauncher(base.RunLauncher):
         if proc is None:
             pid, started = int(info["pid"]), info.get("process_start_time")
             since = float(started) - START_TIME_TOLERANCE if started is not None else None
-            code = self._exits.code(pid, since)
+            code = await self._exit_code(pid, since)
             return base.HealthCheck(base.WorkerHealth.DEAD, exits.describe(pid, code))
         return base.HealthCheck(base.WorkerHealth.RUNNING, f"pid {proc.pid}")
+
+    async def _exit_code(self, pid: int, since: float | None) -> int | None:
+        """How the worker ended, if known; a worker of ours not yet reaped is waited for.
+
+        A worker this launcher started is reaped at once by its parent (the template, or a
+        waiter thread here), which records its exit code: a zombie of that parent means the
+        code is a moment away.
+        """
+        code = self._exits.code(pid, since)
+        if code is None and self._reaped_by_us(pid):
+            code = await anyio.to_thread.run_sync(self._exits.wait_code, pid, since, NOTICE_WAIT)
+        return code
+
+    def _reaped_by_us(self, pid: int) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            return proc.status() == psutil.STATUS_ZOMBIE and proc.ppid() in (
+                os.getpid(),
+                self._template.pid,
+            )
+        except psutil.Error:
+            return False
 
     def _worker_process(self, run: runs.Run) -> psutil.Process | None:
         """The live worker process, checked by pid and start time; None if gone."""

@@ -39,6 +39,12 @@ class TemplateClient:
         self._proc: subprocess.Popen[str] | None = None
         self._replies: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
 
+    @property
+    def pid(self) -> int | None:
+        """The template process's pid, while it runs."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
     def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: pathlib.Path, log: pathlib.Path
     ) -> int:
