@@ -38,11 +38,16 @@ BLOCKER = "    - type: tests.daemon.loops:Blocker\n      options: {interval: 0.2
 
 
 def configure(
-    instance: Instance, *loops: str, grace: float = 5.0, http_port: int | None = None
+    instance: Instance,
+    *loops: str,
+    grace: float = 5.0,
+    http_port: int | None = None,
+    builtin_loops: bool = True,
 ) -> None:
     """Add a fast daemon section naming these test loops to the instance's vigil.yaml.
 
     HTTP stays off unless a port is given (tests run in parallel with other daemons).
+    `builtin_loops=False` turns the run monitor and retries loops off.
     """
     path = instance.home / "vigil.yaml"
     section = FAST.format(
@@ -51,6 +56,8 @@ def configure(
         http_enabled=str(http_port is not None).lower(),
         http_port=http_port or 9464,
     )
+    if not builtin_loops:
+        section += "run_monitoring: {enabled: false}\nrun_retries: {enabled: false}\n"
     path.write_text(path.read_text() + section)
 
 
