@@ -45,6 +45,7 @@ bench: $(BIN)/vigil
 	$(BIN)/python -m bench.queue
 	$(BIN)/python -m bench.worker
 	$(BIN)/python -m bench.schedules --count 1000 --minutes 2
+	$(BIN)/python -m bench.monitor
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,9 @@
-"""Jobs the benchmarks run: one step, a 10-step chain, and a step that logs 10,000 lines."""
+"""Jobs the benchmarks run: one step, a 10-step chain, a step that logs 10,000 lines, and
+one that hangs until its worker is stopped (the monitor benchmark kills it)."""
 
 from __future__ import annotations
+
+import threading
 
 from vigil import Definitions, StepContext, job, step
 
@@ -68,10 +71,16 @@ def chatter(context: StepContext) -> int:
     return 10_000
 
 
+@step
+def hang() -> None:
+    threading.Event().wait(600)
+
+
 defs = Definitions(
     jobs=[
         job("one", [only]),
         job("chain10", [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9]),
         job("log10k", [chatter]),
+        job("hang", [hang]),
     ]
 )

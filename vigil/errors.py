@@ -8,6 +8,8 @@
     │   ├── UnknownJob
     │   └── UnknownRun
     ├── RunConfigError           run config that does not validate against the steps' models
+    ├── TagError                 a run tag vigil reads (vigil/...) with a value it cannot use
+    ├── ReexecutionError         a re-execution that cannot be made (run not ended, no failure)
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
     ├── MissingOutputs           a retry or resume whose reused outputs are gone
@@ -57,6 +59,14 @@ class UnknownRun(NotFound):
 
 class RunConfigError(VigilError):
     """A run config does not validate; the message carries the key path."""
+
+
+class TagError(VigilError):
+    """A `vigil/...` tag has a value vigil cannot use; the message names tag and value."""
+
+
+class ReexecutionError(VigilError):
+    """A run cannot be re-executed as asked (it has not ended, or nothing failed)."""
 
 
 class PluginError(VigilError):

@@ -25,6 +25,30 @@ class RunStatus(enum.StrEnum):
         return self in TERMINAL_STATUSES
 
 
+class EndReason(enum.StrEnum):
+    """Why a run ended FAILURE or CANCELED; kept as `data["reason"]` of its end event."""
+
+    STEP_FAILURE = "step_failure"  # a step failed (the worker ended the run)
+    ERROR = "error"  # the worker could not plan or execute the run
+    LAUNCH_FAILED = "launch_failed"
+    WORKER_DIED = "worker_died"
+    START_TIMEOUT = "start_timeout"
+    MAX_RUNTIME = "max_runtime"
+    CANCELED = "canceled"  # a user's cancel
+    CANCEL_TIMEOUT = "cancel_timeout"  # a user's cancel the worker did not obey in time
+
+
+# Tags vigil reads (a job's tags are copied to its runs, so a job may set them too).
+TAG_MAX_RUNTIME = "vigil/max_runtime"  # seconds
+TAG_MAX_RETRIES = "vigil/max_retries"
+TAG_RETRY_STRATEGY = "vigil/retry_strategy"  # from_failure | all_steps
+# Tags vigil writes on a re-execution (a retry or `vigil run reexecute`).
+TAG_RETRY_NUMBER = "vigil/retry_number"
+TAG_PARENT_RUN = "vigil/parent_run_id"
+TAG_ROOT_RUN = "vigil/root_run_id"
+TAG_REEXECUTION = "vigil/reexecution"  # from_failure | all_steps | steps
+
+
 TERMINAL_STATUSES = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
 IN_FLIGHT_STATUSES = frozenset({RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING})
 

@@ -45,11 +45,13 @@ def configure(
     grace: float = 5.0,
     http_port: int | None = None,
     scheduling: bool = False,
+    builtin_loops: bool = True,
 ) -> None:
     """Add a fast daemon section naming these test loops to the instance's vigil.yaml.
 
     HTTP stays off unless a port is given (tests run in parallel with other daemons); the
     scheduler and sensor loops too unless asked for (their own tests turn them on).
+    `builtin_loops=False` turns the run monitor and retries loops off.
     """
     path = instance.home / "vigil.yaml"
     section = FAST.format(
@@ -59,6 +61,8 @@ def configure(
         http_port=http_port or 9464,
         scheduling=str(scheduling).lower(),
     )
+    if not builtin_loops:
+        section += "run_monitoring: {enabled: false}\nrun_retries: {enabled: false}\n"
     path.write_text(path.read_text() + section)
 
 

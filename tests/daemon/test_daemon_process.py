@@ -50,7 +50,7 @@ async def test_status_shows_healthy_loops_and_a_crashing_loop_restarted_with_its
     live = await vigil(instance, "daemon", "liveness-check")
     assert live.returncode == 0, live.stdout
     assert live.stdout.decode().startswith(
-        f"ok: daemon {socket.gethostname()}:{daemon.pid}, 2 loops"
+        f"ok: daemon {socket.gethostname()}:{daemon.pid}, 4 loops"  # with monitor, retries
     )
     assert "loop.crashed" in daemon.log()
 
@@ -67,6 +67,8 @@ async def test_sigterm_drains_exits_0_and_leaves_stopped_heartbeats(
     assert {name: row["state"] for name, row in rows.items()} == {
         "supervisor": "stopped",
         "ticker": "stopped",
+        "monitor": "stopped",
+        "retries": "stopped",
     }
     log = daemon.log()
     assert "daemon.stopping" in log

@@ -220,3 +220,62 @@ async def test_workers_follow_vigil_yaml_as_it_changes(wired: Wired, home: pathl
     again = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED))
     await wired.wait_for(again.run_id, S.SUCCESS)
     assert (await _output_locator(wired, again.run_id)).startswith(str(home / "storage"))
+
+
+async def _started_hang(wired: Wired) -> runs.Run:
+    run = await wired.coordinator.submit(test_worker.new_run(status=S.NOT_STARTED, job_name="hang"))
+    return await wired.wait_for(run.run_id, S.STARTED)
+
+
+async def test_a_killed_worker_is_told_at_once_with_its_signal(wired: Wired) -> None:
+    started = await _started_hang(wired)
+    told = anyio.Event()
+
+    async def listen() -> None:
+        await wired.launcher.wait_for_exits()
+        told.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen)
+        await anyio.wait_all_tasks_blocked()
+        psutil.Process(started.launcher_info["pid"]).kill()
+        with anyio.fail_after(10):
+            await told.wait()
+    check = await wired.launcher.check_worker_health(started)
+    assert check.health is H.DEAD
+    assert check.detail == f"worker pid {started.launcher_info['pid']} was killed by signal SIGKILL"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_the_step_process_of_a_killed_worker_dies_with_it(wired: Wired) -> None:
+    started = await _started_hang(wired)
+    worker = psutil.Process(started.launcher_info["pid"])
+
+    async def step_running() -> bool:
+        return bool(worker.children())
+
+    await waiting.eventually(step_running, deadline=10)
+    step_pid = worker.children()[0].pid
+    worker.kill()
+
+    async def orphan_gone() -> bool:
+        return _gone(step_pid)
+
+    await waiting.eventually(orphan_gone, deadline=10)
+
+
+async def test_kill_stops_a_worker_at_once(wired: Wired) -> None:
+    started = await _started_hang(wired)
+    assert await wired.launcher.kill(started)
+
+    async def dead() -> bool:
+        return (await wired.launcher.check_worker_health(started)).health is H.DEAD
+
+    await waiting.eventually(dead, deadline=10)
+    assert not await wired.launcher.kill(started)

@@ -125,6 +125,17 @@ async def test_runs_filter_by_status_job_tags_and_limit(store: sql.SqlStore) -> 
     assert await ids(job_name="etl", statuses=[S.QUEUED], tags={"team": "x"}) == ["a"]
 
 
+async def test_runs_filter_by_lineage(store: sql.SqlStore) -> None:
+    await store.add_run(make_run("root", created_at=1.0, root_run_id="root"))
+    await store.add_run(
+        make_run("retry", created_at=2.0, root_run_id="root", parent_run_id="root", retry_number=1)
+    )
+    await store.add_run(make_run("other", created_at=3.0, root_run_id="other"))
+    lineage = await store.list_runs(storage.RunFilter(root_run_id="root"))
+    assert [(r.run_id, r.retry_number) for r in lineage] == [("retry", 1), ("root", 0)]
+    assert await store.list_runs(storage.RunFilter(root_run_id="none")) == []
+
+
 async def test_runs_are_counted_by_status(store: sql.SqlStore) -> None:
     assert await store.count_runs_by_status() == {}
     for run_id, status in [("a", S.QUEUED), ("b", S.QUEUED), ("c", S.SUCCESS)]:

@@ -154,3 +154,33 @@ def test_a_file_broken_after_a_good_one_is_refused(tmp_path: pathlib.Path) -> No
     path.write_text("store:\n  busy_timeout: -1\n")
     with pytest.raises(errors.ConfigError, match=r"store\.busy_timeout"):
         loader.load_settings(tmp_path)
+
+
+def test_monitoring_and_retries_defaults_and_overrides(tmp_path: pathlib.Path) -> None:
+    defaults = loader.load_settings(tmp_path)
+    monitoring = defaults.run_monitoring
+    assert monitoring.enabled
+    assert (monitoring.poll_interval, monitoring.start_timeout, monitoring.cancel_timeout) == (
+        10.0,
+        120.0,
+        120.0,
+    )
+    assert (monitoring.max_resume_attempts, monitoring.max_runtime) == (1, None)
+    assert defaults.run_retries.max_retries == 0
+    assert defaults.run_retries.strategy == "from_failure"
+    write(
+        tmp_path,
+        "run_monitoring: {poll_interval: 0.2, max_runtime: 30}\n"
+        "run_retries: {max_retries: 3, strategy: all_steps, delay: {initial: 1, max: 5}}\n",
+    )
+    settings = loader.load_settings(tmp_path)
+    assert settings.run_monitoring.max_runtime == 30
+    assert settings.run_retries.delay.initial == 1
+    assert settings.run_retries.strategy == "all_steps"
+
+
+def test_a_bad_retry_strategy_names_the_key(tmp_path: pathlib.Path) -> None:
+    path = write(tmp_path, "run_retries:\n  strategy: sometimes\n")
+    with pytest.raises(errors.ConfigError) as info:
+        loader.load_settings(tmp_path)
+    assert str(info.value).startswith(f"{path}: run_retries.strategy: ")

@@ -31,6 +31,7 @@ from vigil.cli import main as cli_main
 from vigil.config import loader
 from vigil.config import settings as settings_mod
 from vigil.daemon import loop, metrics
+from vigil.daemon.loops import monitor, retries
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -342,6 +343,8 @@ def rendered_samples() -> list[tuple[str, dict[str, str]]]:
     exported.launch_failed()
     exported.store_error()
     exported.observe_iteration("queue", 0.1)
+    exported.watch_monitor(lambda: monitor.MonitorStatistics(ended={}, resumes=0, unknown=0))
+    exported.watch_retries(lambda: retries.RetriesStatistics(submitted=0, backlog=0, next_due=None))
     text = exported.render().decode("utf-8")
     return [
         (sample.name, dict(sample.labels))

@@ -15,7 +15,7 @@ from prometheus_client import parser
 from vigil import errors, runs, storage
 from vigil.coordinators import queued
 from vigil.daemon import loop, metrics
-from vigil.daemon.loops import instigation
+from vigil.daemon.loops import instigation, monitor, retries
 
 START = 1_700_000_000.0
 
@@ -239,3 +239,19 @@ def test_schedule_and_sensor_metrics_read_the_instigation_snapshot() -> None:
     assert value(rendered, "vigil_tick_delay_seconds_count", kind="schedule") == 1
     assert value(rendered, "vigil_tick_delay_seconds_bucket", kind="schedule", le="0.05") == 1
     assert value(rendered, "vigil_sensor_evaluation_duration_seconds_sum") == 0.2
+
+
+def test_the_monitor_and_retries_snapshots_are_exported() -> None:
+    exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
+    watched = monitor.MonitorStatistics(ended={"worker_died": 2}, resumes=3, unknown=1)
+    exported.watch_monitor(lambda: watched)
+    backlog = retries.RetriesStatistics(submitted=4, backlog=2, next_due=START + 60)
+    exported.watch_retries(lambda: backlog)
+    rendered = exported.render()
+    assert value(rendered, "vigil_runs_ended_by_monitor_total", reason="worker_died") == 2
+    assert value(rendered, "vigil_runs_ended_by_monitor_total", reason="start_timeout") == 0
+    assert value(rendered, "vigil_run_resumes_total") == 3
+    assert value(rendered, "vigil_run_workers_unknown") == 1
+    assert value(rendered, "vigil_run_retries_submitted_total") == 4
+    assert value(rendered, "vigil_run_retry_backlog") == 2
+    assert value(rendered, "vigil_run_retry_next_due_timestamp_seconds") == START + 60

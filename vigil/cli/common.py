@@ -32,6 +32,8 @@ USAGE_ERRORS = (
     errors.PluginError,
     errors.SchemaMismatch,
     errors.InvalidTransition,
+    errors.ReexecutionError,
+    errors.TagError,
 )
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -62,7 +62,7 @@ def run(log_format: logs.LogFormat) -> None:
         evaluators = _evaluators(settings, st.environ)
         try:
             coordinator = assembly.build_coordinator(settings, store, launcher, clock.now)
-            built = builtin.build(coordinator, store, identity.address)
+            built = builtin.build(settings, coordinator, clock, identity.address)
             shared = instigation.Instigation(evaluators, store, coordinator, clock)
             instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)
@@ -70,7 +70,7 @@ def run(log_format: logs.LogFormat) -> None:
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            added = extras.build(settings, st.environ, daemon, store, coordinator, shared)
+            added = extras.build(settings, st.environ, daemon, store, coordinator, built, shared)
             services = [*built.services, *instigators.services, *added.services]
             await daemon.run(dataclasses.replace(added, services=services), controls)
         finally:

@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vigil import events, runs
+from vigil import events, monitoring, runs
 
 E = events.EventType
 STEP_OUTCOMES = (E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.STEP_SKIPPED, E.STEP_RETRY)
+RUN_ENDS = (E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED)
 LOG_STREAMS = ("stdout.log", "stderr.log")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LineageEntry:
+    """One run of a lineage and the event that ended it (None while it runs)."""
+
+    run: runs.Run
+    end: events.Event | None
+
+
+def lineage_dict(entry: LineageEntry) -> dict[str, Any]:
+    run = entry.run
+    return {
+        "run_id": run.run_id,
+        "parent_run_id": run.parent_run_id,
+        "retry_number": run.retry_number,
+        "reexecution": run.tags.get(runs.TAG_REEXECUTION),
+        "status": run.status.value,
+        "resumes": monitoring.resume_attempts(run),
+        "ended": entry.end.message if entry.end else None,
+        "reason": entry.end.data.get("reason") if entry.end else None,
+    }
+
+
+def lineage_table(chain: Sequence[LineageEntry], current: str) -> str:
+    """The lineage, root first: retry number, status, resumes and why each run ended."""
+    if len(chain) < 2 and not any(monitoring.resume_attempts(e.run) for e in chain):
+        return "lineage   this run alone (no retries, no resumes)"
+    lines = ["lineage   (root first)"]
+    for entry in chain:
+        info = lineage_dict(entry)
+        mark = "  <- this run" if info["run_id"] == current else ""
+        how = info["reexecution"] or "original"
+        resumes = f", resumed {info['resumes']}x" if info["resumes"] else ""
+        ended = info["ended"] or "not ended yet"
+        lines.append(
+            f"  #{info['retry_number']} {info['run_id']}  {info['status']:<9} "
+            f"({how}{resumes}) {ended}{mark}"
+        )
+    return "\n".join(lines)
 
 
 def _when(ts: float | None) -> str:
@@ -37,6 +79,9 @@ def run_dict(run: runs.Run) -> dict[str, Any]:
         "run_config": dict(run.run_config),
         "parent_run_id": run.parent_run_id,
         "root_run_id": run.root_run_id,
+        "retry_number": run.retry_number,
+        "step_selection": list(run.step_selection) if run.step_selection is not None else None,
+        "launcher_info": dict(run.launcher_info),
         "created_at": run.created_at,
         "start_time": run.start_time,
         "end_time": run.end_time,

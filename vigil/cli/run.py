@@ -1,4 +1,4 @@
-"""`vigil run ...`: launch, list, show, follow events and logs, cancel."""
+"""`vigil run ...`: launch, re-execute, list, show, follow events and logs, cancel."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 import anyio
 import click
 
-from vigil import assembly, events, runs, submission
+from vigil import assembly, errors, events, reexecution, runs, submission
 from vigil.cli import common, render
+from vigil.definitions import workspace as workspace_mod
 from vigil.storage import store as store_mod
 
 FOLLOW_POLL = 0.25
@@ -42,25 +43,88 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
 
     async def main() -> runs.Run:
         async with common.opened_store(st.settings) as store:
-            ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
-            launcher = assembly.build_launcher(st.settings, ctx)
-            coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
-            try:
-                submitted = await coordinator.submit(run)
-            finally:
-                await launcher.close()
-            click.echo(f"{submitted.run_id} {submitted.status}")
-            if not wait:
-                return submitted
-            if submitted.status is runs.RunStatus.QUEUED:
-                click.echo("waiting for the daemon to launch it (`vigil daemon run`)", err=True)
-            return await submission.wait_for_end(store, submitted.run_id)
+            return await _submit(store, run, wait)
 
-    final = common.run_async(main)
+    _report(common.run_async(main), wait)
+
+
+async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run:
+    """Submit through the configured coordinator; print it; wait for its end if asked."""
+    st = common.state()
+    ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
+    launcher = assembly.build_launcher(st.settings, ctx)
+    coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
+    try:
+        submitted = await coordinator.submit(run)
+    finally:
+        await launcher.close()
+    click.echo(f"{submitted.run_id} {submitted.status}")
+    if not wait:
+        return submitted
+    if submitted.status is runs.RunStatus.QUEUED:
+        click.echo("waiting for the daemon to launch it (`vigil daemon run`)", err=True)
+    return await submission.wait_for_end(store, submitted.run_id)
+
+
+def _report(final: runs.Run, wait: bool) -> None:
     if wait:
         click.echo(f"{final.run_id} {final.status}")
         if final.status is not runs.RunStatus.SUCCESS:
             raise SystemExit(common.EXIT_FAILURE)
+
+
+@run_group.command("reexecute")
+@click.argument("run_id")
+@click.option(
+    "--from-failure",
+    "mode",
+    flag_value="from_failure",
+    default=None,
+    help=(
+        "Run the steps that did not succeed (and what follows them), reusing the others' "
+        "outputs (the default)."
+    ),
+)
+@click.option("--all-steps", "mode", flag_value="all_steps", help="Run the whole job again.")
+@click.option("--steps", "steps", default=None, metavar="A,B", help="Run exactly these steps.")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@common.handle_errors
+def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> None:
+    """Submit a child run of the ended run RUN_ID (same job, config and tags)."""
+    st = common.state()
+    if steps is not None and mode is not None:
+        raise click.UsageError(f"--steps and --{mode.replace('_', '-')} exclude each other")
+    chosen = (
+        reexecution.Mode.STEPS if steps is not None else reexecution.Mode(mode or "from_failure")
+    )
+    names = [name.strip() for name in (steps or "").split(",") if name.strip()]
+    workspace = submission.workspace_of(st.settings)
+
+    async def main() -> runs.Run:
+        async with common.opened_store(st.settings) as store:
+            parent = await store.get_run(run_id)
+            _check_reexecution(workspace, parent, chosen, names)
+            child = reexecution.child_run(parent, chosen, time.time(), steps=names)
+            return await _submit(store, child, wait)
+
+    _report(common.run_async(main), wait)
+
+
+def _check_reexecution(
+    workspace: workspace_mod.Workspace,
+    parent: runs.Run,
+    mode: reexecution.Mode,
+    steps: list[str],
+) -> None:
+    """The job still exists and has the steps named; a run that succeeded has no failure."""
+    _, job = workspace.find_job(parent.job_name)
+    for step in steps:
+        job.upstream(step)  # NotFound names the job and the step
+    if mode is reexecution.Mode.FROM_FAILURE and parent.status is runs.RunStatus.SUCCESS:
+        raise errors.ReexecutionError(
+            f"run {parent.run_id} succeeded: nothing to re-execute from a failure "
+            "(use --all-steps or --steps)"
+        )
 
 
 @run_group.command("list")
@@ -98,17 +162,36 @@ def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_js
 def show(run_id: str, as_json: bool) -> None:
     """Show one run: status, timing, worker, tags and step outcomes with their errors."""
 
-    async def main() -> tuple[runs.Run, list[events.Event]]:
+    async def main() -> tuple[runs.Run, list[events.Event], list[render.LineageEntry]]:
         async with common.opened_store(common.state().settings) as store:
             run = await store.get_run(run_id)
             step_events = await store.get_events(run_id, event_types=render.STEP_OUTCOMES)
-            return run, step_events
+            return run, step_events, await _lineage(store, run)
 
-    run, step_events = common.run_async(main)
+    run, step_events, chain = common.run_async(main)
     if as_json:
-        common.echo_json({**render.run_dict(run), "steps": render.step_dicts(step_events)})
+        common.echo_json(
+            {
+                **render.run_dict(run),
+                "steps": render.step_dicts(step_events),
+                "lineage": [render.lineage_dict(entry) for entry in chain],
+            }
+        )
     else:
         click.echo(render.run_detail(run, step_events, time.time()))
+        click.echo(render.lineage_table(chain, run.run_id))
+
+
+async def _lineage(store: store_mod.Store, run: runs.Run) -> list[render.LineageEntry]:
+    """Every run of the run's lineage, root first, each with its end event."""
+    root = run.root_run_id or run.run_id
+    chain = await store.list_runs(store_mod.RunFilter(root_run_id=root))
+    chain.sort(key=lambda member: (member.retry_number, member.created_at))
+    entries = []
+    for member in chain:
+        ends = await store.get_events(member.run_id, event_types=render.RUN_ENDS)
+        entries.append(render.LineageEntry(member, ends[-1] if ends else None))
+    return entries
 
 
 @run_group.command("events")

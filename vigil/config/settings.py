@@ -119,6 +119,43 @@ class SchedulingSettings(_Section):
     retention: RetentionSettings = RetentionSettings()
 
 
+class RunMonitoringSettings(_Section):
+    """The daemon's run monitor: no run stays STARTING, STARTED or CANCELING forever."""
+
+    enabled: bool = True
+    poll_interval: float = Field(default=10.0, gt=0)
+    start_timeout: float = Field(default=120.0, gt=0)
+    cancel_timeout: float = Field(default=120.0, gt=0)
+    max_resume_attempts: int = Field(default=1, ge=0)
+    unknown_grace: float = Field(default=600.0, ge=0)
+    max_runtime: float | None = Field(default=None, gt=0)
+    health_check_timeout: float = Field(default=10.0, gt=0)
+    max_concurrent_checks: int = Field(default=16, ge=1)
+
+
+class RetryDelaySettings(_Section):
+    """The wait before retry n: initial * factor**(n-1), at most max, ± jitter."""
+
+    initial: float = Field(default=0.0, ge=0)
+    factor: float = Field(default=2.0, ge=1)
+    max: float = Field(default=600.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+
+class RunRetriesSettings(_Section):
+    """The daemon's run retries: a failed run gets a child run while retries remain."""
+
+    enabled: bool = True
+    poll_interval: float = Field(default=2.0, gt=0)
+    max_retries: int = Field(default=0, ge=0)
+    retry_on_step_failure: bool = True
+    strategy: Literal["from_failure", "all_steps"] = "from_failure"
+    delay: RetryDelaySettings = RetryDelaySettings()
+    retry_canceled: bool = False
+    retry_max_runtime: bool = False
+    max_age: float = Field(default=86400.0, gt=0)  # older run ends are never retried
+
+
 class InstanceSettings(BaseSettings):
     """The whole instance: read from vigil.yaml, overridden by VIGIL_* env variables."""
 
@@ -140,6 +177,8 @@ class InstanceSettings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     http: HttpSettings = HttpSettings()
     scheduling: SchedulingSettings = SchedulingSettings()
+    run_monitoring: RunMonitoringSettings = RunMonitoringSettings()
+    run_retries: RunRetriesSettings = RunRetriesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -63,6 +63,7 @@ class RunCoordinator(abc.ABC):
                 S.CANCELED,
                 events.EventType.RUN_CANCELED,
                 "canceled before launch",
+                runs.EndReason.CANCELED,
             )
             return await self.store.get_run(run_id)
         won = await self.store.transition_run(
@@ -74,7 +75,12 @@ class RunCoordinator(abc.ABC):
         )
         if won and not await self.launcher.terminate(run):
             await self._end(
-                run_id, S.CANCELING, S.CANCELED, events.EventType.RUN_CANCELED, "no live worker"
+                run_id,
+                S.CANCELING,
+                S.CANCELED,
+                events.EventType.RUN_CANCELED,
+                "no live worker",
+                runs.EndReason.CANCELED,
             )
         return await self.store.get_run(run_id)
 
@@ -86,7 +92,14 @@ class RunCoordinator(abc.ABC):
         check = await self.launcher.check_worker_health(run)
         if check.health is launchers.WorkerHealth.DEAD:
             message = f"worker gone before it ended the run ({check.detail})"
-            await self._end(run_id, S.CANCELING, S.CANCELED, events.EventType.RUN_CANCELED, message)
+            await self._end(
+                run_id,
+                S.CANCELING,
+                S.CANCELED,
+                events.EventType.RUN_CANCELED,
+                message,
+                runs.EndReason.CANCELED,
+            )
         return await self.store.get_run(run_id)
 
     async def launch(self, run: runs.Run) -> runs.Run:
@@ -108,7 +121,12 @@ class RunCoordinator(abc.ABC):
             info = await self.launcher.launch(run)
         except errors.LaunchError as exc:
             await self._end(
-                run.run_id, S.STARTING, S.FAILURE, events.EventType.RUN_FAILURE, str(exc)
+                run.run_id,
+                S.STARTING,
+                S.FAILURE,
+                events.EventType.RUN_FAILURE,
+                str(exc),
+                runs.EndReason.LAUNCH_FAILED,
             )
             raise
         await self.store.update_run_info(run.run_id, store_mod.RunUpdate(launcher_info=info))
@@ -122,9 +140,12 @@ class RunCoordinator(abc.ABC):
         status: runs.RunStatus,
         kind: events.EventType,
         message: str,
+        reason: runs.EndReason | None = None,
     ) -> None:
         now = self.clock()
         event = self._event(run_id, kind, message)
+        if reason is not None:
+            event = dataclasses.replace(event, data={"reason": reason.value})
         update = store_mod.RunUpdate(end_time=now)
         await self.store.transition_run(run_id, expected, status, now, update, event)
 

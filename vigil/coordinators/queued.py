@@ -190,7 +190,14 @@ class QueuedCoordinator(base.RunCoordinator):
     async def _fail_launch(self, run: runs.Run, message: str) -> None:
         self._observe_failure()
         logger.error(message, extra={"event": "run.launch_failed", "run_id": run.run_id})
-        await self._end(run.run_id, S.STARTING, S.FAILURE, events.EventType.RUN_FAILURE, message)
+        await self._end(
+            run.run_id,
+            S.STARTING,
+            S.FAILURE,
+            events.EventType.RUN_FAILURE,
+            message,
+            runs.EndReason.LAUNCH_FAILED,
+        )
 
     async def queue(self) -> list[QueueEntry]:
         """The queued runs in launch order, each with why it waits."""

@@ -1,9 +1,13 @@
 """The daemon's built-in loops, chosen from the instance settings.
 
-The run queue loop, when the configured coordinator queues runs (with the service
-relaying the store's notices to it); the scheduler and sensor loops (`instigation`), with
-their due-time timers, sharing the code locations' evaluation processes. The monitor and
-retry loops join here as they arrive.
+- `queue`, when the configured coordinator queues runs (with the service relaying the
+  store's notices to it);
+- `retries` (`run_retries.enabled`, on by default);
+- `monitor` (`run_monitoring.enabled`, on by default), with the service relaying the
+  launcher's worker-exit notices to it (and to the retries loop: an exit usually ends a
+  run).
+- `scheduler` and `sensors` (`scheduling.enabled`, on by default; `instigation`), with
+  their due-time timers, sharing the code locations' evaluation processes.
 """
 
 from __future__ import annotations
@@ -14,28 +18,65 @@ import functools
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.coordinators import queued
+from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, service
 from vigil.daemon.loops import instigation as instigation_mod
-from vigil.daemon.loops import queue, scheduler, sensors
-from vigil.storage import store as store_mod
+from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Builtins:
     loops: tuple[loop.Loop, ...] = ()
     services: tuple[service.Service, ...] = ()
+    monitor_loop: monitor.MonitorLoop | None = None
+    retries_loop: retries.RetriesLoop | None = None
 
 
 def build(
-    coordinator: coordinators.RunCoordinator, store: store_mod.Store, claimer: str
+    settings: settings_mod.InstanceSettings,
+    coordinator: coordinators.RunCoordinator,
+    clock: clock_mod.Clock,
+    claimer: str,
 ) -> Builtins:
-    if not isinstance(coordinator, queued.QueuedCoordinator):
-        return Builtins()
+    built = Builtins()
+    if isinstance(coordinator, queued.QueuedCoordinator):
+        built = _with_queue(built, coordinator, claimer)
+    if settings.run_retries.enabled:
+        loop_ = retries.RetriesLoop(coordinator, clock, settings.run_retries)
+        built = dataclasses.replace(built, loops=(*built.loops, loop_), retries_loop=loop_)
+    if settings.run_monitoring.enabled:
+        built = _with_monitor(built, coordinator, clock, settings.run_monitoring)
+    return built
+
+
+def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator, claimer: str) -> Builtins:
     queue_loop = queue.QueueLoop(coordinator, claimer)
-    relay = functools.partial(queue.relay_notices, store, queue_loop.wake)
-    return Builtins(
-        loops=(queue_loop,),
-        services=(service.Service("queue-notices", relay, ready_on_start=True),),
+    relay = functools.partial(queue.relay_notices, coordinator.store, queue_loop.wake)
+    notices = service.Service("queue-notices", relay, ready_on_start=True)
+    return dataclasses.replace(
+        built, loops=(*built.loops, queue_loop), services=(*built.services, notices)
+    )
+
+
+def _with_monitor(
+    built: Builtins,
+    coordinator: coordinators.RunCoordinator,
+    clock: clock_mod.Clock,
+    settings: settings_mod.RunMonitoringSettings,
+) -> Builtins:
+    launcher = coordinator.launcher
+    monitor_loop = monitor.MonitorLoop(coordinator.store, launcher, clock, settings)
+    # A worker's exit usually ends its run: the retries loop looks at once too.
+    wakes = [monitor_loop.wake]
+    if built.retries_loop is not None:
+        wakes.append(built.retries_loop.wake)
+    relay = functools.partial(monitor.relay_exits, launcher, *wakes)
+    exits = service.Service("worker-exits", relay, ready_on_start=True)
+    return dataclasses.replace(
+        built,
+        loops=(*built.loops, monitor_loop),
+        services=(*built.services, exits),
+        monitor_loop=monitor_loop,
     )
 
 

@@ -20,7 +20,7 @@ from vigil.daemon import loop
 from vigil.storage import store as store_mod
 
 # The supervisor's own heartbeat row and the built-in loops go by these names.
-RESERVED_NAMES = frozenset({"supervisor", "queue", "scheduler", "sensors"})
+RESERVED_NAMES = frozenset({"supervisor", "queue", "scheduler", "sensors", "monitor", "retries"})
 
 
 class LoopOptions(pydantic.BaseModel):

@@ -7,7 +7,8 @@
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
 - the metrics hooks for loop iterations and refused heartbeat writes, and, with the queued
   coordinator, for launches, queue waits, runs held back and launches in flight; with the
-  scheduler and sensor loops, for tick delays, evaluations, ticks, timeouts, instigators.
+  scheduler and sensor loops, for tick delays, evaluations, ticks, timeouts, instigators;
+  the run monitor's and the retries loop's snapshots when those loops run.
 """
 
 from __future__ import annotations
@@ -21,11 +22,30 @@ from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.coordinators import queued
-from vigil.daemon import health, http, metrics, runtime, service, systemd
+from vigil.daemon import builtin, health, http, metrics, runtime, service, systemd
 from vigil.daemon.loops import instigation
 from vigil.storage import store as store_mod
 
 RUN_COUNT_INTERVAL = 15.0
+
+
+def _watch(
+    exported: metrics.Metrics,
+    coordinator: coordinators.RunCoordinator,
+    built: builtin.Builtins | None,
+    shared: instigation.Instigation | None,
+) -> None:
+    """Hook the metrics to the coordinator's and the built-in loops' snapshots."""
+    if isinstance(coordinator, queued.QueuedCoordinator):
+        coordinator.observer = exported
+        exported.watch_queue(coordinator.statistics)
+    if shared is not None:
+        shared.observer = exported
+        exported.watch_instigation(shared.statistics)
+    if built is not None and built.monitor_loop is not None:
+        exported.watch_monitor(built.monitor_loop.statistics)
+    if built is not None and built.retries_loop is not None:
+        exported.watch_retries(built.retries_loop.statistics)
 
 
 def build(
@@ -34,18 +54,14 @@ def build(
     daemon: runtime.Daemon,
     store: store_mod.Store,
     coordinator: coordinators.RunCoordinator,
+    built: builtin.Builtins | None = None,
     shared: instigation.Instigation | None = None,
 ) -> runtime.Extras:
     supervisor = daemon.supervisor
     exported = metrics.Metrics(
         version=_version(), started_at=daemon.identity.started_at, loops=supervisor.statistics
     )
-    if isinstance(coordinator, queued.QueuedCoordinator):
-        coordinator.observer = exported
-        exported.watch_queue(coordinator.statistics)
-    if shared is not None:
-        shared.observer = exported
-        exported.watch_instigation(shared.statistics)
+    _watch(exported, coordinator, built, shared)
 
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]

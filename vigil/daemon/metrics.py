@@ -32,6 +32,13 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_ticks_total{kind,status}                     counter   (snapshot)
     vigil_evaluation_timeouts_total{kind}              counter   (snapshot)
     vigil_instigators{kind,status}                     gauge     (snapshot: running, stopped)
+    vigil_queue_held_runs{reason}, vigil_queue_launches_in_flight    (queue snapshot)
+    vigil_runs_ended_by_monitor_total{reason}          counter   (monitor snapshot)
+    vigil_run_resumes_total                            counter   (monitor snapshot)
+    vigil_run_workers_unknown                          gauge     (monitor snapshot)
+    vigil_run_retries_submitted_total                  counter   (retries snapshot)
+    vigil_run_retry_backlog                            gauge     (retries snapshot)
+    vigil_run_retry_next_due_timestamp_seconds         gauge     (retries snapshot, if any)
 """
 
 from __future__ import annotations
@@ -164,6 +171,14 @@ class Metrics:
         """An evaluation took `seconds` (sensors are exported)."""
         if kind == "sensor":
             self._sensor_evaluation.observe(seconds)
+
+    def watch_monitor(self, source: Callable[[], MonitorSnapshot]) -> None:
+        """Export the run monitor's snapshot (runs it ended by reason, resumes, unknowns)."""
+        self.registry.register(_MonitorCollector(source))
+
+    def watch_retries(self, source: Callable[[], RetriesSnapshot]) -> None:
+        """Export the retries loop's snapshot (retries submitted, the backlog)."""
+        self.registry.register(_RetriesCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -377,3 +392,88 @@ class _InstigationCollector:
         for (kind, status), count in sorted(snapshot.instigators.items()):
             instigators.add_metric((kind, status), count)
         yield instigators
+
+
+# The reasons the monitor ends runs for, each exported from the start (0 until it happens).
+MONITOR_REASONS = (
+    runs.EndReason.START_TIMEOUT,
+    runs.EndReason.WORKER_DIED,
+    runs.EndReason.MAX_RUNTIME,
+    runs.EndReason.CANCEL_TIMEOUT,
+    runs.EndReason.CANCELED,
+)
+
+
+class MonitorSnapshot(Protocol):
+    """What the monitor loop's `statistics()` returns."""
+
+    @property
+    def ended(self) -> Mapping[str, int]: ...
+    @property
+    def resumes(self) -> int: ...
+    @property
+    def unknown(self) -> int: ...
+
+
+class _MonitorCollector:
+    def __init__(self, source: Callable[[], MonitorSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        ended = CounterMetricFamily(
+            "vigil_runs_ended_by_monitor",
+            "Runs the monitor ended, by reason (start_timeout, worker_died, max_runtime, "
+            "cancel_timeout, canceled: a canceling run whose worker was gone).",
+            labels=["reason"],
+        )
+        reasons = {reason.value: 0 for reason in MONITOR_REASONS} | dict(snapshot.ended)
+        for reason, count in sorted(reasons.items()):
+            ended.add_metric([reason], count)
+        yield ended
+        yield CounterMetricFamily(
+            "vigil_run_resumes",
+            "Runs the monitor gave a new worker after theirs died.",
+            value=snapshot.resumes,
+        )
+        yield GaugeMetricFamily(
+            "vigil_run_workers_unknown",
+            "Runs whose worker's health the launcher cannot tell now (checked with backoff).",
+            value=snapshot.unknown,
+        )
+
+
+class RetriesSnapshot(Protocol):
+    """What the retries loop's `statistics()` returns."""
+
+    @property
+    def submitted(self) -> int: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def next_due(self) -> float | None: ...
+
+
+class _RetriesCollector:
+    def __init__(self, source: Callable[[], RetriesSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        yield CounterMetricFamily(
+            "vigil_run_retries_submitted",
+            "Retry runs this daemon submitted.",
+            value=snapshot.submitted,
+        )
+        yield GaugeMetricFamily(
+            "vigil_run_retry_backlog",
+            "Ended runs whose retry waits for its delay.",
+            value=snapshot.backlog,
+        )
+        due = GaugeMetricFamily(
+            "vigil_run_retry_next_due_timestamp_seconds",
+            "When the next retry of the backlog is due, in Unix seconds.",
+        )
+        if snapshot.next_due is not None:
+            due.add_metric([], snapshot.next_due)
+        yield due

@@ -11,6 +11,7 @@ its exit code or signal. However the wait ends, the child is stopped and reaped.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -30,6 +31,7 @@ _FORK = multiprocessing.get_context("fork")
 _EVENT, _RESULT = 0, 1
 _DRAIN_BATCH = 512
 _CRASH = "StepProcessCrashed"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Connection = multiprocessing.connection.Connection
 
@@ -45,7 +47,7 @@ async def run_attempt(
     reader, writer = _FORK.Pipe(duplex=False)
     proc = _FORK.Process(
         target=_child_main,
-        args=(writer, plan, step, number, services),
+        args=(writer, plan, step, number, services, os.getpid()),
         name=f"vigil-step-{step}",
     )
     try:
@@ -200,7 +202,9 @@ def _child_main(
     step: str,
     number: int,
     services: base.ExecutionServices,
+    worker_pid: int,
 ) -> NoReturn:
+    _die_with_worker(worker_pid)
     sink = _PipeSink(writer)
     code = 0
     try:
@@ -214,6 +218,32 @@ def _child_main(
         code = 1
     _flush_std_streams()
     os._exit(code)
+
+
+def _load_prctl() -> Any:
+    """libc's prctl, looked up in the worker before any fork (never in a forked child)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_worker(worker_pid: int) -> None:
+    """Linux: the kernel SIGKILLs this step process when its worker dies, however it dies.
+
+    A worker killed with SIGKILL cannot stop its steps; without this they would run on,
+    orphaned. If the worker is already gone by now, leave at once.
+    """
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != worker_pid:
+        os._exit(1)
 
 
 def _prepare_child(services: base.ExecutionServices, run_id: str, step: str) -> None:

@@ -9,6 +9,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import anyio
 import pydantic
 
 from vigil import runs
@@ -68,6 +69,21 @@ class RunLauncher(abc.ABC):
     async def resume(self, run: runs.Run) -> Mapping[str, Any]:
         """Start a new worker that continues a STARTED run whose worker died."""
         raise NotImplementedError(f"{type(self).__name__} cannot resume runs")
+
+    async def kill(self, run: runs.Run) -> bool:
+        """Stop the run's worker at once, whatever it is doing; False if none is alive.
+
+        Default: `terminate`. A launcher that can should kill the worker's whole group.
+        """
+        return await self.terminate(run)
+
+    async def wait_for_exits(self) -> None:
+        """Return when a worker this launcher started has exited (the monitor then checks).
+
+        Only workers of this launcher object; others are found by the monitor's poll.
+        Default: never (a launcher without exit notices relies on the poll alone).
+        """
+        await anyio.sleep_forever()
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the launcher holds."""

@@ -7,11 +7,14 @@ never taken for the worker.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -20,10 +23,10 @@ import psutil
 import pydantic
 
 from vigil import errors, runs
-from vigil.launchers import base, template
+from vigil.launchers import base, exits, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
-EXIT_CODES_KEPT = 1000
+NOTICE_WAIT = 1.0  # seconds to wait for the exit code of a worker of ours being reaped
 # The service manager's handles belong to the daemon, never to the workers it launches.
 DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"})
 # Handles of workers still running when their launcher closed. Workers outlive launchers
@@ -50,9 +53,9 @@ class SubprocessLauncher(base.RunLauncher):
         assert isinstance(options, SubprocessOptions)
         self._opts = options
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._exit_codes: dict[int, int] = {}
+        self._exits = exits.ExitBoard()
         self._template = template.TemplateClient(
-            options.python, self._worker_env(), context.working_directory
+            options.python, self._worker_env(), context.working_directory, self._exits.record
         )
 
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
@@ -99,7 +102,14 @@ class SubprocessLauncher(base.RunLauncher):
                 close_fds=True,
             )
         self._children[child.pid] = child
+        waiter = threading.Thread(
+            target=self._await_child, args=(child,), name=f"vigil-wait-{child.pid}", daemon=True
+        )
+        waiter.start()
         return child.pid
+
+    def _await_child(self, child: subprocess.Popen[bytes]) -> None:
+        self._exits.record(child.pid, child.wait())
 
     def _worker_env(self) -> dict[str, str]:
         env = {k: v for k, v in self.context.environ.items() if k not in DAEMON_ONLY_ENV}
@@ -117,12 +127,28 @@ class SubprocessLauncher(base.RunLauncher):
             return False
         return True
 
+    async def kill(self, run: runs.Run) -> bool:
+        """SIGKILL the worker's process group (the worker leads its own session)."""
+        proc = self._worker_process(run)
+        if proc is None:
+            return False
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        return True
+
+    async def wait_for_exits(self) -> None:
+        await self._exits.wait()
+
     async def close(self) -> None:
         """Stop the template; workers outlive the launcher by design (own sessions)."""
         await anyio.to_thread.run_sync(self._template.close)
         self._reap()
         _OUTLIVING.extend(self._children.values())
         self._children.clear()
+        await self._exits.close()
 
     async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
         info = run.launcher_info
@@ -136,16 +162,33 @@ class SubprocessLauncher(base.RunLauncher):
         except psutil.AccessDenied:
             return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no permission to inspect worker")
         if proc is None:
-            return base.HealthCheck(base.WorkerHealth.DEAD, self._death_detail(int(info["pid"])))
+            pid, started = int(info["pid"]), info.get("process_start_time")
+            since = float(started) - START_TIME_TOLERANCE if started is not None else None
+            code = await self._exit_code(pid, since)
+            return base.HealthCheck(base.WorkerHealth.DEAD, exits.describe(pid, code))
         return base.HealthCheck(base.WorkerHealth.RUNNING, f"pid {proc.pid}")
 
-    def _death_detail(self, pid: int) -> str:
-        code = self._exit_codes.get(pid)
-        if code is None:
-            return f"worker pid {pid} is gone"
-        if code < 0:
-            return f"worker pid {pid} was killed by signal {signal.Signals(-code).name}"
-        return f"worker pid {pid} exited with code {code}"
+    async def _exit_code(self, pid: int, since: float | None) -> int | None:
+        """How the worker ended, if known; a worker of ours not yet reaped is waited for.
+
+        A worker this launcher started is reaped at once by its parent (the template, or a
+        waiter thread here), which records its exit code: a zombie of that parent means the
+        code is a moment away.
+        """
+        code = self._exits.code(pid, since)
+        if code is None and self._reaped_by_us(pid):
+            code = await anyio.to_thread.run_sync(self._exits.wait_code, pid, since, NOTICE_WAIT)
+        return code
+
+    def _reaped_by_us(self, pid: int) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            return proc.status() == psutil.STATUS_ZOMBIE and proc.ppid() in (
+                os.getpid(),
+                self._template.pid,
+            )
+        except psutil.Error:
+            return False
 
     def _worker_process(self, run: runs.Run) -> psutil.Process | None:
         """The live worker process, checked by pid and start time; None if gone."""
@@ -166,14 +209,10 @@ class SubprocessLauncher(base.RunLauncher):
         return proc
 
     def _reap(self) -> None:
-        """Collect exited children (no zombies), remembering their exit codes."""
+        """Forget exited children (their waiter threads reaped them and kept the code)."""
         for pid, child in list(self._children.items()):
-            code = child.poll()
-            if code is not None:
+            if child.poll() is not None:
                 del self._children[pid]
-                self._exit_codes[pid] = code
-        while len(self._exit_codes) > EXIT_CODES_KEPT:
-            del self._exit_codes[next(iter(self._exit_codes))]
 
 
 def _start_time(pid: int) -> float | None:

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 import json
 import pathlib
+import queue
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vigil import errors
 
 CLOSE_TIMEOUT = 5.0
+ExitObserver = Callable[[int, int], None]  # (pid, exit code; negative: killed by that signal)
 
 
 class TemplateClient:
     """Starts the template process on first use and asks it to fork workers.
 
     `spawn` blocks (the first call waits for the template's imports): call it from a
-    worker thread in async code. Calls are serialized.
+    worker thread in async code. Calls are serialized. A reader thread takes the template's
+    lines: replies go to the waiting `spawn`, exit notices to `on_exit` (in that thread).
     """
 
-    def __init__(self, python: str, environ: Mapping[str, str], cwd: pathlib.Path) -> None:
+    def __init__(
+        self,
+        python: str,
+        environ: Mapping[str, str],
+        cwd: pathlib.Path,
+        on_exit: ExitObserver | None = None,
+    ) -> None:
         self._argv = [python, "-m", "vigil", "worker", "template"]
         self._environ = dict(environ)
         self._cwd = cwd
+        self._on_exit = on_exit
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
+        self._replies: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+
+    @property
+    def pid(self) -> int | None:
+        """The template process's pid, while it runs."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: pathlib.Path, log: pathlib.Path
@@ -42,20 +59,16 @@ class TemplateClient:
     def _ask(self, line: str) -> dict[str, Any]:
         proc = self._running()
         assert proc.stdin is not None
-        assert proc.stdout is not None
         try:
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
-            answer = proc.stdout.readline()
         except OSError as exc:
-            answer = ""
-            detail = str(exc)
-        else:
-            detail = "it exited"
-        if not answer:
             self._proc = None
-            raise errors.LaunchError(f"the worker template is gone ({detail})")
-        reply: dict[str, Any] = json.loads(answer)
+            raise errors.LaunchError(f"the worker template is gone ({exc})") from exc
+        reply = self._replies.get()
+        if reply is None:
+            self._proc = None
+            raise errors.LaunchError("the worker template is gone (it exited)")
         return reply
 
     def _running(self) -> subprocess.Popen[str]:
@@ -70,7 +83,33 @@ class TemplateClient:
                 text=True,
                 close_fds=True,
             )
+            self._replies = queue.SimpleQueue()
+            reader = threading.Thread(
+                target=self._read,
+                args=(self._proc, self._replies),
+                name="vigil-template-reader",
+                daemon=True,
+            )
+            reader.start()
         return self._proc
+
+    def _read(
+        self, proc: subprocess.Popen[str], replies: queue.SimpleQueue[dict[str, Any] | None]
+    ) -> None:
+        """Until the template's stdout ends: replies to `replies`, exit notices to `on_exit`."""
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                message: dict[str, Any] = json.loads(line)
+                if "exited" not in message:
+                    replies.put(message)
+                elif self._on_exit is not None:
+                    self._on_exit(int(message["exited"]), int(message["code"]))
+        except (OSError, ValueError):
+            pass
+        finally:
+            replies.put(None)
+            proc.stdout.close()
 
     def close(self) -> None:
         """Stop the template (its workers live on in their own sessions)."""
@@ -85,5 +124,3 @@ class TemplateClient:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()

@@ -640,6 +640,8 @@ def _runs_query(run_filter: store.RunFilter) -> sa.Select[Any]:
         query = query.where(table.c.status.in_(_as_statuses(run_filter.statuses)))
     if run_filter.job_name is not None:
         query = query.where(table.c.job_name == run_filter.job_name)
+    if run_filter.root_run_id is not None:
+        query = query.where(table.c.root_run_id == run_filter.root_run_id)
     for key, value in run_filter.tags.items():
         query = query.where(_has_tag(key, value))
     if run_filter.limit is not None:

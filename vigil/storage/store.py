@@ -56,6 +56,7 @@ class RunFilter:
     job_name: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     limit: int | None = None
+    root_run_id: str | None = None  # the runs of one lineage (a root and its re-executions)
 
 
 class Wakeups(abc.ABC):

@@ -14,6 +14,36 @@ async def succeeded_steps(store: store_mod.Store, run_id: str) -> frozenset[str]
     return frozenset(e.step for e in done if e.step is not None)
 
 
+_OUTCOMES = (
+    events.EventType.STEP_START,
+    events.EventType.STEP_SUCCESS,
+    events.EventType.STEP_FAILURE,
+    events.EventType.STEP_SKIPPED,
+)
+
+
+async def done_steps(store: store_mod.Store, run_id: str) -> frozenset[str]:
+    """Steps done in this run's lineage: a re-execution from the failure skips them.
+
+    From the root down to this run: a run's successful steps are done; a step it attempted
+    (started, failed or skipped) without success is not, whatever its parents did.
+    """
+    chain: list[str] = []
+    current: str | None = run_id
+    while current is not None:
+        chain.append(current)
+        current = (await store.get_run(current)).parent_run_id
+    done: set[str] = set()
+    for member in reversed(chain):
+        outcomes = await store.get_events(member, event_types=_OUTCOMES)
+        attempted = {e.step for e in outcomes if e.step is not None}
+        succeeded = {
+            e.step for e in outcomes if e.event_type is events.EventType.STEP_SUCCESS and e.step
+        }
+        done = (done - attempted) | succeeded
+    return frozenset(done)
+
+
 async def input_runs(
     store: store_mod.Store,
     outputs: outputs_mod.OutputStore,

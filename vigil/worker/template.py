@@ -7,8 +7,10 @@ sends its output to the run's worker log, takes the environment and directory of
 request and runs the `vigil` command line given, as a fresh process would.
 
 The template is single-threaded and runs no event loop, so forking it is safe. It reaps
-its children, and exits when the launcher closes its stdin (or dies). User code is never
-imported here: each worker loads the code location itself, so new code is picked up.
+its children and tells the launcher of each exit on the reply pipe, as a line of its own
+(`{"exited": PID, "code": N}`, N negative for a signal), so a launcher learns at once that
+a worker died and how. It exits when the launcher closes its stdin (or dies). User code is
+never imported here: each worker loads the code location itself, so new code is picked up.
 
 What a worker costs is mostly CPU, and much of it is the kernel's: every page of the
 template a worker writes to is copied first. So the template imports everything the
@@ -69,7 +71,7 @@ def serve(
     _warm()
     gc.collect()
     gc.freeze()
-    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGCHLD, _ExitNotices(replies.fileno()).reap)
     for line in requests:
         with contextlib.suppress(Exception):
             prepare()
@@ -124,7 +126,24 @@ def _redirect(log_path: str) -> None:
     os.close(null)
 
 
-def _reap(_signum: int, _frame: object) -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] != 0:
-            pass
+class _ExitNotices:
+    """The SIGCHLD handler: reap every exited child and write one notice line for each.
+
+    Each notice is one `os.write` of a short line, so it never interleaves with a reply.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def reap(self, _signum: int, _frame: object) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    return
+                self._tell(pid, os.waitstatus_to_exitcode(status))
+
+    def _tell(self, pid: int, code: int) -> None:
+        line = json.dumps({"exited": pid, "code": code}) + "\n"
+        with contextlib.suppress(OSError):
+            os.write(self._fd, line.encode())

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
-from vigil import errors, events, runs
+from vigil import errors, events, reexecution, runs
 from vigil.config import settings as settings_mod
 from vigil.definitions import workspace as workspace_mod
 from vigil.executors import base as executors_base
@@ -32,6 +32,7 @@ from vigil.worker import sink as sink_mod
 
 S = runs.RunStatus
 E = events.EventType
+R = runs.EndReason
 Clock = Callable[[], float]
 
 
@@ -83,7 +84,7 @@ async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt)
     try:
         plan = await _plan(env, run, resume)
     except errors.VigilError as exc:
-        return await _end(env, run_id, S.FAILURE, E.RUN_FAILURE, str(exc))
+        return await _end(env, run_id, S.FAILURE, E.RUN_FAILURE, str(exc), reason=R.ERROR)
     return await _execute(env, plan, interrupt)
 
 
@@ -116,7 +117,8 @@ async def _settle_lost_start(env: WorkerEnv, run_id: str) -> runs.RunStatus:
     """The run was not ours to start: a cancel got there first, or it already ended."""
     run = await env.store.get_run(run_id)
     if run.status is S.CANCELING:
-        return await _end(env, run_id, S.CANCELED, E.RUN_CANCELED, "canceled before it started")
+        message = "canceled before it started"
+        return await _end(env, run_id, S.CANCELED, E.RUN_CANCELED, message, reason=R.CANCELED)
     return run.status
 
 
@@ -127,11 +129,15 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
     configs = job.validate_run_config(run.run_config)
     order = job.topological_order()
     selected = [s for s in order if run.step_selection is None or s in run.step_selection]
+    if reexecution.is_from_failure(run) and run.parent_run_id is not None:
+        done = await lineage.done_steps(env.store, run.parent_run_id)
+        selected = [s for s in selected if s not in done]
     if resume:
         done = await lineage.succeeded_steps(env.store, run.run_id)
         selected = [s for s in selected if s not in done]
     outputs = _outputs(env.settings)
     input_runs = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
+    await _note_reuse(env, run, input_runs)
     return plan_mod.StepPlan(
         run_id=run.run_id,
         job=job,
@@ -139,6 +145,22 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
         step_configs=configs,
         input_runs=input_runs,
     )
+
+
+async def _note_reuse(env: WorkerEnv, run: runs.Run, input_runs: dict[str, str]) -> None:
+    """Record which outputs this run reads from other runs of its lineage."""
+    reused = {step: source for step, source in input_runs.items() if source != run.run_id}
+    if not reused:
+        return
+    names = ", ".join(f"{step} (run {source})" for step, source in sorted(reused.items()))
+    event = events.NewEvent(
+        run_id=run.run_id,
+        event_type=E.ENGINE,
+        timestamp=env.clock(),
+        message=f"reusing the outputs of {names}",
+        data={"reused_outputs": reused},
+    )
+    await env.store.append_events([event])
 
 
 def _location_settings(
@@ -197,12 +219,17 @@ async def _finish(
     if interrupt.signum is not None:
         name = signal.Signals(interrupt.signum).name
         message = f"worker received {name}"
-        return await _end(env, plan.run_id, S.CANCELED, E.RUN_CANCELED, message, pending)
+        return await _end(
+            env, plan.run_id, S.CANCELED, E.RUN_CANCELED, message, pending, R.CANCELED
+        )
     if result is not None and result.ok:
         done = f"{len(result.succeeded)} steps succeeded"
         return await _end(env, plan.run_id, S.SUCCESS, E.RUN_SUCCESS, done, pending)
-    failed = ", ".join(result.failed) if result is not None else "the executor"
-    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, f"failed: {failed}", pending)
+    if result is None:
+        message = "failed: the executor"
+        return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, message, pending, R.ERROR)
+    message = f"failed: {', '.join(result.failed)}"
+    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, message, pending, R.STEP_FAILURE)
 
 
 async def _end(
@@ -212,19 +239,23 @@ async def _end(
     kind: events.EventType,
     message: str,
     pending: Sequence[events.NewEvent] = (),
+    reason: runs.EndReason | None = None,
 ) -> runs.RunStatus:
     """End the run, writing the `pending` events before its end event in one transaction;
     a cancel requested meanwhile turns any end into CANCELED."""
     expected = (S.STARTED, S.CANCELING) if status is S.CANCELED else (S.STARTED,)
+    data = {"reason": reason.value} if reason is not None else {}
     with anyio.CancelScope(shield=True):
-        end = _event(env, run_id, kind, message)
+        end = _event(env, run_id, kind, message, data)
         if await _transition_to_end(env, run_id, expected, status, [*pending, end]):
             return status
         await env.store.append_events(pending)
         current = (await env.store.get_run(run_id)).status
         if current is not S.CANCELING:
             return current
-        canceled = _event(env, run_id, E.RUN_CANCELED, f"canceled ({message})")
+        canceled = _event(
+            env, run_id, E.RUN_CANCELED, f"canceled ({message})", {"reason": R.CANCELED.value}
+        )
         await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, [canceled])
     return S.CANCELED
 
@@ -241,8 +272,16 @@ async def _transition_to_end(
     return await env.store.transition_run(run_id, expected, status, now, update, batch)
 
 
-def _event(env: WorkerEnv, run_id: str, kind: events.EventType, message: str) -> events.NewEvent:
-    return events.NewEvent(run_id=run_id, event_type=kind, timestamp=env.clock(), message=message)
+def _event(
+    env: WorkerEnv,
+    run_id: str,
+    kind: events.EventType,
+    message: str,
+    data: dict[str, str] | None = None,
+) -> events.NewEvent:
+    return events.NewEvent(
+        run_id=run_id, event_type=kind, timestamp=env.clock(), message=message, data=data or {}
+    )
 
 
 def _engine_error(env: WorkerEnv, run_id: str, exc: BaseException) -> events.NewEvent:

@@ -1,0 +1,202 @@
+"""The retries loop against a real store (SQLite and PostgreSQL) on a manual clock.
+
+The queued coordinator only records the child runs (QUEUED), so no worker is needed: what
+is tested is which retries are submitted, when, and that each is submitted once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.daemon.fakes import ManualClock
+from tests.integration.test_launcher import REPO
+from vigil import coordinators, errors, events, launchers, reexecution, retrying, runs, storage
+from vigil.config import settings as settings_mod
+from vigil.coordinators import queued
+from vigil.daemon.loops import retries
+
+S = runs.RunStatus
+E = events.EventType
+T0 = 1_000_000.0
+
+
+class NoLauncher(launchers.RunLauncher):
+    async def launch(self, run: runs.Run) -> dict[str, str]:
+        raise errors.LaunchError("not in these tests")
+
+    async def terminate(self, run: runs.Run) -> bool:
+        return False
+
+    async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
+        return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN)
+
+
+@pytest.fixture
+async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
+    opened = await storage.open_store(store_target)
+    yield opened
+    await opened.close()
+
+
+def loop_for(
+    store: storage.Store, clock: ManualClock, immediate: bool = False, **values: object
+) -> retries.RetriesLoop:
+    context = launchers.LaunchContext(REPO, REPO, {}, REPO)
+    launcher = NoLauncher(NoLauncher.Options(), context)
+    coordinator: coordinators.RunCoordinator = queued.QueuedCoordinator(
+        queued.QueuedOptions(), store, launcher, clock.now
+    )
+    if immediate:
+        coordinator = coordinators.ImmediateCoordinator(
+            coordinators.RunCoordinator.Options(), store, launcher, clock.now
+        )
+    config = {"max_retries": 2, "delay": {"initial": 10, "factor": 2, "jitter": 0}, **values}
+    settings = settings_mod.RunRetriesSettings.model_validate(config)
+    return retries.RetriesLoop(coordinator, clock, settings)
+
+
+async def ended_run(
+    store: storage.Store,
+    status: runs.RunStatus = S.FAILURE,
+    reason: runs.EndReason = runs.EndReason.STEP_FAILURE,
+    **tags: str,
+) -> runs.Run:
+    run_id = str(uuid.uuid4())
+    run = runs.Run(
+        run_id=run_id,
+        job_name="abc",
+        status=S.STARTED,
+        tags=tags,
+        code_location="it",
+        root_run_id=run_id,
+        created_at=T0,
+        updated_at=T0,
+    )
+    await store.add_run(run)
+    kind = E.RUN_FAILURE if status is S.FAILURE else E.RUN_CANCELED
+    end = events.NewEvent(run_id, kind, T0, message="ended", data={"reason": reason.value})
+    assert await store.transition_run(run_id, S.STARTED, status, T0, event=end)
+    return await store.get_run(run_id)
+
+
+async def lineage(store: storage.Store, root: str) -> list[runs.Run]:
+    every = await store.list_runs(storage.RunFilter(root_run_id=root))
+    return sorted(every, key=lambda r: r.retry_number)
+
+
+async def notes(store: storage.Store, run_id: str) -> list[str]:
+    return [e.message for e in await store.get_events(run_id, event_types=(E.ENGINE,))]
+
+
+async def test_a_failure_is_retried_after_its_delay_once(store: storage.Store) -> None:
+    clock = ManualClock(T0)
+    loop = loop_for(store, clock)
+    failed = await ended_run(store)
+
+    await loop.iterate()
+    assert [r.run_id for r in await lineage(store, failed.run_id)] == [failed.run_id]
+    assert loop.statistics() == retries.RetriesStatistics(0, 1, T0 + 10)
+    assert (await notes(store, failed.run_id))[0].startswith("retry 1 of 2 due at ")
+
+    clock.advance(10)
+    await loop.iterate()
+    await loop.iterate()
+    chain = await lineage(store, failed.run_id)
+    assert len(chain) == 2
+    child = chain[1]
+    assert (child.status, child.parent_run_id, child.retry_number) == (S.QUEUED, failed.run_id, 1)
+    assert (child.instigator, child.run_key) == (retrying.INSTIGATOR, f"{failed.run_id}:1")
+    assert child.tags[runs.TAG_REEXECUTION] == "from_failure"
+    assert loop.statistics() == retries.RetriesStatistics(1, 0, None)
+    assert f"submitted as run {child.run_id}" in (await notes(store, failed.run_id))[-1]
+
+
+async def test_a_restarted_loop_never_submits_a_retry_twice(store: storage.Store) -> None:
+    clock = ManualClock(T0 + 100)
+    failed = await ended_run(store)
+    await loop_for(store, clock).iterate()
+    # A daemon killed after the submission, before the cursor moved: the next one reads
+    # the failure again and the store refuses the second run with that key.
+    await store.set_flag(retries.CURSOR_FLAG, 0, clock.now())
+    again = loop_for(store, clock)
+    await again.iterate()
+    assert len(await lineage(store, failed.run_id)) == 2
+    assert again.statistics().submitted == 0
+    assert await store.get_flag(retries.CURSOR_FLAG) > 0
+
+
+async def test_the_chain_follows_the_child_failures_until_exhausted(store: storage.Store) -> None:
+    clock = ManualClock(T0 + 1000)
+    loop = loop_for(store, clock)
+    failed = await ended_run(store)
+    await loop.iterate()
+    for number in (1, 2):
+        child = (await lineage(store, failed.run_id))[number]
+        end = events.NewEvent(
+            child.run_id, E.RUN_FAILURE, clock.now(), data={"reason": "step_failure"}
+        )
+        assert await store.transition_run(child.run_id, S.QUEUED, S.FAILURE, clock.now(), event=end)
+        clock.advance(100)
+        await loop.iterate()
+    chain = await lineage(store, failed.run_id)
+    assert [r.retry_number for r in chain] == [0, 1, 2]
+    assert chain[2].run_key == f"{failed.run_id}:2"
+    assert chain[2].parent_run_id == chain[1].run_id
+
+
+async def test_canceled_and_bad_tags_are_not_retried_and_do_not_stop_the_loop(
+    store: storage.Store,
+) -> None:
+    clock = ManualClock(T0 + 100)
+    loop = loop_for(store, clock)
+    canceled = await ended_run(store, S.CANCELED, runs.EndReason.CANCELED)
+    bad = await ended_run(store, **{runs.TAG_MAX_RETRIES: "lots"})
+    good = await ended_run(store)
+    await loop.iterate()
+    assert len(await lineage(store, canceled.run_id)) == 1
+    assert len(await lineage(store, bad.run_id)) == 1
+    assert len(await lineage(store, good.run_id)) == 2
+    assert await notes(store, bad.run_id) == [
+        "no retry: tag vigil/max_retries='lots' is not a whole number >= 0"
+    ]
+    assert await store.get_flag(retries.CURSOR_FLAG) >= 3
+
+
+async def test_the_cursor_waits_for_the_backlog(store: storage.Store) -> None:
+    clock = ManualClock(T0)
+    loop = loop_for(store, clock)
+    first = await ended_run(store)
+    await loop.iterate()
+    cursor = await store.get_flag(retries.CURSOR_FLAG)
+    first_end = await store.get_events(first.run_id, event_types=(E.RUN_FAILURE,))
+    assert cursor is None or cursor < first_end[0].event_id
+    clock.advance(10)
+    await loop.iterate()
+    assert await store.get_flag(retries.CURSOR_FLAG) >= first_end[0].event_id
+
+
+async def test_a_retry_inserted_but_never_launched_is_launched_after_restart(
+    store: storage.Store,
+) -> None:
+    clock = ManualClock(T0 + 100)
+    failed = await ended_run(store)
+    # A daemon with the immediate coordinator inserted the retry and died before launching.
+    key = retrying.run_key(failed.run_id, 1)
+    orphan = reexecution.child_run(
+        failed,
+        reexecution.Mode.FROM_FAILURE,
+        clock.now(),
+        instigator=retrying.INSTIGATOR,
+        run_key=key,
+    )
+    await store.add_run(orphan)
+    await loop_for(store, clock, immediate=True).iterate()
+    chain = await lineage(store, failed.run_id)
+    assert [r.run_id for r in chain] == [failed.run_id, orphan.run_id]
+    launched = chain[1]
+    assert launched.status is S.FAILURE  # launched: this launcher refuses, so it failed
+    [failure] = await store.get_events(orphan.run_id, event_types=(E.RUN_FAILURE,))
+    assert failure.message == "not in these tests"

@@ -1,0 +1,251 @@
+"""The run monitor loop: every in-flight run either ends or is ended, with the reason.
+
+Each iteration reads the in-flight runs (STARTING, STARTED, CANCELING), applies the limits
+(`monitoring.deadline_action`), asks the launcher about the workers that need a look, all
+at once under a concurrency limit and each within `health_check_timeout` (a check that
+times out or raises counts as UNKNOWN), and acts on each verdict
+(`monitoring.health_action`): end the run FAILURE or CANCELED with an event saying why
+(then stop or kill whatever worker is left), or give it a new worker that resumes it.
+
+It iterates every `poll_interval`, and at once when the launcher tells of a worker's exit
+(`relay_exits`): a worker this daemon launched is handled the moment it dies; one launched
+by another process (a CLI, an earlier daemon) is found by the poll.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+
+import anyio
+
+from vigil import errors, events, monitoring, runs
+from vigil.config import settings as settings_mod
+from vigil.daemon import clock as clock_mod
+from vigil.daemon import loop
+from vigil.launchers import base as launchers
+from vigil.storage import store as store_mod
+
+logger = logging.getLogger(__name__)
+S = runs.RunStatus
+K = monitoring.Kind
+E = events.EventType
+MIN_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MonitorStatistics:
+    """Runs the monitor ended, by reason; workers it resumed; workers of unknown health now."""
+
+    ended: Mapping[str, int]
+    resumes: int
+    unknown: int
+
+
+class MonitorLoop(loop.Loop):
+    name = "monitor"
+
+    def __init__(
+        self,
+        store: store_mod.Store,
+        launcher: launchers.RunLauncher,
+        clock: clock_mod.Clock,
+        settings: settings_mod.RunMonitoringSettings,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._launcher = launcher
+        self._clock = clock
+        self._settings = settings
+        self.interval = settings.poll_interval
+        self.timeout = max(MIN_TIMEOUT, settings.health_check_timeout * 3)
+        self._limits = monitoring.Limits(
+            start_timeout=settings.start_timeout,
+            cancel_timeout=settings.cancel_timeout,
+            max_resume_attempts=settings.max_resume_attempts,
+            unknown_grace=settings.unknown_grace,
+            poll_interval=settings.poll_interval,
+            max_runtime=settings.max_runtime,
+        )
+        self._suspicions: dict[str, monitoring.Suspicion] = {}
+        self._bad_tags: set[str] = set()
+        self._ended: collections.Counter[str] = collections.Counter()
+        self._resumes = 0
+
+    def statistics(self) -> MonitorStatistics:
+        return MonitorStatistics(dict(self._ended), self._resumes, len(self._suspicions))
+
+    async def iterate(self) -> None:
+        in_flight = await self._store.list_runs(
+            store_mod.RunFilter(statuses=tuple(runs.IN_FLIGHT_STATUSES))
+        )
+        self._forget_all_but({run.run_id for run in in_flight})
+        now = self._clock.now()
+        to_check: list[runs.Run] = []
+        for run in in_flight:
+            action = monitoring.deadline_action(run, now, self._limits, await self._runtime(run))
+            if action is not None:
+                await self._apply(run, action)
+            elif monitoring.wants_check(run, now, self._suspicions.get(run.run_id)):
+                to_check.append(run)
+        checks = await self._check_all(to_check)
+        now = self._clock.now()
+        for run in to_check:
+            action = monitoring.health_action(
+                run,
+                checks[run.run_id],
+                now,
+                self._limits,
+                self._suspicions.get(run.run_id),
+                self._launcher.supports_resume,
+            )
+            await self._apply(run, action)
+
+    def _forget_all_but(self, in_flight: set[str]) -> None:
+        for run_id in set(self._suspicions) - in_flight:
+            del self._suspicions[run_id]
+        self._bad_tags &= in_flight
+
+    async def _runtime(self, run: runs.Run) -> float | None:
+        """The run's max runtime; a bad tag is reported once and the default used."""
+        try:
+            return monitoring.max_runtime(run, self._limits.max_runtime)
+        except errors.TagError as exc:
+            if run.run_id not in self._bad_tags:
+                self._bad_tags.add(run.run_id)
+                message = f"{exc}; the instance default applies"
+                await self._store.append_events([self._event(run, E.ENGINE, message, "ERROR")])
+                logger.error(message, extra={"event": "run.bad_tag", "run_id": run.run_id})
+            return self._limits.max_runtime
+
+    # health checks ---------------------------------------------------------------------
+    async def _check_all(self, to_check: Sequence[runs.Run]) -> dict[str, launchers.HealthCheck]:
+        """Every run's health check at once, each bounded; a failed check is UNKNOWN."""
+        results: dict[str, launchers.HealthCheck] = {}
+        limiter = anyio.CapacityLimiter(self._settings.max_concurrent_checks)
+        async with anyio.create_task_group() as tg:
+            for run in to_check:
+                tg.start_soon(self._check_one, run, limiter, results)
+        return results
+
+    async def _check_one(
+        self,
+        run: runs.Run,
+        limiter: anyio.CapacityLimiter,
+        results: dict[str, launchers.HealthCheck],
+    ) -> None:
+        limit = self._settings.health_check_timeout
+        unknown = launchers.WorkerHealth.UNKNOWN
+        results[run.run_id] = launchers.HealthCheck(
+            unknown, f"the health check took more than {monitoring.seconds(limit)} s"
+        )
+        async with limiter:
+            with anyio.move_on_after(limit):
+                try:
+                    results[run.run_id] = await self._launcher.check_worker_health(run)
+                except Exception as exc:
+                    detail = f"the health check raised {type(exc).__name__}: {exc}"
+                    results[run.run_id] = launchers.HealthCheck(unknown, detail)
+
+    # actions -----------------------------------------------------------------------------
+    async def _apply(self, run: runs.Run, action: monitoring.Action) -> None:
+        if action.kind is K.KEEP:
+            self._remember(run.run_id, action.suspicion)
+        elif action.kind is K.FAIL:
+            await self._fail(run, action)
+        elif action.kind is K.CANCEL:
+            await self._cancel(run, action)
+        else:
+            await self._resume(run, action)
+
+    def _remember(self, run_id: str, suspicion: monitoring.Suspicion | None) -> None:
+        if suspicion is None:
+            self._suspicions.pop(run_id, None)
+        else:
+            self._suspicions[run_id] = suspicion
+
+    async def _fail(self, run: runs.Run, action: monitoring.Action) -> None:
+        if await self._end(run, S.FAILURE, E.RUN_FAILURE, action):
+            await self._launcher.terminate(run)
+
+    async def _cancel(self, run: runs.Run, action: monitoring.Action) -> None:
+        if action.kill:
+            await self._launcher.kill(run)
+        await self._end(run, S.CANCELED, E.RUN_CANCELED, action)
+
+    async def _end(
+        self, run: runs.Run, status: runs.RunStatus, kind: E, action: monitoring.Action
+    ) -> bool:
+        now = self._clock.now()
+        reason = action.reason.value if action.reason else None
+        event = dataclasses.replace(
+            self._event(run, kind, action.message), data={"reason": reason, "by": "monitor"}
+        )
+        update = store_mod.RunUpdate(end_time=now)
+        won = await self._store.transition_run(run.run_id, run.status, status, now, update, event)
+        if won:
+            self._suspicions.pop(run.run_id, None)
+            self._ended[reason or "unknown"] += 1
+            logger.warning(
+                "run %s ended %s: %s",
+                run.run_id,
+                status,
+                action.message,
+                extra={"event": "run.ended_by_monitor", "run_id": run.run_id, "reason": reason},
+            )
+        return won
+
+    async def _resume(self, run: runs.Run, action: monitoring.Action) -> None:
+        current = await self._store.get_run(run.run_id)
+        if current.status is not S.STARTED or current.launcher_info != run.launcher_info:
+            return  # it moved on since it was read
+        attempt = {monitoring.RESUME_ATTEMPT: action.resume_attempt}
+        # The attempt is recorded before the launch: a daemon killed in between never
+        # resumes one run twice for one attempt.
+        await self._store.update_run_info(
+            run.run_id, store_mod.RunUpdate(launcher_info={**run.launcher_info, **attempt})
+        )
+        data = {"reason": runs.EndReason.WORKER_DIED.value, **attempt}
+        event = dataclasses.replace(
+            self._event(run, E.ENGINE, action.message, "WARNING"), data=data
+        )
+        await self._store.append_events([event])
+        try:
+            info = await self._launcher.resume(current)
+        except errors.LaunchError as exc:
+            failed = monitoring.Action(
+                K.FAIL, runs.EndReason.WORKER_DIED, f"{action.message}, which failed: {exc}"
+            )
+            await self._end(current, S.FAILURE, E.RUN_FAILURE, failed)
+            return
+        launched = store_mod.RunUpdate(launcher_info={**info, **attempt})
+        await self._store.update_run_info(run.run_id, launched)
+        self._suspicions.pop(run.run_id, None)
+        self._resumes += 1
+        logger.warning(
+            "run %s: %s",
+            run.run_id,
+            action.message,
+            extra={"event": "run.resumed", "run_id": run.run_id},
+        )
+
+    def _event(
+        self, run: runs.Run, kind: E, message: str, level: str | None = None
+    ) -> events.NewEvent:
+        return events.NewEvent(
+            run_id=run.run_id,
+            event_type=kind,
+            timestamp=self._clock.now(),
+            level=level,
+            message=message,
+        )
+
+
+async def relay_exits(launcher: launchers.RunLauncher, *wakes: loop.Wakeup) -> None:
+    """Forever: turn the launcher's worker-exit notices into wake-ups (the monitor's first)."""
+    while True:
+        await launcher.wait_for_exits()
+        for wake in wakes:
+            wake.set()

@@ -1,0 +1,169 @@
+"""The run monitor's decisions, pure: a run, what its launcher says, the time -> an action.
+
+Two questions per in-flight run, each a function of its arguments only (the monitor loop
+does the I/O and passes `now` from the daemon's clock):
+
+- `deadline_action`: has the run outlived a limit? STARTING past `start_timeout`, STARTED
+  past its max runtime (tag `vigil/max_runtime` or the instance default), CANCELING past
+  `cancel_timeout`.
+- `health_action`: what does the launcher's health check imply? RUNNING: nothing. DEAD:
+  resume while attempts remain and the launcher can, else FAILURE naming what is known.
+  UNKNOWN: never taken for DEAD at once; checked again with backoff (`Suspicion`) and
+  treated as DEAD only once it has lasted `unknown_grace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from vigil import errors, runs
+from vigil.launchers import base as launchers
+
+S = runs.RunStatus
+R = runs.EndReason
+RESUME_ATTEMPT = "resume_attempt"  # the launcher_info key counting a run's resumes
+UNKNOWN_BACKOFF_CAP = 300.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    start_timeout: float
+    cancel_timeout: float
+    max_resume_attempts: int
+    unknown_grace: float
+    poll_interval: float
+    max_runtime: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Suspicion:
+    """A worker the launcher could not judge: since when, how many checks, when to look again."""
+
+    since: float
+    checks: int
+    next_check: float
+
+
+class Kind(enum.StrEnum):
+    KEEP = "keep"  # nothing to do (maybe remember a suspicion)
+    FAIL = "fail"  # end FAILURE, then stop whatever worker may exist
+    RESUME = "resume"  # give the run a new worker that continues it
+    CANCEL = "cancel"  # end CANCELED, killing the worker if `kill`
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Action:
+    kind: Kind
+    reason: runs.EndReason | None = None
+    message: str = ""
+    resume_attempt: int = 0
+    kill: bool = False
+    suspicion: Suspicion | None = None
+
+
+KEEP = Action(Kind.KEEP)
+
+
+def seconds(value: float) -> str:
+    """`120` for 120.0, `0.5` for 0.5: how limits read in messages."""
+    return f"{value:g}"
+
+
+def max_runtime(run: runs.Run, default: float | None) -> float | None:
+    """The run's max runtime: its `vigil/max_runtime` tag, else `default`; raises TagError."""
+    raw = run.tags.get(runs.TAG_MAX_RUNTIME)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise errors.TagError(
+            f"run {run.run_id}: tag {runs.TAG_MAX_RUNTIME}={raw!r} is not a number of "
+            "seconds greater than 0"
+        )
+    return value
+
+
+def resume_attempts(run: runs.Run) -> int:
+    """How many times the monitor has given this run a new worker."""
+    return int(run.launcher_info.get(RESUME_ATTEMPT, 0))
+
+
+def deadline_action(
+    run: runs.Run, now: float, limits: Limits, runtime: float | None
+) -> Action | None:
+    """The action a limit calls for, or None while the run is within its limits."""
+    if run.status is S.STARTING and now - run.updated_at >= limits.start_timeout:
+        message = f"did not start within the start timeout of {seconds(limits.start_timeout)} s"
+        return Action(Kind.FAIL, R.START_TIMEOUT, message)
+    if _past_runtime(run, now, runtime):
+        assert runtime is not None
+        return Action(Kind.FAIL, R.MAX_RUNTIME, f"exceeded max runtime of {seconds(runtime)} s")
+    if run.status is S.CANCELING and now - run.updated_at >= limits.cancel_timeout:
+        message = (
+            "the worker did not stop within the cancel timeout of "
+            f"{seconds(limits.cancel_timeout)} s and was killed"
+        )
+        return Action(Kind.CANCEL, R.CANCEL_TIMEOUT, message, kill=True)
+    return None
+
+
+def _past_runtime(run: runs.Run, now: float, runtime: float | None) -> bool:
+    if run.status is not S.STARTED or runtime is None or run.start_time is None:
+        return False
+    return now - run.start_time >= runtime
+
+
+def wants_check(run: runs.Run, now: float, suspicion: Suspicion | None) -> bool:
+    """Whether to ask the launcher about this run's worker now."""
+    if run.status is S.STARTING and "pid" not in run.launcher_info:
+        return False  # still being launched: only the start timeout applies
+    return suspicion is None or now >= suspicion.next_check
+
+
+def health_action(
+    run: runs.Run,
+    check: launchers.HealthCheck,
+    now: float,
+    limits: Limits,
+    suspicion: Suspicion | None,
+    can_resume: bool,
+) -> Action:
+    """What the launcher's verdict on the run's worker calls for."""
+    if check.health is launchers.WorkerHealth.RUNNING:
+        return KEEP
+    detail = check.detail or "no detail"
+    if check.health is launchers.WorkerHealth.UNKNOWN:
+        seen = suspicion or Suspicion(since=now, checks=0, next_check=now)
+        if now - seen.since < limits.unknown_grace:
+            return Action(Kind.KEEP, suspicion=_recheck(seen, now, limits.poll_interval))
+        detail = f"health unknown for {seconds(now - seen.since)} s ({detail})"
+    return _dead(run, detail, limits, can_resume)
+
+
+def _recheck(seen: Suspicion, now: float, poll_interval: float) -> Suspicion:
+    checks = seen.checks + 1
+    delay = min(poll_interval * 2 ** (checks - 1), max(UNKNOWN_BACKOFF_CAP, poll_interval))
+    return Suspicion(since=seen.since, checks=checks, next_check=now + delay)
+
+
+def _dead(run: runs.Run, detail: str, limits: Limits, can_resume: bool) -> Action:
+    if run.status is S.STARTING:
+        return Action(Kind.FAIL, R.WORKER_DIED, f"the worker died before it started: {detail}")
+    if run.status is S.CANCELING:
+        return Action(Kind.CANCEL, R.CANCELED, f"the worker is gone before it ended: {detail}")
+    used = resume_attempts(run)
+    if can_resume and used < limits.max_resume_attempts:
+        message = (
+            f"the worker died ({detail}); resuming "
+            f"(attempt {used + 1} of {limits.max_resume_attempts})"
+        )
+        return Action(Kind.RESUME, R.WORKER_DIED, message, resume_attempt=used + 1)
+    if not can_resume:
+        why = "the launcher cannot resume runs"
+    else:
+        why = f"no resume attempts left ({used} of {limits.max_resume_attempts} used)"
+    return Action(Kind.FAIL, R.WORKER_DIED, f"the worker died ({detail}); {why}")
