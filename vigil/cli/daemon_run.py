@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
+import logging
 import os
 import pathlib
 import random
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import anyio
 import click
@@ -23,7 +26,10 @@ from vigil.daemon.loops import instigation
 from vigil.evaluation import pool
 from vigil.launchers import process
 
+logger = logging.getLogger(__name__)
 EXIT_ALREADY_RUNNING = 3  # another daemon is live on this store
+CLOSE_DEADLINE = 10.0  # seconds the evaluators, the launcher and the store each get to close
+EXIT_DEADLINE = 10.0  # seconds the process gets to end once the daemon is done
 
 
 @click.command("run")
@@ -75,16 +81,59 @@ def run(log_format: logs.LogFormat) -> None:
             await daemon.run(dataclasses.replace(added, services=services), controls)
         finally:
             with anyio.CancelScope(shield=True):
-                await evaluators.close()
-                await launcher.close()
-                await store.close()
+                await _close_all(evaluators.close, launcher.close, store.close)
+            guard.arm()
 
+    guard = _ExitGuard(EXIT_DEADLINE)
     try:
         common.run_async(main)
     except errors.DaemonAlreadyRunning as exc:
+        guard.code = EXIT_ALREADY_RUNNING
         common.fail(str(exc), EXIT_ALREADY_RUNNING)
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         raise SystemExit(128 + signal.SIGINT) from None
+
+
+async def _close_all(*closers: Callable[[], Awaitable[None]]) -> None:
+    """Close each in turn, giving up on one that takes longer than CLOSE_DEADLINE."""
+    for close in closers:
+        with anyio.move_on_after(CLOSE_DEADLINE) as scope:
+            await close()
+        if scope.cancelled_caught:
+            logger.error(
+                "%s did not finish within %s s; going on",
+                close.__qualname__,
+                CLOSE_DEADLINE,
+                extra={"event": "daemon.close_timeout"},
+            )
+
+
+class _ExitGuard:
+    """Once the daemon is done, its process must end.
+
+    If tearing the interpreter down hangs (a driver's thread that never finishes, say), the
+    guard writes every thread's stack to stderr, so the cause can be found, and exits with
+    the status due. Armed only after the daemon stopped and closed everything.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.code = 0
+
+    def arm(self) -> None:
+        timer = threading.Timer(self.deadline, self._fire)
+        timer.daemon = True
+        timer.start()
+
+    def _fire(self) -> None:
+        sys.stderr.write(
+            f"vigil: the daemon stopped but its process did not end within {self.deadline} s; "
+            f"the threads' stacks follow; exiting {self.code}\n"
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self.code)
 
 
 def _evaluators(
