@@ -39,7 +39,13 @@ def coordinator(kind: str, tmp_path: pathlib.Path) -> coordinators.RunCoordinato
             [],
             [],
         ),
-        ("immediate", {"run_monitoring": {"enabled": False}}, ["retries"], []),
+        ("immediate", {"run_monitoring": {"enabled": False}}, ["retries"], ["worker-exits"]),
+        (
+            "queued",
+            {"run_monitoring": {"enabled": False}, "run_retries": {"enabled": False}},
+            ["queue"],
+            ["queue-notices", "worker-exits"],  # an exit frees a slot in the queue
+        ),
     ],
 )
 def test_builtin_loops_follow_the_settings(

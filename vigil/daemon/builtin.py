@@ -3,9 +3,9 @@
 - `queue`, when the configured coordinator queues runs (with the service relaying the
   store's notices to it);
 - `retries` (`run_retries.enabled`, on by default);
-- `monitor` (`run_monitoring.enabled`, on by default), with the service relaying the
-  launcher's worker-exit notices to it (and to the retries loop: an exit usually ends a
-  run).
+- `monitor` (`run_monitoring.enabled`, on by default);
+- the `worker-exits` service relaying the launcher's worker-exit notices to the monitor,
+  retries and queue loops (an exit usually ends a run and frees a slot).
 - `scheduler` and `sensors` (`scheduling.enabled`, on by default; `instigation`), with
   their due-time timers, sharing the code locations' evaluation processes.
 """
@@ -22,6 +22,7 @@ from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, service
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
+from vigil.launchers import base as launchers
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,11 +43,17 @@ def build(
     if isinstance(coordinator, queued.QueuedCoordinator):
         built = _with_queue(built, coordinator, claimer)
     if settings.run_retries.enabled:
-        loop_ = retries.RetriesLoop(coordinator, clock, settings.run_retries)
-        built = dataclasses.replace(built, loops=(*built.loops, loop_), retries_loop=loop_)
+        retries_loop = retries.RetriesLoop(coordinator, clock, settings.run_retries)
+        built = dataclasses.replace(
+            built, loops=(*built.loops, retries_loop), retries_loop=retries_loop
+        )
     if settings.run_monitoring.enabled:
-        built = _with_monitor(built, coordinator, clock, settings.run_monitoring)
-    return built
+        store, launcher = coordinator.store, coordinator.launcher
+        monitor_loop = monitor.MonitorLoop(store, launcher, clock, settings.run_monitoring)
+        built = dataclasses.replace(
+            built, loops=(*built.loops, monitor_loop), monitor_loop=monitor_loop
+        )
+    return _with_exit_relay(built, coordinator.launcher)
 
 
 def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator, claimer: str) -> Builtins:
@@ -58,26 +65,19 @@ def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator, claimer:
     )
 
 
-def _with_monitor(
-    built: Builtins,
-    coordinator: coordinators.RunCoordinator,
-    clock: clock_mod.Clock,
-    settings: settings_mod.RunMonitoringSettings,
-) -> Builtins:
-    launcher = coordinator.launcher
-    monitor_loop = monitor.MonitorLoop(coordinator.store, launcher, clock, settings)
-    # A worker's exit usually ends its run: the retries loop looks at once too.
-    wakes = [monitor_loop.wake]
-    if built.retries_loop is not None:
-        wakes.append(built.retries_loop.wake)
+def _with_exit_relay(built: Builtins, launcher: launchers.RunLauncher) -> Builtins:
+    """Wake the loops a worker's exit concerns, at once: it usually ends a run, so the
+    monitor (first), the retries loop and the queue loop (a slot is free; on SQLite no
+    notice tells the daemon of a run its worker ended) look now rather than at their poll.
+    """
+    listeners: list[loop.Loop | None] = [built.monitor_loop, built.retries_loop]
+    listeners += [each for each in built.loops if isinstance(each, queue.QueueLoop)]
+    wakes = [each.wake for each in listeners if each is not None]
+    if not wakes:
+        return built
     relay = functools.partial(monitor.relay_exits, launcher, *wakes)
     exits = service.Service("worker-exits", relay, ready_on_start=True)
-    return dataclasses.replace(
-        built,
-        loops=(*built.loops, monitor_loop),
-        services=(*built.services, exits),
-        monitor_loop=monitor_loop,
-    )
+    return dataclasses.replace(built, services=(*built.services, exits))
 
 
 def instigation(
