@@ -3,10 +3,9 @@
 Targets (issue 3): an idle daemon with its loops at most 80 MB RSS (130 MB with all its
 children) and at most 1 % of one core; `vigil daemon status` at most 300 ms.
 
-`vigil daemon run` runs its built-in loops (queue, scheduler, sensors; the scheduler and
-sensor loops start one evaluation process for the bench code location, counted in the
-tree) and two `bench.loops:Idle` loops standing in for the coming monitor and retry loops,
-each iteration one store read. Once every loop shows
+`vigil daemon run` runs its built-in loops (queue, scheduler, sensors, monitor, retries;
+the scheduler and sensor loops start one evaluation process for the bench code location,
+counted in the tree). Once every loop shows
 healthy in `vigil daemon status --json` and the daemon has settled, its RSS and its process
 tree's are sampled every second; CPU is the tree's user + system time over the window
 (reaped children included) divided by the wall time. Then the `vigil` console script runs
@@ -39,7 +38,7 @@ import sqlalchemy as sa
 from bench import common
 
 # The real queue, scheduler and sensor loops run; stand-ins take the future loops' places.
-LOOPS = (("monitor", 10), ("retries", 5))
+LOOPS = ("queue", "scheduler", "sensors", "monitor", "retries")  # the built-in loops
 READY_DEADLINE = 60.0  # seconds for every loop to show healthy
 SETTLE = 5.0
 SAMPLE_EVERY = 1.0
@@ -72,12 +71,8 @@ class Footprint:
 
 
 def config_yaml(pg_url: sa.engine.URL | None, port: int) -> str:
-    loops = "".join(
-        f"    - type: bench.loops:Idle\n      options: {{name: {name}, interval: {interval}}}\n"
-        for name, interval in LOOPS
-    )
     base = common.config_yaml(pg_url, immediate=False)
-    return base + f"daemon:\n  loops:\n{loops}http:\n  port: {port}\n"
+    return base + f"http:\n  port: {port}\n"
 
 
 def free_port() -> int:
@@ -162,7 +157,7 @@ def status_rows(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def all_healthy(rows: dict[str, dict[str, Any]]) -> bool:
     supervisor = rows.get("supervisor", {}).get("state") == "healthy"
-    loops = [rows.get(name, {}) for name, _ in LOOPS]
+    loops = [rows.get(name, {}) for name in LOOPS]
     return supervisor and all(
         row.get("state") == "healthy" and row.get("iterations", 0) >= 1 for row in loops
     )
