@@ -504,6 +504,12 @@ def main() -> None:
         default="multiprocess,in_process",
         help="executors of the PostgreSQL drains, comma-separated (2.)",
     )
+    parser.add_argument(
+        "--sqlite-executors",
+        default="multiprocess",
+        help="executors of the SQLite drains, comma-separated (2.)",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--claims", type=int, default=2000, help="runs claimed (3.)")
     parser.add_argument("--repeats", type=int, default=3, help="claim rate repeats (3.)")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
@@ -516,19 +522,25 @@ def main() -> None:
     parts = set(args.parts.split(","))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load} before the bench")
-    with common.postgres_server() as pg:
-        if "latency" in parts:
+    with contextlib.ExitStack() as stack:
+        if args.no_postgres:
+            parts_pg: set[str] = set()
+        else:
+            pg = stack.enter_context(common.postgres_server())
+            parts_pg = parts
+        if "latency" in parts_pg:
             measure_latency(pg.url, "postgres", args.samples, args.gap)
-        if "drain" in parts:
+        if "drain" in parts_pg:
             for executor in args.executors.split(","):
                 measure_drain(pg.url, "postgres", args.runs, executor, pg.pid)
-        if "claims" in parts:
+        if "claims" in parts_pg:
             measure_claims(pg.url, args.claims, args.repeats)
     if not args.no_sqlite:
         if "latency" in parts:
             measure_latency(None, "sqlite  ", args.samples, args.gap)
         if "drain" in parts:
-            measure_drain(None, "sqlite  ", args.runs, "multiprocess")
+            for executor in args.sqlite_executors.split(","):
+                measure_drain(None, "sqlite  ", args.runs, executor)
 
 
 if __name__ == "__main__":
