@@ -70,12 +70,13 @@ def _with_exit_relay(built: Builtins, launcher: launchers.RunLauncher) -> Builti
     monitor (first), the retries loop and the queue loop (a slot is free; on SQLite no
     notice tells the daemon of a run its worker ended) look now rather than at their poll.
     """
-    listeners: list[loop.Loop | None] = [built.monitor_loop, built.retries_loop]
+    listeners: list[loop.Loop | None] = [built.retries_loop]
     listeners += [each for each in built.loops if isinstance(each, queue.QueueLoop)]
     wakes = [each.wake for each in listeners if each is not None]
-    if not wakes:
+    monitor_wake = None if built.monitor_loop is None else built.monitor_loop.wake
+    if monitor_wake is None and not wakes:
         return built
-    relay = functools.partial(monitor.relay_exits, launcher, *wakes)
+    relay = functools.partial(monitor.relay_exits, launcher, monitor_wake, *wakes)
     exits = service.Service("worker-exits", relay, ready_on_start=True)
     return dataclasses.replace(built, services=(*built.services, exits))
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 
 import anyio
+import anyio.abc
 
 from vigil import errors, events, monitoring, runs
 from vigil.config import settings as settings_mod
@@ -33,6 +35,7 @@ S = runs.RunStatus
 K = monitoring.Kind
 E = events.EventType
 MIN_TIMEOUT = 60.0
+EXIT_PASS_SPACING = 0.1  # seconds between two monitor passes set off by worker exits
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -243,9 +246,52 @@ class MonitorLoop(loop.Loop):
         )
 
 
-async def relay_exits(launcher: launchers.RunLauncher, *wakes: loop.Wakeup) -> None:
-    """Forever: turn the launcher's worker-exit notices into wake-ups (the monitor's first)."""
-    while True:
-        await launcher.wait_for_exits()
-        for wake in wakes:
-            wake.set()
+async def relay_exits(
+    launcher: launchers.RunLauncher,
+    monitor_wake: loop.Wakeup | None,
+    *others: loop.Wakeup,
+    spacing: float = EXIT_PASS_SPACING,
+) -> None:
+    """Forever: turn the launcher's worker-exit notices into wake-ups.
+
+    The other loops are woken at once. The monitor is woken at most once every `spacing`
+    seconds, since each of its passes checks every run in flight: a burst of exits (a busy
+    queue) makes one pass, and each exit is still looked at within `spacing` of its notice.
+    """
+    throttled = None if monitor_wake is None else _Spaced(monitor_wake, spacing)
+    async with anyio.create_task_group() as tg:
+        while True:
+            await launcher.wait_for_exits()
+            for wake in others:
+                wake.set()
+            if throttled is not None:
+                throttled.set(tg)
+
+
+class _Spaced:
+    """A wake-up set at most once every `spacing` seconds; a set in between is deferred."""
+
+    def __init__(self, wake: loop.Wakeup, spacing: float) -> None:
+        self._wake = wake
+        self._spacing = spacing
+        self._last = -math.inf
+        self._deferred = False
+
+    def set(self, tg: anyio.abc.TaskGroup) -> None:
+        if self._deferred:
+            return
+        delay = self._last + self._spacing - anyio.current_time()
+        if delay <= 0:
+            self._fire()
+            return
+        self._deferred = True
+        tg.start_soon(self._later, delay)
+
+    async def _later(self, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._deferred = False
+        self._fire()
+
+    def _fire(self) -> None:
+        self._last = anyio.current_time()
+        self._wake.set()
