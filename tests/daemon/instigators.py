@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-import time
+import threading
 
 from vigil import (
     Definitions,
@@ -56,7 +56,7 @@ def raising() -> None:
 @sensor(job=noop_job, minimum_interval=0.3, timeout=1)
 def hanging() -> None:
     (DIR / "hanging.started").touch()
-    time.sleep(60)
+    threading.Event().wait()  # hangs until its process is killed
 
 
 defs = Definitions(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pydantic
 
@@ -59,7 +59,7 @@ def raiser() -> None:
 
 @schedule(cron="0 0 * * *", job=counted, timeout=0.5)
 def hanger() -> None:
-    time.sleep(60)
+    threading.Event().wait()  # hangs until its process is killed
 
 
 @schedule(cron="0 0 * * *", job=counted)

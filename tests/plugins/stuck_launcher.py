@@ -20,7 +20,7 @@ from vigil import launchers, runs
 class StuckLauncher(launchers.SubprocessLauncher):
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
         child = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, it does not block
-            [sys.executable, "-c", "import time; time.sleep(600)"],
+            [sys.executable, "-c", "import signal; signal.pause()"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
