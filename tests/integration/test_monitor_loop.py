@@ -5,11 +5,10 @@ manual clock: concurrent and bounded health checks, unknown health, bad tags, fa
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import pytest
 
 from tests.daemon.fakes import ManualClock
 from tests.integration.test_launcher import REPO
@@ -60,13 +59,6 @@ class ScriptedLauncher(launchers.RunLauncher):
             raise errors.LaunchError(self.resume_error)
         self.resumed.append(run.run_id)
         return {"pid": 2}
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
-    opened = await storage.open_store(store_target)
-    yield opened
-    await opened.close()
 
 
 def make_loop(

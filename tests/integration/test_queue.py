@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pathlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import pytest
 
 from tests.integration import test_worker
 from vigil import errors, events, launchers, runs, storage
@@ -42,13 +41,6 @@ class ScriptedLauncher(launchers.RunLauncher):
 
     async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
         return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN)
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
-    opened = await storage.open_store(store_target)
-    yield opened
-    await opened.close()
 
 
 def coordinator(

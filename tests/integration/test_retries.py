@@ -7,9 +7,6 @@ is tested is which retries are submitted, when, and that each is submitted once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from tests.daemon.fakes import ManualClock
 from tests.integration.test_launcher import REPO
@@ -32,13 +29,6 @@ class NoLauncher(launchers.RunLauncher):
 
     async def check_worker_health(self, run: runs.Run) -> launchers.HealthCheck:
         return launchers.HealthCheck(launchers.WorkerHealth.UNKNOWN)
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
-    opened = await storage.open_store(store_target)
-    yield opened
-    await opened.close()
 
 
 def loop_for(

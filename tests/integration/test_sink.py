@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import anyio
-import pytest
 
 from tests import waiting
 from vigil import events, storage
@@ -18,13 +17,6 @@ RUN = "r1"
 
 def log(message: str) -> events.NewEvent:
     return events.NewEvent(RUN, E.LOG, 1.0, message=message)
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[sql.SqlStore]:
-    opened = await storage.open_store(store_target)
-    yield opened
-    await opened.close()
 
 
 async def messages(store: storage.Store) -> list[str]:

@@ -6,7 +6,6 @@ import dataclasses
 import pathlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,13 +17,6 @@ from vigil.worker import worker
 JOBS = pathlib.Path(__file__).with_name("jobs.py")
 S = runs.RunStatus
 E = events.EventType
-
-
-@pytest.fixture
-async def store(store_target: storage.StoreTarget) -> AsyncIterator[storage.Store]:
-    opened = await storage.open_store(store_target)
-    yield opened
-    await opened.close()
 
 
 def settings_for(
