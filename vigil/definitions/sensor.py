@@ -105,17 +105,10 @@ def sensor(
     """Declare a sensor of one job (`job=`) or several (`jobs=[...]`)."""
 
     def decorate(fn: requests.InstigatorFn) -> SensorDef:
-        label = requests.check_name("sensor", name or str(getattr(fn, "__name__", "")))
-        return SensorDef(
-            name=label,
-            fn=fn,
-            jobs=_jobs(label, job, jobs, required=True),
-            minimum_interval=_interval(label, minimum_interval),
-            default_status=schedule_mod.parse_status(f"sensor '{label}'", default_status),
-            timeout=requests.check_timeout("sensor", label, timeout),
-            wants_context=requests.wants_context("sensor", label, fn),
-            description=description if description is not None else fn.__doc__,
-        )
+        label = _label(fn, name)
+        launched = _jobs(label, job, jobs, required=True)
+        common = _common(label, fn, minimum_interval, default_status, timeout, description)
+        return SensorDef(name=label, fn=fn, jobs=launched, **common)
 
     return decorate
 
@@ -134,21 +127,39 @@ def run_status_sensor(
     """Declare a sensor called for each run of `jobs` that reaches `status`."""
 
     def decorate(fn: requests.InstigatorFn) -> SensorDef:
-        label = requests.check_name("sensor", name or str(getattr(fn, "__name__", "")))
+        label = _label(fn, name)
         return SensorDef(
             name=label,
             fn=fn,
             jobs=_jobs(label, request_job, (), required=False),
-            minimum_interval=_interval(label, minimum_interval),
-            default_status=schedule_mod.parse_status(f"sensor '{label}'", default_status),
-            timeout=requests.check_timeout("sensor", label, timeout),
-            wants_context=requests.wants_context("sensor", label, fn),
-            description=description if description is not None else fn.__doc__,
             run_status=_run_status(label, status),
             monitored_jobs=tuple(requests.job_name("sensor", label, j) for j in jobs),
+            **_common(label, fn, minimum_interval, default_status, timeout, description),
         )
 
     return decorate
+
+
+def _label(fn: requests.InstigatorFn, name: str | None) -> str:
+    return requests.check_name("sensor", name or str(getattr(fn, "__name__", "")))
+
+
+def _common(
+    label: str,
+    fn: requests.InstigatorFn,
+    minimum_interval: float,
+    default_status: str,
+    timeout: float,
+    description: str | None,
+) -> dict[str, Any]:
+    """The checked fields every kind of sensor has."""
+    return {
+        "minimum_interval": _interval(label, minimum_interval),
+        "default_status": schedule_mod.parse_status(f"sensor '{label}'", default_status),
+        "timeout": requests.check_timeout("sensor", label, timeout),
+        "wants_context": requests.wants_context("sensor", label, fn),
+        "description": description if description is not None else fn.__doc__,
+    }
 
 
 def _jobs(label: str, job: Any, jobs: Sequence[Any], *, required: bool) -> tuple[str, ...]:
