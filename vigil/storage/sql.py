@@ -122,17 +122,7 @@ class SqlStore(store.Store):
 
     # runs ---------------------------------------------------------------------------
     async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
-        async with self._write() as conn:
-            await _insert_run(conn, run)
-            if run.tags:
-                tag_rows = [
-                    {"run_id": run.run_id, "key": k, "value": v} for k, v in run.tags.items()
-                ]
-                await conn.execute(_insert_tags, tag_rows)
-            if event is not None:
-                await self._append(conn, [event])
-            await self._notice_in(conn, run.run_id, run.status)
-        self._notice_after(run.status)
+        await self.add_runs([run], [] if event is None else [event])
 
     async def add_runs(
         self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
@@ -521,26 +511,28 @@ def _start_statement(run_id: str, now: float, update: store.RunUpdate) -> sa.Upd
     )
 
 
-async def _insert_run(conn: sa_asyncio.AsyncConnection, run: runs.Run) -> None:
-    try:
-        await conn.execute(sa.insert(schema.runs).values(rows.run_values(run)))
-    except sa.exc.IntegrityError as exc:
-        if run.run_key is not None and "run_key" in str(exc.orig):
-            raise errors.DuplicateRunKey(
-                f"{run.instigator!r} already submitted a run with run key {run.run_key!r}"
-            ) from exc
-        raise errors.DuplicateRun(f"a run with id {run.run_id!r} already exists") from exc
-
-
 async def _insert_runs(conn: sa_asyncio.AsyncConnection, batch: Sequence[runs.Run]) -> None:
     try:
         await conn.execute(sa.insert(schema.runs), [rows.run_values(run) for run in batch])
     except sa.exc.IntegrityError as exc:
-        if "run_key" in str(exc.orig):
-            raise errors.DuplicateRunKey(
+        raise _duplicate(batch, exc) from exc
+
+
+def _duplicate(batch: Sequence[runs.Run], exc: sa.exc.IntegrityError) -> errors.DuplicateRun:
+    """What a refused insert means, naming the run when there was one."""
+    keyed = "run_key" in str(exc.orig)
+    if len(batch) > 1:
+        if keyed:
+            return errors.DuplicateRunKey(
                 "a run key of this batch was already used by its instigator"
-            ) from exc
-        raise errors.DuplicateRun("a run id of this batch already exists") from exc
+            )
+        return errors.DuplicateRun("a run id of this batch already exists")
+    run = batch[0]
+    if keyed and run.run_key is not None:
+        return errors.DuplicateRunKey(
+            f"{run.instigator!r} already submitted a run with run key {run.run_key!r}"
+        )
+    return errors.DuplicateRun(f"a run with id {run.run_id!r} already exists")
 
 
 async def _check_run_exists(conn: sa_asyncio.AsyncConnection, run_id: str) -> None:
