@@ -42,6 +42,7 @@ def build_coordinator(
     store: store_mod.Store,
     launcher: launchers.RunLauncher,
     clock: Callable[[], float],
+    claimer: str | None = None,
 ) -> coordinators.RunCoordinator:
     cls, options = plugins.build(
         "run_coordinator",
@@ -49,7 +50,7 @@ def build_coordinator(
         coordinators.BUILTIN_COORDINATORS,
         coordinators.RunCoordinator,
     )
-    return cls(options, store, launcher, clock)
+    return cls(options, store, launcher, clock, claimer)
 
 
 def check_plugins(settings: settings_mod.InstanceSettings) -> None:

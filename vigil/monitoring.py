@@ -22,7 +22,6 @@ from vigil.launchers import base as launchers
 
 S = runs.RunStatus
 R = runs.EndReason
-RESUME_ATTEMPT = "resume_attempt"  # the launcher_info key counting a run's resumes
 UNKNOWN_BACKOFF_CAP = 300.0
 
 
@@ -89,7 +88,7 @@ def max_runtime(run: runs.Run, default: float | None) -> float | None:
 
 def resume_attempts(run: runs.Run) -> int:
     """How many times the monitor has given this run a new worker."""
-    return int(run.launcher_info.get(RESUME_ATTEMPT, 0))
+    return run.resume_attempt
 
 
 def deadline_action(

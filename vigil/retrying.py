@@ -18,7 +18,7 @@ from vigil.scheduling import backoff
 
 S = runs.RunStatus
 R = runs.EndReason
-INSTIGATOR = "vigil/retries"  # the retry loop's instigator name; run keys "ROOT:NUMBER"
+INSTIGATOR = "vigil/retries"  # the retry loop's instigator name; run keys "retry-of:RUN"
 
 
 class Strategy(enum.StrEnum):
@@ -127,6 +127,10 @@ def delay(
     )
 
 
-def run_key(root_run_id: str, number: int) -> str:
-    """The retry's run key: unique per (root run, retry number) under INSTIGATOR."""
-    return f"{root_run_id}:{number}"
+def run_key(parent_run_id: str) -> str:
+    """The retry's run key under INSTIGATOR: a failed run gets one automatic retry at most.
+
+    Keyed by the run retried, not by a number: numbers belong to the lineage, which manual
+    re-executions share (the store gives each child the next one).
+    """
+    return f"retry-of:{parent_run_id}"

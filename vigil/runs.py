@@ -65,6 +65,25 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ends: its terminal status, why, what to tell, and who ended it.
+
+    The one description of an end that every part passes to the store's `end_run`, which
+    writes the end event from it (`data = {"reason": ..., "by": ...}`), so every end event
+    carries its reason the same way.
+    """
+
+    status: RunStatus
+    message: str
+    reason: EndReason | None = None
+    by: str | None = None  # "worker", "monitor", "coordinator", ...
+
+    def __post_init__(self) -> None:
+        if not self.status.is_terminal:
+            raise errors.InvalidTransition(f"{self.status} is not an end")
+
+
 def check_transition(current: RunStatus, new: RunStatus) -> None:
     """Raise InvalidTransition unless the state machine allows current -> new."""
     if new not in ALLOWED_TRANSITIONS[current]:
@@ -95,3 +114,9 @@ class Run:
     # Set together or not at all: what submitted the run and its key, unique per instigator.
     instigator: str | None = None
     run_key: str | None = None
+    # The current launch: its token, its claimer, when it was recorded (None: not yet).
+    launch_token: str | None = None
+    claimed_by: str | None = None
+    launched_at: float | None = None
+    resume_attempt: int = 0  # how many times the monitor gave the run a new worker
+    not_before: float | None = None  # not claimed before this time (a waiting retry)

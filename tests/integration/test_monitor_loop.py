@@ -12,7 +12,7 @@ import anyio
 
 from tests.daemon.fakes import ManualClock
 from tests.integration.test_launcher import REPO
-from vigil import errors, events, launchers, monitoring, runs, storage
+from vigil import errors, events, launchers, runs, storage
 from vigil.config import settings as settings_mod
 from vigil.daemon.loops import monitor
 
@@ -67,7 +67,7 @@ def make_loop(
     settings = settings_mod.RunMonitoringSettings.model_validate(
         {"poll_interval": 1, "unknown_grace": 5, **values}
     )
-    return monitor.MonitorLoop(store, launcher, clock, settings)
+    return monitor.MonitorLoop(store, launcher, clock, settings, "test-daemon")
 
 
 async def started_run(store: storage.Store, **tags: str) -> runs.Run:
@@ -115,7 +115,7 @@ async def test_a_hung_check_is_unknown_then_dead_after_the_grace(store: storage.
     [note] = await messages(store, run.run_id, E.ENGINE)
     assert "health unknown for 5 s (the health check took more than 0.05 s)" in note
     resumed = await store.get_run(run.run_id)
-    assert resumed.launcher_info == {"pid": 2, monitoring.RESUME_ATTEMPT: 1}
+    assert (resumed.launcher_info, resumed.resume_attempt) == ({"pid": 2}, 1)
     assert loop.statistics() == monitor.MonitorStatistics({}, 1, 0)
 
 

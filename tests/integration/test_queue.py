@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -46,7 +46,9 @@ class ScriptedLauncher(launchers.RunLauncher):
 def coordinator(
     store: storage.Store, launcher: ScriptedLauncher, **options: Any
 ) -> queued.QueuedCoordinator:
-    return queued.QueuedCoordinator(queued.QueuedOptions(**options), store, launcher, time.time)
+    return queued.QueuedCoordinator(
+        queued.QueuedOptions(**options), store, launcher, time.time, "test"
+    )
 
 
 async def submit(c: queued.QueuedCoordinator, n: int, **tags: str) -> list[str]:
@@ -68,12 +70,12 @@ async def test_submit_queues_and_dequeue_launches_within_the_global_limit(
     kinds = [e.event_type for e in await store.get_events(ids[0])]
     assert kinds == [events.EventType.RUN_ENQUEUED]
 
-    launched = await c.dequeue("test")
+    launched = await c.dequeue()
     assert [r.run_id for r in launched] == ids[:2]
     assert launcher.launched == ids[:2]
     assert (await store.get_run(ids[0])).status is S.STARTING
     assert (await store.get_run(ids[0])).launcher_info == {"launcher": "scripted"}
-    assert await c.dequeue("test") == []
+    assert await c.dequeue() == []
     waiting = await c.queue()
     assert [(e.run.run_id, e.reason) for e in waiting] == [(i, "global limit 2/2") for i in ids[2:]]
 
@@ -85,7 +87,7 @@ async def test_priority_first_and_a_tag_held_run_blocks_nothing(store: storage.S
     data = await submit(c, 2, team="data")
     urgent = await submit(c, 1, team="ml", **{"vigil/priority": "5"})
     later = await submit(c, 1, team="ml")
-    await c.dequeue("test")
+    await c.dequeue()
     assert launcher.launched == [urgent[0], data[0], later[0]]
     assert [(e.run.run_id, e.reason) for e in await c.queue()] == [(data[1], "tag team=data 1/1")]
 
@@ -95,10 +97,10 @@ async def test_a_paused_queue_launches_nothing_until_resumed(store: storage.Stor
     c = coordinator(store, launcher)
     await c.set_paused(True)
     ids = await submit(c, 2)
-    assert await c.dequeue("test") == []
+    assert await c.dequeue() == []
     assert [e.reason for e in await c.queue()] == ["queue paused", "queue paused"]
     await c.set_paused(False)
-    assert [r.run_id for r in await c.dequeue("test")] == ids
+    assert [r.run_id for r in await c.dequeue()] == ids
 
 
 async def test_a_launcher_that_raises_leaves_a_failure_with_its_error(store: storage.Store) -> None:
@@ -106,7 +108,7 @@ async def test_a_launcher_that_raises_leaves_a_failure_with_its_error(store: sto
     launcher.failures.append(errors.LaunchError("no capacity on the cluster"))
     c = coordinator(store, launcher)
     [run_id] = await submit(c, 1)
-    await c.dequeue("test")
+    await c.dequeue()
     assert (await store.get_run(run_id)).status is S.FAILURE
     failed = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
     assert [e.message for e in failed] == ["no capacity on the cluster"]
@@ -117,7 +119,7 @@ async def test_a_transient_launch_error_is_retried(store: storage.Store) -> None
     launcher.failures.append(errors.StoreUnavailable("connection reset"))
     c = coordinator(store, launcher, launch_retries=2)
     [run_id] = await submit(c, 1)
-    await c.dequeue("test")
+    await c.dequeue()
     assert launcher.launched == [run_id]
     assert (await store.get_run(run_id)).status is S.STARTING
 
@@ -127,7 +129,7 @@ async def test_a_launch_that_hangs_times_out_into_a_failure(store: storage.Store
     launcher.hang = True
     c = coordinator(store, launcher, launch_timeout=0.2, launch_retries=0)
     [run_id] = await submit(c, 1)
-    await c.dequeue("test")
+    await c.dequeue()
     run = await store.get_run(run_id)
     assert run.status is S.FAILURE
     failed = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
@@ -159,7 +161,7 @@ async def test_launches_are_observed_and_held_runs_counted_by_reason(
     observer = Observer()
     c.observer = observer
     await submit(c, 5)
-    await c.dequeue("test")
+    await c.dequeue()
     assert len(observer.launches) == 1
     assert len(observer.waits) == 1
     assert observer.failures == 1
@@ -176,12 +178,12 @@ class RecordingWrites:
         self._record = store.record_launches
         store.record_launches = self  # type: ignore[method-assign]
 
-    async def __call__(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
+    async def __call__(self, launches: Sequence[storage.Launch], now: float) -> set[str]:
         if self._failures:
             self._failures -= 1
             raise errors.StoreUnavailable("connection reset")
-        self.batches.append(sorted(launcher_info))
-        await self._record(launcher_info)
+        self.batches.append(sorted(launch.run_id for launch in launches))
+        return await self._record(launches, now)
 
 
 async def test_launches_that_finish_together_are_recorded_together(
@@ -190,7 +192,7 @@ async def test_launches_that_finish_together_are_recorded_together(
     writes = RecordingWrites(store)
     c = coordinator(store, ScriptedLauncher(), max_concurrent_runs=-1)
     ids = await submit(c, 10)
-    await c.dequeue("test")
+    await c.dequeue()
     assert sorted(i for batch in writes.batches for i in batch) == sorted(ids)
     assert len(writes.batches) <= 2  # one write for the first launch, one for the rest
     for run in await store.list_runs():
@@ -204,7 +206,7 @@ async def test_a_store_error_while_recording_a_launch_never_launches_twice(
     writes = RecordingWrites(store, failures=1)
     c = coordinator(store, launcher, launch_retries=2)
     [run_id] = await submit(c, 1)
-    await c.dequeue("test")
+    await c.dequeue()
     assert launcher.launched == [run_id]
     assert writes.batches == [[run_id]]
     run = await store.get_run(run_id)

@@ -98,7 +98,7 @@ async def test_a_failure_is_retried_after_its_delay_once(store: storage.Store) -
     assert len(chain) == 2
     child = chain[1]
     assert (child.status, child.parent_run_id, child.retry_number) == (S.QUEUED, failed.run_id, 1)
-    assert (child.instigator, child.run_key) == (retrying.INSTIGATOR, f"{failed.run_id}:1")
+    assert (child.instigator, child.run_key) == (retrying.INSTIGATOR, f"retry-of:{failed.run_id}")
     assert child.tags[runs.TAG_REEXECUTION] == "from_failure"
     assert loop.statistics() == retries.RetriesStatistics(1, 0, None)
     assert f"submitted as run {child.run_id}" in (await notes(store, failed.run_id))[-1]
@@ -133,8 +133,23 @@ async def test_the_chain_follows_the_child_failures_until_exhausted(store: stora
         await loop.iterate()
     chain = await lineage(store, failed.run_id)
     assert [r.retry_number for r in chain] == [0, 1, 2]
-    assert chain[2].run_key == f"{failed.run_id}:2"
+    assert chain[2].run_key == f"retry-of:{chain[1].run_id}"
     assert chain[2].parent_run_id == chain[1].run_id
+
+
+async def test_manual_and_automatic_re_executions_share_one_numbering(
+    store: storage.Store,
+) -> None:
+    clock = ManualClock(T0 + 1000)
+    failed = await ended_run(store)
+    manual = reexecution.child_run(failed, reexecution.Mode.ALL_STEPS, clock.now())
+    assert (await store.add_run(manual)).retry_number == 1
+    await loop_for(store, clock).iterate()  # the automatic retry of the same failed run
+    chain = await lineage(store, failed.run_id)
+    assert sorted(r.retry_number for r in chain) == [0, 1, 2]
+    automatic = next(r for r in chain if r.instigator == retrying.INSTIGATOR)
+    assert automatic.retry_number == 2
+    assert automatic.tags[runs.TAG_RETRY_NUMBER] == "2"
 
 
 async def test_canceled_and_bad_tags_are_not_retried_and_do_not_stop_the_loop(
@@ -174,7 +189,7 @@ async def test_a_retry_inserted_but_never_launched_is_launched_after_restart(
     clock = ManualClock(T0 + 100)
     failed = await ended_run(store)
     # A daemon with the immediate coordinator inserted the retry and died before launching.
-    key = retrying.run_key(failed.run_id, 1)
+    key = retrying.run_key(failed.run_id)
     orphan = reexecution.child_run(
         failed,
         reexecution.Mode.FROM_FAILURE,

@@ -149,21 +149,21 @@ async def test_a_cancel_that_wins_the_race_to_the_end_keeps_every_step_event(
     # last step events, loses its transition; those events must still be written.
     run = new_run()
     await store.add_run(run)
-    transition = store.transition_run
+    end_run = store.end_run
 
     async def cancel_first(
         run_id: str,
         expected: object,
-        new: runs.RunStatus,
+        end: runs.RunEnd,
         now: float,
         *args: object,
         **kwargs: object,
     ) -> bool:
-        if new is S.SUCCESS:
-            assert await transition(run_id, S.STARTED, S.CANCELING, now)
-        return await transition(run_id, expected, new, now, *args, **kwargs)  # type: ignore[arg-type]
+        if end.status is S.SUCCESS:
+            assert (await store.request_cancel(run_id, now)).status is S.CANCELING
+        return await end_run(run_id, expected, end, now, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "transition_run", cancel_first)
+    monkeypatch.setattr(store, "end_run", cancel_first)
 
     assert await execute(store, settings_for(tmp_path), run) is S.CANCELED
     kinds = [(e.event_type, e.step) for e in await store.get_events(run.run_id)]

@@ -74,7 +74,14 @@ async def test_a_claim_moves_exactly_the_chosen_runs_to_starting(store: sql.SqlS
         [{"team": "a"}, {}, {"x": "1"}], key=lambda tags: sorted(tags)
     )
     # the chosen runs, in admit's order, as stored
-    expected = [dataclasses.replace(queue[i], status=S.STARTING, updated_at=50.0) for i in (1, 0)]
+    token = claimed[0].launch_token
+    assert token is not None
+    expected = [
+        dataclasses.replace(
+            queue[i], status=S.STARTING, updated_at=50.0, launch_token=token, claimed_by="daemon-1"
+        )
+        for i in (1, 0)
+    ]
     assert claimed == expected
     assert [await store.get_run(r.run_id) for r in claimed] == expected
     assert (await store.get_run("q2")).status == S.QUEUED

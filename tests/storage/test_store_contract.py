@@ -47,10 +47,20 @@ async def test_a_run_round_trips_every_field(store: sql.SqlStore) -> None:
         worker_host="box",
         worker_pid=4242,
         launcher_info={"kind": "subprocess", "pid": 4242},
+        launch_token="t1",
+        claimed_by="d1",
+        launched_at=1700000001.75,
+        resume_attempt=1,
+        not_before=1700000000.5,
     )
-    await store.add_run(run)
+    stored = await store.add_run(run)
 
-    assert await store.get_run("r1") == run
+    # A re-execution takes the next number of its lineage (r0 has none in this store).
+    numbered = dataclasses.replace(
+        run, retry_number=1, tags={**run.tags, runs.TAG_RETRY_NUMBER: "1"}
+    )
+    assert stored == numbered
+    assert await store.get_run("r1") == numbered
 
 
 async def test_a_minimal_run_keeps_its_defaults(store: sql.SqlStore) -> None:
@@ -290,36 +300,29 @@ async def test_exactly_one_of_twenty_racing_claims_wins(store_target: storage.St
         await racing.close()
 
 
-async def test_run_info_is_updated_without_touching_the_status(store: sql.SqlStore) -> None:
-    await store.add_run(make_run("r1", status=S.STARTED, worker_pid=1))
-
-    await store.update_run_info("r1", storage.RunUpdate(worker_host="h", launcher_info={"k": "v"}))
-
-    run = await store.get_run("r1")
-    assert (run.status, run.worker_host, run.worker_pid) == (S.STARTED, "h", 1)
-    assert dict(run.launcher_info) == {"k": "v"}
-
-
 async def test_launches_are_recorded_for_many_runs_at_once(store: sql.SqlStore) -> None:
     for run_id in ("r1", "r2", "r3"):
-        await store.add_run(make_run(run_id, status=S.STARTING))
+        await store.add_run(make_run(run_id, status=S.STARTING, launch_token=f"t-{run_id}"))
 
-    await store.record_launches({})
-    await store.record_launches({"r1": {"pid": 1}, "r2": {"pid": 2, "host": "h"}, "gone": {}})
+    assert await store.record_launches([], 5.0) == set()
+    written = await store.record_launches(
+        [
+            storage.Launch("r1", "t-r1", {"pid": 1}),
+            storage.Launch("r2", "t-r2", {"pid": 2, "host": "h"}),
+            storage.Launch("gone", "t", {}),
+        ],
+        5.0,
+    )
 
-    found = {r.run_id: (r.status, dict(r.launcher_info)) for r in await store.list_runs()}
-    assert found == {
-        "r1": (S.STARTING, {"pid": 1}),
-        "r2": (S.STARTING, {"pid": 2, "host": "h"}),
-        "r3": (S.STARTING, {}),
+    assert written == {"r1", "r2"}
+    found = {
+        r.run_id: (r.status, dict(r.launcher_info), r.launched_at) for r in await store.list_runs()
     }
-
-
-async def test_run_info_of_an_unknown_run_is_reported(store: sql.SqlStore) -> None:
-    with pytest.raises(errors.UnknownRun):
-        await store.update_run_info("nope", storage.RunUpdate(worker_pid=1))
-    with pytest.raises(errors.UnknownRun):
-        await store.update_run_info("nope", storage.RunUpdate())
+    assert found == {
+        "r1": (S.STARTING, {"pid": 1}, 5.0),
+        "r2": (S.STARTING, {"pid": 2, "host": "h"}, 5.0),
+        "r3": (S.STARTING, {}, None),
+    }
 
 
 # events -------------------------------------------------------------------------------

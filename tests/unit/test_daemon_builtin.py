@@ -56,7 +56,7 @@ def test_builtin_loops_follow_the_settings(
     services: list[str],
 ) -> None:
     settings = settings_mod.InstanceSettings.model_validate(values)
-    built = builtin.build(settings, coordinator(kind, tmp_path), ManualClock(), "me")
+    built = builtin.build(settings, coordinator(kind, tmp_path), ManualClock())
     assert [loop.name for loop in built.loops] == loops
     assert [service.name for service in built.services] == services
     assert (built.monitor_loop is not None) == ("monitor" in loops)
@@ -67,7 +67,7 @@ def test_the_monitor_loop_takes_its_interval_from_the_settings(tmp_path: pathlib
     settings = settings_mod.InstanceSettings.model_validate(
         {"run_monitoring": {"poll_interval": 0.5}, "run_retries": {"poll_interval": 3}}
     )
-    built = builtin.build(settings, coordinator("immediate", tmp_path), ManualClock(), "me")
+    built = builtin.build(settings, coordinator("immediate", tmp_path), ManualClock())
     assert built.monitor_loop is not None
     assert built.retries_loop is not None
     assert (built.monitor_loop.interval, built.retries_loop.interval) == (0.5, 3)

@@ -77,7 +77,7 @@ def test_a_dead_worker_is_resumed_then_failed_once_attempts_run_out() -> None:
     dead = check(H.DEAD, "worker pid 42 was killed by signal SIGKILL")
     first = monitoring.health_action(run(S.STARTED), dead, T0, LIMITS, None, True)
     assert (first.kind, first.resume_attempt) == (K.RESUME, 1)
-    resumed = run(S.STARTED, launcher_info={"pid": 43, monitoring.RESUME_ATTEMPT: 1})
+    resumed = run(S.STARTED, launcher_info={"pid": 43}, resume_attempt=1)
     second = monitoring.health_action(resumed, dead, T0, LIMITS, None, True)
     assert (second.kind, second.reason) == (K.FAIL, R.WORKER_DIED)
     assert "SIGKILL" in second.message

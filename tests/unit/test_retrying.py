@@ -99,13 +99,13 @@ def test_step_failures_may_be_left_alone_while_crashes_are_retried() -> None:
 
 def test_a_child_run_names_its_lineage() -> None:
     parent = failed(1, team="data", **{runs.TAG_RETRY_NUMBER: "1"})
-    key = retrying.run_key("r0", 2)
+    key = retrying.run_key("r1")
     child = reexecution.child_run(
         parent, reexecution.Mode.FROM_FAILURE, T0, instigator=retrying.INSTIGATOR, run_key=key
     )
     assert child.status is S.NOT_STARTED
     assert (child.parent_run_id, child.root_run_id, child.retry_number) == ("r1", "r0", 2)
-    assert (child.instigator, child.run_key) == ("vigil/retries", "r0:2")
+    assert (child.instigator, child.run_key) == ("vigil/retries", "retry-of:r1")
     assert child.tags == {
         "team": "data",
         runs.TAG_RETRY_NUMBER: "2",

@@ -67,8 +67,10 @@ def run(log_format: logs.LogFormat) -> None:
         launcher = assembly.build_launcher(settings, launch_context)
         evaluators = _evaluators(settings, st.environ)
         try:
-            coordinator = assembly.build_coordinator(settings, store, launcher, clock.now)
-            built = builtin.build(settings, coordinator, clock, identity.address)
+            coordinator = assembly.build_coordinator(
+                settings, store, launcher, clock.now, claimer=identity.daemon_id
+            )
+            built = builtin.build(settings, coordinator, clock)
             shared = instigation.Instigation(evaluators, store, coordinator, clock)
             instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)

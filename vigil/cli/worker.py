@@ -13,8 +13,8 @@ from vigil import assembly, errors, runs
 from vigil.cli import common
 from vigil.config import loader
 from vigil.storage import sql
+from vigil.worker import patience, worker
 from vigil.worker import template as template_mod
-from vigil.worker import worker
 
 
 @click.group("worker")
@@ -25,8 +25,9 @@ def worker_group() -> None:
 @worker_group.command("run")
 @click.argument("run_id")
 @click.option("--resume", is_flag=True, help="Continue a STARTED run whose worker died.")
+@click.option("--token", default=None, help="The launch token this worker was started with.")
 @common.handle_errors
-def run(run_id: str, resume: bool) -> None:
+def run(run_id: str, resume: bool, token: str | None) -> None:
     """Execute one run to its end."""
     st = common.state()
     executor = assembly.build_executor(st.settings)
@@ -34,8 +35,13 @@ def run(run_id: str, resume: bool) -> None:
     async def main() -> runs.RunStatus:
         # The first transaction (the run's start) checks the schema: see `open_store`.
         async with common.opened_store(st.settings, worker=True) as store:
+            outage = st.settings.run_worker.store_outage_timeout
             env = worker.WorkerEnv(
-                settings=st.settings, store=store, executor=executor, base_dir=pathlib.Path.cwd()
+                settings=st.settings,
+                store=patience.PatientStore(store, outage),
+                executor=executor,
+                base_dir=pathlib.Path.cwd(),
+                token=token,
             )
             return await worker.run_worker(env, run_id, resume=resume)
 

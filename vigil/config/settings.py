@@ -156,6 +156,12 @@ class RunRetriesSettings(_Section):
     max_age: float = Field(default=86400.0, gt=0)  # older run ends are never retried
 
 
+class RunWorkerSettings(_Section):
+    """The run worker: how long it rides out a store it cannot reach before giving up."""
+
+    store_outage_timeout: float = Field(default=600.0, gt=0, le=86400)
+
+
 class InstanceSettings(BaseSettings):
     """The whole instance: read from vigil.yaml, overridden by VIGIL_* env variables."""
 
@@ -179,6 +185,7 @@ class InstanceSettings(BaseSettings):
     scheduling: SchedulingSettings = SchedulingSettings()
     run_monitoring: RunMonitoringSettings = RunMonitoringSettings()
     run_retries: RunRetriesSettings = RunRetriesSettings()
+    run_worker: RunWorkerSettings = RunWorkerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import logging
+import uuid
+from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
 import pydantic
@@ -13,17 +16,28 @@ from vigil import errors, events, runs
 from vigil.launchers import base as launchers
 from vigil.storage import store as store_mod
 
+logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 S = runs.RunStatus
-NEVER_LAUNCHED = frozenset({S.NOT_STARTED, S.QUEUED})
+R = runs.EndReason
 
 
 class NoOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+def cli_claimer() -> str:
+    """The claimer name of a process that is not a daemon (a CLI launching a run)."""
+    return f"cli:{uuid.uuid4().hex[:24]}"
+
+
 class RunCoordinator(abc.ABC):
-    """Takes submitted runs (status NOT_STARTED) to a launch, now or later."""
+    """Takes submitted runs (status NOT_STARTED) to a launch, now or later.
+
+    `claimer` names this process in the claims it makes (a daemon's id; `cli:...` for a
+    CLI): a claim whose claimer is gone and that was never launched is launched again by
+    a daemon (`relaunch_orphans`).
+    """
 
     Options: ClassVar[type[pydantic.BaseModel]] = NoOptions
 
@@ -33,11 +47,13 @@ class RunCoordinator(abc.ABC):
         store: store_mod.Store,
         launcher: launchers.RunLauncher,
         clock: Clock,
+        claimer: str | None = None,
     ) -> None:
         self.options = options
         self.store = store
         self.launcher = launcher
         self.clock = clock
+        self.claimer = claimer or cli_claimer()
 
     @abc.abstractmethod
     async def submit(self, run: runs.Run) -> runs.Run:
@@ -53,36 +69,11 @@ class RunCoordinator(abc.ABC):
 
     async def cancel(self, run_id: str) -> runs.Run:
         """Cancel a run: at once if it never launched, else through its worker."""
-        run = await self.store.get_run(run_id)
-        if run.status.is_terminal or run.status is S.CANCELING:
-            return run
-        if run.status in NEVER_LAUNCHED:
-            await self._end(
-                run_id,
-                run.status,
-                S.CANCELED,
-                events.EventType.RUN_CANCELED,
-                "canceled before launch",
-                runs.EndReason.CANCELED,
-            )
+        run = await self.store.request_cancel(run_id, self.clock())
+        if run.status is S.CANCELING and not await self.launcher.terminate(run):
+            await self._end(run, S.CANCELING, S.CANCELED, "no live worker", R.CANCELED)
             return await self.store.get_run(run_id)
-        won = await self.store.transition_run(
-            run_id,
-            run.status,
-            S.CANCELING,
-            self.clock(),
-            event=self._event(run_id, events.EventType.RUN_CANCELING, "cancel requested"),
-        )
-        if won and not await self.launcher.terminate(run):
-            await self._end(
-                run_id,
-                S.CANCELING,
-                S.CANCELED,
-                events.EventType.RUN_CANCELED,
-                "no live worker",
-                runs.EndReason.CANCELED,
-            )
-        return await self.store.get_run(run_id)
+        return run
 
     async def settle_cancel(self, run_id: str) -> runs.Run:
         """End a CANCELING run CANCELED if its worker is gone without having ended it."""
@@ -92,62 +83,72 @@ class RunCoordinator(abc.ABC):
         check = await self.launcher.check_worker_health(run)
         if check.health is launchers.WorkerHealth.DEAD:
             message = f"worker gone before it ended the run ({check.detail})"
-            await self._end(
-                run_id,
-                S.CANCELING,
-                S.CANCELED,
-                events.EventType.RUN_CANCELED,
-                message,
-                runs.EndReason.CANCELED,
-            )
+            await self._end(run, S.CANCELING, S.CANCELED, message, R.CANCELED)
         return await self.store.get_run(run_id)
 
     async def launch(self, run: runs.Run) -> runs.Run:
-        """Claim a run (its status -> STARTING) and hand it to the launcher."""
-        claimed = await self.store.transition_run(
-            run.run_id,
-            run.status,
-            S.STARTING,
-            self.clock(),
-            event=self._event(run.run_id, events.EventType.RUN_STARTING, "launching"),
-        )
-        if not claimed:
+        """Claim a run (its status -> STARTING, a new launch token) and hand it to the launcher."""
+        claimed = await self.store.claim_run(run.run_id, run.status, self.clock(), self.claimer)
+        if claimed is None:
             return await self.store.get_run(run.run_id)
-        return await self.start_worker(run)
+        return await self.start_worker(claimed)
 
     async def start_worker(self, run: runs.Run) -> runs.Run:
         """Give a claimed (STARTING) run its worker; a LaunchError ends the run FAILURE."""
         try:
             info = await self.launcher.launch(run)
         except errors.LaunchError as exc:
-            await self._end(
-                run.run_id,
-                S.STARTING,
-                S.FAILURE,
-                events.EventType.RUN_FAILURE,
-                str(exc),
-                runs.EndReason.LAUNCH_FAILED,
-            )
+            await self._end(run, S.STARTING, S.FAILURE, str(exc), R.LAUNCH_FAILED)
             raise
-        await self.store.update_run_info(run.run_id, store_mod.RunUpdate(launcher_info=info))
+        launch = store_mod.Launch(run.run_id, run.launch_token, info)
+        await self.store.record_launches([launch], self.clock())
         # As launched; the worker may already have moved it on (no re-read on this hot path).
         return dataclasses.replace(run, status=S.STARTING, launcher_info=dict(info))
 
+    async def relaunch_orphans(
+        self, live_claimers: Collection[str], claimed_before: float
+    ) -> list[runs.Run]:
+        """Launch again the claims nobody will launch: STARTING, no launch recorded, their
+        claimer not live (and not this process), claimed before `claimed_before`.
+
+        Each takes a new launch token first (conditional on the old one), so a worker of
+        the old claim, if one was started after all, loses its start: never two workers.
+        """
+        live = {*live_claimers, self.claimer}
+        taken: list[runs.Run] = []
+        for orphan in await self.store.orphaned_claims(live, claimed_before):
+            message = (
+                f"claimed by {orphan.claimed_by or 'an older vigil'}, which is gone, and "
+                f"never launched; launching again (claimed by {self.claimer})"
+            )
+            event = self._event(orphan.run_id, events.EventType.ENGINE, message)
+            run = await self.store.reclaim_launch(
+                orphan.run_id, orphan.launch_token, self.clock(), self.claimer, event
+            )
+            if run is not None:
+                taken.append(run)
+                logger.warning(message, extra={"event": "run.relaunched", "run_id": run.run_id})
+        await self._launch_claimed_runs(taken)
+        return taken
+
+    async def _launch_claimed_runs(self, claimed: Sequence[runs.Run]) -> None:
+        """Launch runs this process claimed; a failed launch ends its run FAILURE."""
+        for run in claimed:
+            with contextlib.suppress(errors.LaunchError):
+                await self.start_worker(run)
+
     async def _end(
         self,
-        run_id: str,
+        run: runs.Run,
         expected: runs.RunStatus,
         status: runs.RunStatus,
-        kind: events.EventType,
         message: str,
         reason: runs.EndReason | None = None,
-    ) -> None:
-        now = self.clock()
-        event = self._event(run_id, kind, message)
-        if reason is not None:
-            event = dataclasses.replace(event, data={"reason": reason.value})
-        update = store_mod.RunUpdate(end_time=now)
-        await self.store.transition_run(run_id, expected, status, now, update, event)
+    ) -> bool:
+        """End a run this coordinator holds; guarded by the launch token when it has one."""
+        end = runs.RunEnd(status, message, reason, by="coordinator")
+        token = run.launch_token if expected is S.STARTING else None
+        return await self.store.end_run(run.run_id, expected, end, self.clock(), token=token)
 
     def _event(self, run_id: str, kind: events.EventType, message: str) -> events.NewEvent:
         return events.NewEvent(

@@ -8,5 +8,4 @@ from vigil.coordinators import base
 
 class ImmediateCoordinator(base.RunCoordinator):
     async def submit(self, run: runs.Run) -> runs.Run:
-        await self.store.add_run(run)
-        return await self.launch(run)
+        return await self.launch(await self.store.add_run(run))

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 import pydantic
@@ -93,12 +93,13 @@ class QueuedCoordinator(base.RunCoordinator):
         store: store_mod.Store,
         launcher: launchers.RunLauncher,
         clock: base.Clock,
+        claimer: str | None = None,
     ) -> None:
-        super().__init__(options, store, launcher, clock)
+        super().__init__(options, store, launcher, clock, claimer)
         self.observer: LaunchObserver | None = None
         self._held: Mapping[str, int] = {}
         self._launching = 0
-        self._launches = LaunchRecorder(store, self.opts.launch_retries)
+        self._launches = LaunchRecorder(store, self.opts.launch_retries, clock)
 
     def statistics(self) -> QueueStatistics:
         return QueueStatistics(held=self._held, launches_in_flight=self._launching)
@@ -110,17 +111,15 @@ class QueuedCoordinator(base.RunCoordinator):
 
     async def submit(self, run: runs.Run) -> runs.Run:
         queued = dataclasses.replace(run, status=S.QUEUED)
-        await self.store.add_run(
+        return await self.store.add_run(
             queued, self._event(run.run_id, events.EventType.RUN_ENQUEUED, "queued")
         )
-        return queued
 
     async def submit_many(self, batch: Sequence[runs.Run]) -> list[runs.Run]:
         """Queue several runs in one transaction (all or nothing)."""
         queued = [dataclasses.replace(run, status=S.QUEUED) for run in batch]
         enqueued = [self._event(r.run_id, events.EventType.RUN_ENQUEUED, "queued") for r in batch]
-        await self.store.add_runs(queued, enqueued)
-        return queued
+        return await self.store.add_runs(queued, enqueued)
 
     async def paused(self) -> bool:
         return bool(await self.store.get_flag(PAUSED_FLAG))
@@ -129,7 +128,7 @@ class QueuedCoordinator(base.RunCoordinator):
         # Resuming wakes the daemon's queue loop (on PostgreSQL, from any process).
         await self.store.set_flag(PAUSED_FLAG, paused, self.clock(), wake_queue=not paused)
 
-    async def dequeue(self, claimer: str) -> list[runs.Run]:
+    async def dequeue(self) -> list[runs.Run]:
         """Claim what the limits allow and launch it; returns the runs launched."""
         if await self.paused():
             return []
@@ -143,11 +142,15 @@ class QueuedCoordinator(base.RunCoordinator):
             self._held = collections.Counter(reason_kind(r) for r in decision.waiting.values())
             return decision.launch
 
-        claimed = await self.store.claim_queued_runs(admit, self.clock(), claimer)
+        claimed = await self.store.claim_queued_runs(admit, self.clock(), self.claimer)
+        await self._launch_claimed_runs(claimed)
+        return claimed
+
+    async def _launch_claimed_runs(self, claimed: Sequence[runs.Run]) -> None:
+        """Launch claimed runs concurrently, each with its timeout and retries."""
         async with anyio.create_task_group() as tg:
             for run in claimed:
                 tg.start_soon(self._launch_claimed, run)
-        return claimed
 
     async def _launch_claimed(self, run: runs.Run) -> None:
         self._launching += 1
@@ -157,26 +160,57 @@ class QueuedCoordinator(base.RunCoordinator):
             self._launching -= 1
 
     async def _launch_with_retries(self, run: runs.Run) -> None:
-        for attempt in range(1, self.opts.launch_retries + 2):
+        """Launch within `launch_timeout`, retrying transient failures with backoff.
+
+        A launch that timed out may still start its worker (a thread still forking it), so
+        before another attempt the claim takes a new launch token (`_reconcile`): a worker
+        of the old token then loses its start, and a run its worker already started is
+        left alone. Never two workers for one run.
+        """
+        launch: runs.Run | None = run
+        attempt = 0
+        while launch is not None:
+            attempt += 1
             started = time.perf_counter()
             try:
                 with anyio.fail_after(self.opts.launch_timeout):
-                    info = await self.launcher.launch(run)
+                    info = await self.launcher.launch(launch)
             except errors.LaunchError as exc:
-                self._observe_failure()
-                await self._end(
-                    run.run_id, S.STARTING, S.FAILURE, events.EventType.RUN_FAILURE, str(exc)
-                )
+                await self._fail_launch(launch, str(exc))
                 return
             except (errors.StoreUnavailable, TimeoutError) as exc:
-                if attempt > self.opts.launch_retries:
-                    await self._fail_launch(run, f"launch failed after {attempt} attempts: {exc}")
-                    return
-                await anyio.sleep(_retry_delay(attempt))
+                launch = await self._after_failed_attempt(launch, attempt, exc)
             else:
-                await self._launches.record(run.run_id, info)
+                await self._launches.record(store_mod.Launch(run.run_id, launch.launch_token, info))
                 self._observe(run, time.perf_counter() - started)
                 return
+
+    async def _after_failed_attempt(
+        self, run: runs.Run, attempt: int, exc: Exception
+    ) -> runs.Run | None:
+        """The run to launch again (with a new token), or None when done with it."""
+        if attempt > self.opts.launch_retries:
+            message = f"launch failed after {attempt} attempts: {_describe(exc)}"
+            await self._fail_launch(run, message)
+            return None
+        await anyio.sleep(_retry_delay(attempt))
+        return await self._reconcile(run, attempt, exc)
+
+    async def _reconcile(self, run: runs.Run, attempt: int, exc: Exception) -> runs.Run | None:
+        """Take a new launch token for a launch that failed or timed out; None when the run
+        moved on (its worker started with the old token after all, or it ended)."""
+        message = f"launch attempt {attempt} failed ({_describe(exc)}); launching again"
+        event = self._event(run.run_id, events.EventType.ENGINE, message)
+        for reconcile_attempt in range(1, self.opts.launch_retries + 2):
+            try:
+                return await self.store.reclaim_launch(
+                    run.run_id, run.launch_token, self.clock(), self.claimer, event
+                )
+            except errors.StoreUnavailable:
+                if reconcile_attempt > self.opts.launch_retries:
+                    raise
+                await anyio.sleep(_retry_delay(reconcile_attempt))
+        return None
 
     def _observe(self, run: runs.Run, launch_seconds: float) -> None:
         if self.observer is not None:
@@ -190,14 +224,7 @@ class QueuedCoordinator(base.RunCoordinator):
     async def _fail_launch(self, run: runs.Run, message: str) -> None:
         self._observe_failure()
         logger.error(message, extra={"event": "run.launch_failed", "run_id": run.run_id})
-        await self._end(
-            run.run_id,
-            S.STARTING,
-            S.FAILURE,
-            events.EventType.RUN_FAILURE,
-            message,
-            runs.EndReason.LAUNCH_FAILED,
-        )
+        await self._end(run, S.STARTING, S.FAILURE, message, runs.EndReason.LAUNCH_FAILED)
 
     async def queue(self) -> list[QueueEntry]:
         """The queued runs in launch order, each with why it waits."""
@@ -213,34 +240,36 @@ class QueuedCoordinator(base.RunCoordinator):
 
 
 class LaunchRecorder:
-    """Records launcher_info with group commit: launches that finish while a write is in
-    flight are written together by the next one, so a batch of launches costs a few
-    transactions rather than one each.
+    """Records launches with group commit: launches that finish while a write is in flight
+    are written together by the next one, so a batch of launches costs a few transactions
+    rather than one each.
 
     A write that fails for a transient reason is retried; the launch itself is never
     repeated for it (the worker is already running). If the store stays unavailable the
     facts are dropped with an error logged: the worker records its own host and pid when
-    it starts.
+    it starts. A launch whose token was replaced meanwhile is not written (see
+    `Store.record_launches`).
     """
 
-    def __init__(self, store: store_mod.Store, retries: int) -> None:
+    def __init__(self, store: store_mod.Store, retries: int, clock: base.Clock) -> None:
         self._store = store
         self._retries = retries
-        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._clock = clock
+        self._pending: dict[str, store_mod.Launch] = {}
         self._writing = anyio.Lock()
 
-    async def record(self, run_id: str, info: Mapping[str, Any]) -> None:
-        self._pending[run_id] = info
+    async def record(self, launch: store_mod.Launch) -> None:
+        self._pending[launch.run_id] = launch
         async with self._writing:
-            if run_id not in self._pending:
+            if launch.run_id not in self._pending:
                 return  # written by the write that held the lock before
-            batch, self._pending = self._pending, {}
+            batch, self._pending = list(self._pending.values()), {}
             await self._write(batch)
 
-    async def _write(self, batch: Mapping[str, Mapping[str, Any]]) -> None:
+    async def _write(self, batch: Sequence[store_mod.Launch]) -> None:
         for attempt in range(1, self._retries + 2):
             try:
-                await self._store.record_launches(batch)
+                await self._store.record_launches(batch, self._clock())
                 return
             except errors.StoreUnavailable as exc:
                 if attempt > self._retries:
@@ -256,6 +285,12 @@ class LaunchRecorder:
 
 def _candidates(queued: Sequence[runs.Run]) -> list[admission.Candidate]:
     return [admission.Candidate(r.run_id, r.tags, r.created_at) for r in queued]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within the launch timeout"
+    return str(exc)
 
 
 def _retry_delay(attempt: int) -> float:

@@ -3,7 +3,8 @@
 - `queue`, when the configured coordinator queues runs (with the service relaying the
   store's notices to it);
 - `retries` (`run_retries.enabled`, on by default);
-- `monitor` (`run_monitoring.enabled`, on by default);
+- `monitor` (`run_monitoring.enabled`, on by default), which also launches again the
+  claims whose claimer died before launching them (`orphans`);
 - the `worker-exits` service relaying the launcher's worker-exit notices to the monitor,
   retries and queue loops (an exit usually ends a run and frees a slot).
 - `scheduler` and `sensors` (`scheduling.enabled`, on by default; `instigation`), with
@@ -19,7 +20,7 @@ from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.coordinators import queued
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop, service
+from vigil.daemon import loop, orphans, service
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
 from vigil.launchers import base as launchers
@@ -37,11 +38,10 @@ def build(
     settings: settings_mod.InstanceSettings,
     coordinator: coordinators.RunCoordinator,
     clock: clock_mod.Clock,
-    claimer: str,
 ) -> Builtins:
     built = Builtins()
     if isinstance(coordinator, queued.QueuedCoordinator):
-        built = _with_queue(built, coordinator, claimer)
+        built = _with_queue(built, coordinator)
     if settings.run_retries.enabled:
         retries_loop = retries.RetriesLoop(coordinator, clock, settings.run_retries)
         built = dataclasses.replace(
@@ -49,15 +49,18 @@ def build(
         )
     if settings.run_monitoring.enabled:
         store, launcher = coordinator.store, coordinator.launcher
-        monitor_loop = monitor.MonitorLoop(store, launcher, clock, settings.run_monitoring)
+        relauncher = orphans.OrphanedClaims(coordinator, store, settings.daemon.heartbeat_interval)
+        monitor_loop = monitor.MonitorLoop(
+            store, launcher, clock, settings.run_monitoring, coordinator.claimer, relauncher
+        )
         built = dataclasses.replace(
             built, loops=(*built.loops, monitor_loop), monitor_loop=monitor_loop
         )
     return _with_exit_relay(built, coordinator.launcher)
 
 
-def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator, claimer: str) -> Builtins:
-    queue_loop = queue.QueueLoop(coordinator, claimer)
+def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator) -> Builtins:
+    queue_loop = queue.QueueLoop(coordinator)
     relay = functools.partial(queue.relay_notices, coordinator.store, queue_loop.wake)
     notices = service.Service("queue-notices", relay, ready_on_start=True)
     return dataclasses.replace(

@@ -67,6 +67,8 @@ class SubprocessLauncher(base.RunLauncher):
     async def _spawn(self, run: runs.Run, resume: bool) -> Mapping[str, Any]:
         self._reap()
         args = ["worker", "run", run.run_id, *(["--resume"] if resume else [])]
+        if run.launch_token is not None:
+            args += ["--token", run.launch_token]
         log_path = self.context.logs_dir / run.run_id / "worker.log"
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,20 @@ finally:
 from __future__ import annotations
 
 from vigil.storage.engine import SchemaStatus, StoreTarget, migrate, open_store, schema_status
-from vigil.storage.store import Admit, Heartbeat, RunFilter, RunUpdate, Store, Wakeups
+from vigil.storage.store import (
+    Admit,
+    Heartbeat,
+    Launch,
+    RunFilter,
+    RunUpdate,
+    Store,
+    Wakeups,
+)
 
 __all__ = [
     "Admit",
     "Heartbeat",
+    "Launch",
     "RunFilter",
     "RunUpdate",
     "SchemaStatus",

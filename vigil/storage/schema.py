@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -49,8 +49,17 @@ runs = sa.Table(
     # What asked for the run (a schedule, a sensor, the retry loop) and its key within it.
     sa.Column("instigator", sa.String(255), nullable=True),
     sa.Column("run_key", sa.String(255), nullable=True),
+    # The current launch (migration 0005): its token (a worker starts the run only with
+    # it), who claimed it, when it was recorded (NULL: claimed, not launched yet).
+    sa.Column("launch_token", sa.String(64), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("launched_at", sa.Double(), nullable=True),
+    sa.Column("resume_attempt", sa.Integer(), nullable=False, server_default="0"),
+    # A run inserted ahead of its time (a retry waiting out its delay) is not claimed before.
+    sa.Column("not_before", sa.Double(), nullable=True),
     sa.Index(None, "job_name", "created_at"),
     sa.Index(None, "instigator", "run_key", unique=True),
+    sa.Index(None, "root_run_id", "retry_number", unique=True),
 )
 
 run_tags = sa.Table(

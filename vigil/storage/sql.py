@@ -20,7 +20,9 @@ before anything else, and a mismatch ends that transaction with nothing written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ from vigil.storage import target as target_mod
 S = runs.RunStatus
 _EVENT_ORDER_LOCK_KEY = 0x76657674  # "vevt"
 _ADMISSION_LOCK_KEY = 0x7669_6769_6C71_7565  # "vigilque"
+_NUMBERING_ATTEMPTS = 5  # a lineage's number taken by a concurrent insert: try again
 _CHUNK = 1000  # run ids per IN (...); far below the drivers' parameter limits
 # Statuses whose arrival sends a queue notice: a submission, or a run's end. From an
 # in-flight status every transition out of flight ends the run, so each freed slot is told.
@@ -121,21 +124,36 @@ class SqlStore(store.Store):
         self._check_schema = None
 
     # runs ---------------------------------------------------------------------------
-    async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
-        await self.add_runs([run], [] if event is None else [event])
+    async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> runs.Run:
+        [stored] = await self.add_runs([run], [] if event is None else [event])
+        return stored
 
     async def add_runs(
         self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
-    ) -> None:
+    ) -> list[runs.Run]:
         if not batch:
-            return
-        tag_rows = [
-            {"run_id": run.run_id, "key": k, "value": v}
-            for run in batch
-            for k, v in run.tags.items()
-        ]
+            return []
+        for attempt in range(1, _NUMBERING_ATTEMPTS + 1):
+            try:
+                return await self._insert_numbered(batch, first_events)
+            except _RetryNumberTaken:
+                if attempt == _NUMBERING_ATTEMPTS:
+                    raise errors.DuplicateRun(
+                        "another re-execution of this lineage took the same retry number; try again"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    async def _insert_numbered(
+        self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent]
+    ) -> list[runs.Run]:
         async with self._write() as conn:
+            batch = await _numbered(conn, batch)
             await _insert_runs(conn, batch)
+            tag_rows = [
+                {"run_id": run.run_id, "key": k, "value": v}
+                for run in batch
+                for k, v in run.tags.items()
+            ]
             if tag_rows:
                 await conn.execute(_insert_tags, tag_rows)
             if first_events:
@@ -144,6 +162,7 @@ class SqlStore(store.Store):
                 await self._notice_in(conn, batch[0].run_id, status)
         for status in {run.status for run in batch}:
             self._notice_after(status)
+        return list(batch)
 
     async def get_run(self, run_id: str) -> runs.Run:
         query = _run_query(run_id)
@@ -181,14 +200,52 @@ class SqlStore(store.Store):
         self._notice_after(new)
         return True
 
+    async def claim_run(
+        self, run_id: str, expected: runs.RunStatus, now: float, claimer: str
+    ) -> runs.Run | None:
+        runs.check_transition(expected, S.STARTING)
+        table = schema.runs
+        statement = (
+            sa.update(table)
+            .where(table.c.run_id == run_id, table.c.status == expected.value)
+            .values(status=S.STARTING.value, updated_at=now, **_new_launch(claimer))
+            .returning(*table.c)
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+            if row is None:
+                await _check_run_exists(conn, run_id)
+                return None
+            tags = await _load_tags(conn, [run_id])
+            await self._append(conn, [_claim_event(run_id, now, claimer)])
+        return rows.run_from_row(row, tags.get(run_id, {}))
+
+    async def record_launches(self, launches: Sequence[store.Launch], now: float) -> set[str]:
+        if not launches:
+            return set()
+        table = schema.runs
+        written: set[str] = set()
+        async with self._write() as conn:
+            for launch in launches:
+                statement = (
+                    sa.update(table)
+                    .where(table.c.run_id == launch.run_id, _token_is(launch.token))
+                    .values(launcher_info=dict(launch.info), launched_at=now)
+                )
+                if (await conn.execute(statement)).rowcount:
+                    written.add(launch.run_id)
+        return written
+
     async def start_run(
         self,
         run_id: str,
         now: float,
         update: store.RunUpdate = _NO_UPDATE,
         event: events.NewEvent | None = None,
+        token: str | None = None,
+        resume: bool = False,
     ) -> runs.Run | None:
-        statement = _start_statement(run_id, now, update)
+        statement = _start_statement(run_id, now, update, token, resume)
         async with self._write() as conn:
             row = (await conn.execute(statement)).one_or_none()
             if row is None:
@@ -199,20 +256,120 @@ class SqlStore(store.Store):
                 await self._append(conn, [event])
         return rows.run_from_row(row, tags.get(run_id, {}))
 
-    async def update_run_info(self, run_id: str, update: store.RunUpdate) -> None:
-        values = rows.update_values(update)
-        statement = sa.update(schema.runs).where(schema.runs.c.run_id == run_id).values(values)
-        async with self._write() as conn:
-            matched = (await conn.execute(statement)).rowcount if values else 0
-            if matched == 0:
-                await _check_run_exists(conn, run_id)
+    async def reclaim_launch(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        claimer: str,
+        event: events.NewEvent,
+    ) -> runs.Run | None:
+        table = schema.runs
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.run_id == run_id,
+                table.c.status == S.STARTING.value,
+                table.c.launched_at.is_(None),
+                _token_is(token),
+            )
+            .values(updated_at=now, **_new_launch(claimer))
+            .returning(*table.c)
+        )
+        return await self._take_over(run_id, statement, event)
 
-    async def record_launches(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
-        if not launcher_info:
-            return
-        rows_ = [{"b_run_id": k, "b_info": dict(v)} for k, v in launcher_info.items()]
+    async def orphaned_claims(
+        self, live_claimers: Collection[str], claimed_before: float
+    ) -> list[runs.Run]:
+        table = schema.runs
+        query = _runs_query(store.RunFilter(statuses=[S.STARTING])).where(
+            table.c.launched_at.is_(None), table.c.updated_at < claimed_before
+        )
+        if live_claimers:
+            claimer = table.c.claimed_by
+            query = query.where(sa.or_(claimer.is_(None), claimer.not_in(list(live_claimers))))
+        async with self._read() as conn:
+            return await _load_runs(conn, query)
+
+    async def resume_run(
+        self,
+        run_id: str,
+        attempt: int,
+        now: float,
+        claimer: str,
+        event: events.NewEvent,
+    ) -> runs.Run | None:
+        table = schema.runs
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.run_id == run_id,
+                table.c.status == S.STARTED.value,
+                table.c.resume_attempt == attempt - 1,
+            )
+            .values(updated_at=now, resume_attempt=attempt, **_new_launch(claimer))
+            .returning(*table.c)
+        )
+        return await self._take_over(run_id, statement, event)
+
+    async def _take_over(
+        self, run_id: str, statement: sa.Update, event: events.NewEvent
+    ) -> runs.Run | None:
         async with self._write() as conn:
-            await conn.execute(_record_launch, rows_)
+            row = (await conn.execute(statement)).one_or_none()
+            if row is None:
+                await _check_run_exists(conn, run_id)
+                return None
+            tags = await _load_tags(conn, [run_id])
+            await self._append(conn, [event])
+        return rows.run_from_row(row, tags.get(run_id, {}))
+
+    async def end_run(
+        self,
+        run_id: str,
+        expected: runs.RunStatus | Collection[runs.RunStatus],
+        end: runs.RunEnd,
+        now: float,
+        pending: Sequence[events.NewEvent] = (),
+        token: str | None = None,
+    ) -> bool:
+        leaving = _as_statuses(expected)
+        for status in leaving:
+            runs.check_transition(status, end.status)
+        statement = _end_statement(run_id, leaving, end.status, now, token)
+        async with self._write() as conn:
+            if (await conn.execute(statement)).rowcount == 0:
+                await _check_run_exists(conn, run_id)
+                return False
+            await self._append(conn, [*pending, _end_event(run_id, end, now)])
+            await self._notice_in(conn, run_id, end.status)
+        self._notice_after(end.status)
+        return True
+
+    async def request_cancel(self, run_id: str, now: float) -> runs.Run:
+        never_launched = [S.NOT_STARTED, S.QUEUED]
+        launched = [S.STARTING, S.STARTED]
+        canceled = runs.RunEnd(S.CANCELED, "canceled before launch", runs.EndReason.CANCELED)
+        requested = events.NewEvent(
+            run_id, events.EventType.RUN_CANCELING, now, message="cancel requested"
+        )
+        ended = _transition_statement(
+            run_id, never_launched, S.CANCELED, now, store.RunUpdate(end_time=now)
+        )
+        canceling = _transition_statement(run_id, launched, S.CANCELING, now, _NO_UPDATE)
+        async with self._write() as conn:
+            if (await conn.execute(ended)).rowcount:
+                await self._append(conn, [_end_event(run_id, canceled, now)])
+                await self._notice_in(conn, run_id, S.CANCELED)
+            elif (await conn.execute(canceling)).rowcount:
+                await self._append(conn, [requested])
+            row = (await conn.execute(_run_query(run_id))).one_or_none()
+            if row is None:
+                raise _unknown_run(run_id)
+            tags = await _load_tags(conn, [run_id])
+        run = rows.run_from_row(row, tags.get(run_id, {}))
+        self._notice_after(run.status)
+        return run
 
     async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
         status = schema.runs.c.status
@@ -249,7 +406,7 @@ class SqlStore(store.Store):
             if not queued:
                 return []
             chosen = admit(queued, await _load_in_flight_tags(conn))
-            claimed = await _move_to_starting(conn, chosen, now, queued)
+            claimed = await _move_to_starting(conn, chosen, now, queued, claimer)
             if claimed:
                 await self._append(conn, [_claim_event(r.run_id, now, claimer) for r in claimed])
         return claimed
@@ -475,13 +632,6 @@ class _QueueReader:
 
 
 # statements and rows -------------------------------------------------------------------
-_record_launch = (
-    sa.update(schema.runs)
-    .where(schema.runs.c.run_id == sa.bindparam("b_run_id"))
-    .values(launcher_info=sa.bindparam("b_info", type_=sa.JSON()))
-)
-
-
 def _run_query(run_id: str) -> sa.Select[Any]:
     return sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
 
@@ -501,20 +651,113 @@ def _transition_statement(
     )
 
 
-def _start_statement(run_id: str, now: float, update: store.RunUpdate) -> sa.Update:
+def _end_statement(
+    run_id: str,
+    leaving: Sequence[runs.RunStatus],
+    status: runs.RunStatus,
+    now: float,
+    token: str | None,
+) -> sa.Update:
+    statement = _transition_statement(run_id, leaving, status, now, store.RunUpdate(end_time=now))
+    if token is not None:
+        statement = statement.where(schema.runs.c.launch_token == token)
+    return statement
+
+
+def _start_statement(
+    run_id: str,
+    now: float,
+    update: store.RunUpdate,
+    token: str | None = None,
+    resume: bool = False,
+) -> sa.Update:
     values = {"status": S.STARTED.value, "updated_at": now, **rows.update_values(update)}
-    return (
-        sa.update(schema.runs)
-        .where(schema.runs.c.run_id == run_id, schema.runs.c.status == S.STARTING.value)
-        .values(values)
-        .returning(*schema.runs.c)
+    leaving = S.STARTED if resume else S.STARTING
+    statement = sa.update(schema.runs).where(
+        schema.runs.c.run_id == run_id, schema.runs.c.status == leaving.value
     )
+    if token is not None:
+        statement = statement.where(schema.runs.c.launch_token == token)
+    return statement.values(values).returning(*schema.runs.c)
+
+
+def _new_launch(claimer: str) -> dict[str, Any]:
+    """The columns of a new launch attempt: a fresh token, its claimer, nothing recorded."""
+    return {"launch_token": uuid.uuid4().hex, "claimed_by": claimer, "launched_at": None}
+
+
+def _token_is(token: str | None) -> sa.ColumnElement[bool]:
+    column = schema.runs.c.launch_token
+    return column.is_(None) if token is None else column == token
+
+
+_END_EVENT_TYPES = {
+    S.SUCCESS: events.EventType.RUN_SUCCESS,
+    S.FAILURE: events.EventType.RUN_FAILURE,
+    S.CANCELED: events.EventType.RUN_CANCELED,
+}
+
+
+def _end_event(run_id: str, end: runs.RunEnd, now: float) -> events.NewEvent:
+    """The end event of every run, whoever ends it: the reason and who, in `data`."""
+    data: dict[str, Any] = {}
+    if end.reason is not None:
+        data["reason"] = end.reason.value
+    if end.by is not None:
+        data["by"] = end.by
+    return events.NewEvent(
+        run_id=run_id,
+        event_type=_END_EVENT_TYPES[end.status],
+        timestamp=now,
+        message=end.message,
+        data=data,
+    )
+
+
+class _RetryNumberTaken(Exception):
+    """A concurrent insert took the retry number this one computed (the lineage index)."""
+
+
+async def _numbered(
+    conn: sa_asyncio.AsyncConnection, batch: Sequence[runs.Run]
+) -> Sequence[runs.Run]:
+    """Give each re-execution the next retry number of its lineage, read in this transaction.
+
+    A lineage numbers its runs once, whatever made them (an automatic retry, a manual
+    re-execution): a unique index on (root_run_id, retry_number) guards it, and a
+    concurrent insert that took the number first makes this transaction try again.
+    """
+    roots = {run.root_run_id for run in batch if _is_child(run)}
+    if not roots:
+        return batch
+    table = schema.runs
+    query = (
+        sa.select(table.c.root_run_id, sa.func.max(table.c.retry_number))
+        .where(table.c.root_run_id.in_(sorted(r for r in roots if r is not None)))
+        .group_by(table.c.root_run_id)
+    )
+    last = {root: number for root, number in await conn.execute(query)}
+    numbered: list[runs.Run] = []
+    for run in batch:
+        if _is_child(run) and run.root_run_id is not None:
+            number = last.get(run.root_run_id, 0) + 1
+            last[run.root_run_id] = number
+            tags = {**run.tags, runs.TAG_RETRY_NUMBER: str(number)}
+            run = dataclasses.replace(run, retry_number=number, tags=tags)
+        numbered.append(run)
+    return numbered
+
+
+def _is_child(run: runs.Run) -> bool:
+    return run.parent_run_id is not None and run.root_run_id not in (None, run.run_id)
 
 
 async def _insert_runs(conn: sa_asyncio.AsyncConnection, batch: Sequence[runs.Run]) -> None:
     try:
         await conn.execute(sa.insert(schema.runs), [rows.run_values(run) for run in batch])
     except sa.exc.IntegrityError as exc:
+        if "retry_number" in str(exc.orig):
+            raise _RetryNumberTaken from exc
         raise _duplicate(batch, exc) from exc
 
 
@@ -586,6 +829,7 @@ async def _move_to_starting(
     chosen: Sequence[str],
     now: float,
     queued: Sequence[runs.Run],
+    claimer: str,
 ) -> list[runs.Run]:
     """QUEUED -> STARTING for the chosen runs still QUEUED; the runs as stored, in order.
 
@@ -595,11 +839,12 @@ async def _move_to_starting(
     run_ids = [run_id for run_id in dict.fromkeys(chosen) if run_id in by_id]
     table = schema.runs
     moved: dict[str, sa.Row[Any]] = {}
+    launch = _new_launch(claimer)  # one token a claim: the guard is (run id, token)
     for chunk in _chunks(run_ids):
         statement = (
             sa.update(table)
             .where(table.c.run_id.in_(chunk), table.c.status == S.QUEUED.value)
-            .values(status=S.STARTING.value, updated_at=now)
+            .values(status=S.STARTING.value, updated_at=now, **launch)
             .returning(*table.c)
         )
         moved.update((row.run_id, row) for row in await conn.execute(statement))
@@ -707,19 +952,27 @@ def _warm_up_engines() -> None:
 
 
 _Statement = sa.Insert | sa.Update | sa.Select[Any]
+_WARM_TOKEN = "warm-up"  # noqa: S105 - a launch token, not a secret
 
 
 def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
     """A run's life in the worker's statements; the statements, to compile them again."""
-    run = runs.Run("warm-up", "job", S.STARTING, tags={"k": "v"}, root_run_id="warm-up")
+    run = runs.Run(
+        "warm-up",
+        "job",
+        S.STARTING,
+        tags={"k": "v"},
+        root_run_id="warm-up",
+        launch_token=_WARM_TOKEN,
+    )
     tag_rows = [{"run_id": run.run_id, "key": "k", "value": "v"}]
     update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1)
     event = events.NewEvent(run.run_id, events.EventType.RUN_START, 1.0, message="warm-up")
     statements: list[_Statement] = [
         sa.insert(schema.runs).values(rows.run_values(run)),
-        _start_statement(run.run_id, 1.0, update),
+        _start_statement(run.run_id, 1.0, update, _WARM_TOKEN),
         sa.select(schema.run_tags).where(schema.run_tags.c.run_id.in_([run.run_id])),
-        _transition_statement(run.run_id, [S.STARTED], S.SUCCESS, 2.0, _NO_UPDATE),
+        _end_statement(run.run_id, [S.STARTED], S.SUCCESS, 2.0, _WARM_TOKEN),
         _run_query(run.run_id),
         schema_version.version_query,
     ]

@@ -18,7 +18,7 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from vigil import events, runs, ticks
 
@@ -36,6 +36,15 @@ class RunUpdate:
     worker_host: str | None = None
     worker_pid: int | None = None
     launcher_info: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Launch:
+    """A launch to record: the run, the token it was launched with, the launcher's facts."""
+
+    run_id: str
+    token: str | None
+    info: Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +68,26 @@ class RunFilter:
     root_run_id: str | None = None  # the runs of one lineage (a root and its re-executions)
 
 
+class EventWriter(Protocol):
+    """The event log's append verb (a worker's sink)."""
+
+    async def append_events(self, batch: Sequence[events.NewEvent]) -> None: ...
+
+
+class LineageReader(Protocol):
+    """What reading a run's lineage needs (the worker's planning)."""
+
+    async def get_run(self, run_id: str) -> runs.Run: ...
+
+    async def get_events(
+        self,
+        run_id: str,
+        after_id: int = 0,
+        limit: int | None = None,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]: ...
+
+
 class Wakeups(abc.ABC):
     """A subscription to queue notices, for one waiting task; see `Store.queue_wakeups`."""
 
@@ -76,8 +105,9 @@ class Store(abc.ABC):
 
     # runs ---------------------------------------------------------------------------
     @abc.abstractmethod
-    async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> None:
-        """Insert a new run with its tags (and optionally its first event), atomically.
+    async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> runs.Run:
+        """Insert a new run with its tags (and optionally its first event), atomically; the
+        run as stored (a re-execution takes the next retry number of its lineage).
 
         Raises DuplicateRun when the id exists, DuplicateRunKey when the run names an
         instigator and a run key that instigator already used.
@@ -86,11 +116,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add_runs(
         self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent] = ()
-    ) -> None:
+    ) -> list[runs.Run]:
         """Insert several new runs (one status) with their tags and events, in one transaction.
 
-        All or nothing: a run id or run key that exists raises DuplicateRun or
-        DuplicateRunKey and inserts none of them.
+        Each re-execution (a run with a parent) takes the next retry number of its lineage,
+        read in the same transaction: numbers are unique per root, whatever mix of retries
+        and manual re-executions made them. Returns the runs as stored. All or nothing: a
+        run id or run key that exists raises DuplicateRun or DuplicateRunKey and inserts
+        none of them.
         """
 
     @abc.abstractmethod
@@ -121,31 +154,108 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def claim_run(
+        self, run_id: str, expected: runs.RunStatus, now: float, claimer: str
+    ) -> runs.Run | None:
+        """Claim one run for a launch: `expected` -> STARTING with a new launch token.
+
+        In one transaction: the guarded update (claimed_by = claimer, launched_at cleared,
+        updated_at = now) and a RUN_STARTING event naming the claimer. The run as stored
+        after (with its token), or None when it was no longer `expected`.
+        """
+
+    @abc.abstractmethod
+    async def record_launches(self, launches: Sequence[Launch], now: float) -> set[str]:
+        """Record launches (launcher_info, launched_at = now) in one transaction.
+
+        Each is written only while its token is the run's launch token: a launch whose
+        claim was taken over (a timed-out launch, an orphaned claim launched again) never
+        overwrites the facts of the launch that replaced it. Returns the run ids written.
+        """
+
+    @abc.abstractmethod
     async def start_run(
         self,
         run_id: str,
         now: float,
         update: RunUpdate = RunUpdate(),
         event: events.NewEvent | None = None,
+        token: str | None = None,
+        resume: bool = False,
     ) -> runs.Run | None:
-        """STARTING -> STARTED as `transition_run` makes it, and the run as it is after.
+        """A worker takes its run, and the run as it is after, in one transaction.
 
-        The run worker's first step in one transaction: the guarded update (updated_at =
-        now, the update's fields written), `event` appended only if it won, and the run read
-        back with its tags. None when the run was not STARTING (a cancel came first, or it
-        ended); raises UnknownRun if there is no such run.
+        STARTING -> STARTED (or, with `resume`, a STARTED run kept STARTED), guarded by the
+        status and, when given, by the launch `token`: a worker whose token lost (its
+        launch was replaced) gets None and must leave the run alone. The update's fields
+        are written and `event` appended only if it won. Raises UnknownRun if there is no
+        such run.
         """
 
     @abc.abstractmethod
-    async def update_run_info(self, run_id: str, update: RunUpdate) -> None:
-        """Write launcher or worker facts without changing the status."""
+    async def reclaim_launch(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        claimer: str,
+        event: events.NewEvent,
+    ) -> runs.Run | None:
+        """Replace a launch that never got recorded: a new token for a STARTING run.
+
+        Conditional on the run being STARTING with this launch token (None: none) and no
+        launch recorded; a worker of the old token then loses its start. Appends `event`
+        with the change. The run as stored after, or None when it moved on (a worker
+        started it, a launch was recorded, it ended, or another claimer took it).
+        """
 
     @abc.abstractmethod
-    async def record_launches(self, launcher_info: Mapping[str, Mapping[str, Any]]) -> None:
-        """Write each run's launcher_info (run id -> facts), in one transaction.
+    async def orphaned_claims(
+        self, live_claimers: Collection[str], claimed_before: float
+    ) -> list[runs.Run]:
+        """STARTING runs with no launch recorded whose claimer is not among `live_claimers`
+        and that were claimed before `claimed_before`: claims nobody will launch."""
 
-        The queued coordinator's launches finish together; one commit records them all.
-        Ids with no run are ignored (a run is never deleted while it launches).
+    @abc.abstractmethod
+    async def resume_run(
+        self,
+        run_id: str,
+        attempt: int,
+        now: float,
+        claimer: str,
+        event: events.NewEvent,
+    ) -> runs.Run | None:
+        """Take a STARTED run over for a new worker: resume attempt `attempt`, a new token.
+
+        Conditional on the run being STARTED at resume attempt `attempt - 1`, so one attempt
+        is taken once; the old worker's token stops counting. Appends `event`; returns the
+        run as stored after, or None when the condition failed.
+        """
+
+    @abc.abstractmethod
+    async def end_run(
+        self,
+        run_id: str,
+        expected: runs.RunStatus | Collection[runs.RunStatus],
+        end: runs.RunEnd,
+        now: float,
+        pending: Sequence[events.NewEvent] = (),
+        token: str | None = None,
+    ) -> bool:
+        """End a run: `expected` -> the end's status, with its end event, in one transaction.
+
+        Conditional on the status (and on the launch `token` when given); `pending` events
+        (a worker's last step events) are appended before the end event, both only if it
+        won. end_time = updated_at = now. Returns whether this caller ended the run.
+        """
+
+    @abc.abstractmethod
+    async def request_cancel(self, run_id: str, now: float) -> runs.Run:
+        """A user's cancel, in one transaction; the run as it is after.
+
+        A run that never launched (NOT_STARTED, QUEUED) ends CANCELED at once; a launched one
+        (STARTING, STARTED) becomes CANCELING, for its worker to stop; a run already
+        canceling or ended is left as it is. Raises UnknownRun.
         """
 
     @abc.abstractmethod

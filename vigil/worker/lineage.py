@@ -8,7 +8,7 @@ from vigil.executors import outputs as outputs_mod
 from vigil.storage import store as store_mod
 
 
-async def succeeded_steps(store: store_mod.Store, run_id: str) -> frozenset[str]:
+async def succeeded_steps(store: store_mod.LineageReader, run_id: str) -> frozenset[str]:
     """Steps of this run that have a STEP_SUCCESS event."""
     done = await store.get_events(run_id, event_types=(events.EventType.STEP_SUCCESS,))
     return frozenset(e.step for e in done if e.step is not None)
@@ -22,7 +22,7 @@ _OUTCOMES = (
 )
 
 
-async def done_steps(store: store_mod.Store, run_id: str) -> frozenset[str]:
+async def done_steps(store: store_mod.LineageReader, run_id: str) -> frozenset[str]:
     """Steps done in this run's lineage: a re-execution from the failure skips them.
 
     From the root down to this run: a run's successful steps are done; a step it attempted
@@ -45,7 +45,7 @@ async def done_steps(store: store_mod.Store, run_id: str) -> frozenset[str]:
 
 
 async def input_runs(
-    store: store_mod.Store,
+    store: store_mod.LineageReader,
     outputs: outputs_mod.OutputStore,
     run: runs.Run,
     job: job_mod.JobDef,

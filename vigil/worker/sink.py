@@ -25,11 +25,16 @@ MAX_BATCH = 2000
 # in one transaction (in the worker, with the run's end), and the worker stays idle
 # while a forked step process runs (no copy-on-write of its pages meanwhile).
 LINGER = 0.05
+# Events kept in memory while the store cannot take them (the store wrapper retries a
+# write through an outage). Past this, log lines of user code are dropped and counted;
+# the events that tell what happened to the steps and the run are always kept.
+MAX_BUFFERED = 100_000
+DROPPABLE = frozenset({events.EventType.LOG})
 
 
 class BatchingSink:
     def __init__(
-        self, store: store_mod.Store, loop: asyncio.AbstractEventLoop, linger: float = LINGER
+        self, store: store_mod.EventWriter, loop: asyncio.AbstractEventLoop, linger: float = LINGER
     ) -> None:
         self._store = store
         self._loop = loop
@@ -41,9 +46,13 @@ class BatchingSink:
         self._writing = anyio.Lock()
         self._held = False
         self._closed = False
+        self._dropped = 0
 
     def emit(self, event: events.NewEvent) -> None:
         with self._lock:
+            if len(self._buffer) >= MAX_BUFFERED and event.event_type in DROPPABLE:
+                self._dropped += 1
+                return
             self._buffer.append(event)
             first = len(self._buffer) == 1
         if first:
@@ -55,6 +64,7 @@ class BatchingSink:
             while not self._held or self._closed:
                 with self._lock:
                     batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+                    batch += self._drop_note(batch)
                 if not batch:
                     return
                 await self._store.append_events(batch)
@@ -69,7 +79,25 @@ class BatchingSink:
         async with self._writing:
             with self._lock:
                 taken, self._buffer = self._buffer, []
+                taken += self._drop_note(taken)
         return taken
+
+    def _drop_note(self, batch: list[events.NewEvent]) -> list[events.NewEvent]:
+        """An event telling of the log lines dropped since the last note (under the lock)."""
+        if not self._dropped or not batch:
+            return []
+        note = events.NewEvent(
+            run_id=batch[-1].run_id,
+            event_type=events.EventType.ENGINE,
+            timestamp=batch[-1].timestamp,
+            level="WARNING",
+            message=(
+                f"{self._dropped} log lines were dropped while the store was unreachable "
+                f"({MAX_BUFFERED} events waiting)"
+            ),
+        )
+        self._dropped = 0
+        return [note]
 
     async def _run(self) -> None:
         while True:
@@ -89,7 +117,7 @@ class BatchingSink:
 
 @asynccontextmanager
 async def batching_sink(
-    store: store_mod.Store, linger: float = LINGER
+    store: store_mod.EventWriter, linger: float = LINGER
 ) -> AsyncIterator[BatchingSink]:
     """A sink whose flusher runs for the block; the last events are written on exit.
 

@@ -14,6 +14,7 @@ import pathlib
 import random
 import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -27,7 +28,7 @@ from vigil.executors import base as executors_base
 from vigil.executors import outputs as outputs_mod
 from vigil.executors import plan as plan_mod
 from vigil.storage import store as store_mod
-from vigil.worker import lineage
+from vigil.worker import lineage, patience
 from vigil.worker import sink as sink_mod
 
 S = runs.RunStatus
@@ -41,10 +42,11 @@ class WorkerEnv:
     """What the worker needs, built by the CLI."""
 
     settings: settings_mod.InstanceSettings
-    store: store_mod.Store
+    store: patience.WorkerStore
     executor: executors_base.Executor
     base_dir: pathlib.Path
     clock: Clock = time.time
+    token: str | None = None  # the launch token this worker was started with
 
 
 @dataclasses.dataclass
@@ -64,61 +66,90 @@ async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.
     """Execute one run to its end; returns the final status.
 
     SIGTERM and SIGINT are handled from the start: before the steps run they end the run
-    CANCELED at once, while they run they cancel the steps first.
+    CANCELED at once, while they run they cancel the steps first. A failure inside a task
+    group (the sink's writer giving up on the store, say) leaves as itself, not wrapped.
     """
     interrupt = _Interrupt()
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, signals, interrupt)
-            try:
-                status = await _run(env, run_id, resume, interrupt)
-            finally:
-                tg.cancel_scope.cancel()
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, signals, interrupt)
+                try:
+                    status = await _run(env, run_id, resume, interrupt)
+                finally:
+                    tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
     return status
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested groups, or the group when there are several."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+        inner = inner.exceptions[0]
+    return inner
 
 
 async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt) -> runs.RunStatus:
     run = await (_mark_resumed(env, run_id) if resume else _mark_started(env, run_id))
     if run is None:
+        run = await _started_after_all(env, run_id)
+    if run is None:
         return await _settle_lost_start(env, run_id)
     try:
         plan = await _plan(env, run, resume)
     except errors.VigilError as exc:
-        return await _end(env, run_id, S.FAILURE, E.RUN_FAILURE, str(exc), reason=R.ERROR)
+        return await _end(env, run_id, S.FAILURE, str(exc), reason=R.ERROR)
     return await _execute(env, plan, interrupt)
 
 
 async def _mark_started(env: WorkerEnv, run_id: str) -> runs.Run | None:
-    """STARTING -> STARTED with this worker's host and pid; the run, or None if not ours."""
+    """STARTING -> STARTED with this worker's host and pid, if this worker's launch token
+    is still the run's; the run, or None if it is not ours."""
     now = env.clock()
     update = store_mod.RunUpdate(
         start_time=now, worker_host=socket.gethostname(), worker_pid=os.getpid()
     )
     message = f"worker {socket.gethostname()}:{os.getpid()} started"
-    return await env.store.start_run(run_id, now, update, _event(env, run_id, E.RUN_START, message))
+    event = _event(env, run_id, E.RUN_START, message)
+    return await env.store.start_run(run_id, now, update, event, token=env.token)
 
 
 async def _mark_resumed(env: WorkerEnv, run_id: str) -> runs.Run | None:
-    """Take over a STARTED run: record this worker; the run, or None if no longer STARTED."""
-    run = await env.store.get_run(run_id)
-    update = store_mod.RunUpdate(
-        start_time=run.start_time or env.clock(),
-        worker_host=socket.gethostname(),
-        worker_pid=os.getpid(),
-    )
-    await env.store.update_run_info(run_id, update)
+    """Take over a STARTED run the monitor gave this worker (its token); None if not ours."""
+    update = store_mod.RunUpdate(worker_host=socket.gethostname(), worker_pid=os.getpid())
     message = f"worker {socket.gethostname()}:{os.getpid()} resumed"
-    await env.store.append_events([_event(env, run_id, E.ENGINE, message)])
+    event = _event(env, run_id, E.ENGINE, message)
+    return await env.store.start_run(
+        run_id, env.clock(), update, event, token=env.token, resume=True
+    )
+
+
+async def _started_after_all(env: WorkerEnv, run_id: str) -> runs.Run | None:
+    """The run if this very worker started it: a start that committed but whose answer was
+    lost in a store outage, and was refused when tried again."""
     run = await env.store.get_run(run_id)
-    return run if run.status is S.STARTED else None
+    mine = run.worker_pid == os.getpid() and run.worker_host == socket.gethostname()
+    if run.status is S.STARTED and mine and _ours(env, run):
+        return run
+    return None
 
 
 async def _settle_lost_start(env: WorkerEnv, run_id: str) -> runs.RunStatus:
-    """The run was not ours to start: a cancel got there first, or it already ended."""
+    """The run was not ours to start: a cancel got there first, it ended, or another launch
+    took it over (this worker's token lost): then it leaves the run alone."""
     run = await env.store.get_run(run_id)
+    if env.token is not None and run.launch_token != env.token:
+        print(
+            f"vigil worker: run {run_id} was taken over by another launch; "
+            "this worker leaves it alone",
+            file=sys.stderr,
+        )
+        return run.status
     if run.status is S.CANCELING:
         message = "canceled before it started"
-        return await _end(env, run_id, S.CANCELED, E.RUN_CANCELED, message, reason=R.CANCELED)
+        return await _end(env, run_id, S.CANCELED, message, reason=R.CANCELED)
     return run.status
 
 
@@ -219,57 +250,44 @@ async def _finish(
     if interrupt.signum is not None:
         name = signal.Signals(interrupt.signum).name
         message = f"worker received {name}"
-        return await _end(
-            env, plan.run_id, S.CANCELED, E.RUN_CANCELED, message, pending, R.CANCELED
-        )
+        return await _end(env, plan.run_id, S.CANCELED, message, pending, R.CANCELED)
     if result is not None and result.ok:
         done = f"{len(result.succeeded)} steps succeeded"
-        return await _end(env, plan.run_id, S.SUCCESS, E.RUN_SUCCESS, done, pending)
+        return await _end(env, plan.run_id, S.SUCCESS, done, pending)
     if result is None:
         message = "failed: the executor"
-        return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, message, pending, R.ERROR)
+        return await _end(env, plan.run_id, S.FAILURE, message, pending, R.ERROR)
     message = f"failed: {', '.join(result.failed)}"
-    return await _end(env, plan.run_id, S.FAILURE, E.RUN_FAILURE, message, pending, R.STEP_FAILURE)
+    return await _end(env, plan.run_id, S.FAILURE, message, pending, R.STEP_FAILURE)
 
 
 async def _end(
     env: WorkerEnv,
     run_id: str,
     status: runs.RunStatus,
-    kind: events.EventType,
     message: str,
     pending: Sequence[events.NewEvent] = (),
     reason: runs.EndReason | None = None,
 ) -> runs.RunStatus:
     """End the run, writing the `pending` events before its end event in one transaction;
-    a cancel requested meanwhile turns any end into CANCELED."""
+    a cancel requested meanwhile turns any end into CANCELED. Guarded by this worker's
+    launch token: a worker whose run was given to another leaves it as it is."""
     expected = (S.STARTED, S.CANCELING) if status is S.CANCELED else (S.STARTED,)
-    data = {"reason": reason.value} if reason is not None else {}
+    end = runs.RunEnd(status, message, reason, by="worker")
     with anyio.CancelScope(shield=True):
-        end = _event(env, run_id, kind, message, data)
-        if await _transition_to_end(env, run_id, expected, status, [*pending, end]):
+        if await env.store.end_run(run_id, expected, end, env.clock(), pending, env.token):
             return status
         await env.store.append_events(pending)
-        current = (await env.store.get_run(run_id)).status
-        if current is not S.CANCELING:
-            return current
-        canceled = _event(
-            env, run_id, E.RUN_CANCELED, f"canceled ({message})", {"reason": R.CANCELED.value}
-        )
-        await _transition_to_end(env, run_id, (S.CANCELING,), S.CANCELED, [canceled])
+        current = await env.store.get_run(run_id)
+        if current.status is not S.CANCELING or not _ours(env, current):
+            return current.status
+        canceled = runs.RunEnd(S.CANCELED, f"canceled ({message})", R.CANCELED, by="worker")
+        await env.store.end_run(run_id, S.CANCELING, canceled, env.clock(), token=env.token)
     return S.CANCELED
 
 
-async def _transition_to_end(
-    env: WorkerEnv,
-    run_id: str,
-    expected: tuple[runs.RunStatus, ...],
-    status: runs.RunStatus,
-    batch: Sequence[events.NewEvent],
-) -> bool:
-    now = env.clock()
-    update = store_mod.RunUpdate(end_time=now)
-    return await env.store.transition_run(run_id, expected, status, now, update, batch)
+def _ours(env: WorkerEnv, run: runs.Run) -> bool:
+    return env.token is None or run.launch_token == env.token
 
 
 def _event(

@@ -27,6 +27,7 @@ from vigil import errors, events, monitoring, runs
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop
+from vigil.daemon import orphans as orphans_mod
 from vigil.launchers import base as launchers
 from vigil.storage import store as store_mod
 
@@ -40,11 +41,13 @@ EXIT_PASS_SPACING = 0.1  # seconds between two monitor passes set off by worker 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MonitorStatistics:
-    """Runs the monitor ended, by reason; workers it resumed; workers of unknown health now."""
+    """Runs the monitor ended, by reason; workers it resumed; workers of unknown health now;
+    orphaned claims it launched again."""
 
     ended: Mapping[str, int]
     resumes: int
     unknown: int
+    relaunched: int = 0  # orphaned claims launched again (see `vigil.daemon.orphans`)
 
 
 class MonitorLoop(loop.Loop):
@@ -56,12 +59,16 @@ class MonitorLoop(loop.Loop):
         launcher: launchers.RunLauncher,
         clock: clock_mod.Clock,
         settings: settings_mod.RunMonitoringSettings,
+        claimer: str,
+        orphans: orphans_mod.Relauncher | None = None,
     ) -> None:
         super().__init__()
         self._store = store
         self._launcher = launcher
         self._clock = clock
         self._settings = settings
+        self._claimer = claimer
+        self._orphans = orphans
         self.interval = settings.poll_interval
         self.timeout = max(MIN_TIMEOUT, settings.health_check_timeout * 3)
         self._limits = monitoring.Limits(
@@ -76,11 +83,16 @@ class MonitorLoop(loop.Loop):
         self._bad_tags: set[str] = set()
         self._ended: collections.Counter[str] = collections.Counter()
         self._resumes = 0
+        self._relaunched = 0
 
     def statistics(self) -> MonitorStatistics:
-        return MonitorStatistics(dict(self._ended), self._resumes, len(self._suspicions))
+        return MonitorStatistics(
+            dict(self._ended), self._resumes, len(self._suspicions), self._relaunched
+        )
 
     async def iterate(self) -> None:
+        if self._orphans is not None:
+            self._relaunched += len(await self._orphans.relaunch(self._clock.now()))
         in_flight = await self._store.list_runs(
             store_mod.RunFilter(statuses=tuple(runs.IN_FLIGHT_STATUSES))
         )
@@ -170,24 +182,24 @@ class MonitorLoop(loop.Loop):
             self._suspicions[run_id] = suspicion
 
     async def _fail(self, run: runs.Run, action: monitoring.Action) -> None:
-        if await self._end(run, S.FAILURE, E.RUN_FAILURE, action):
+        if await self._end(run, S.FAILURE, action):
             await self._launcher.terminate(run)
 
     async def _cancel(self, run: runs.Run, action: monitoring.Action) -> None:
         if action.kill:
             await self._launcher.kill(run)
-        await self._end(run, S.CANCELED, E.RUN_CANCELED, action)
+        await self._end(run, S.CANCELED, action)
 
     async def _end(
-        self, run: runs.Run, status: runs.RunStatus, kind: E, action: monitoring.Action
+        self,
+        run: runs.Run,
+        status: runs.RunStatus,
+        action: monitoring.Action,
+        token: str | None = None,
     ) -> bool:
-        now = self._clock.now()
         reason = action.reason.value if action.reason else None
-        event = dataclasses.replace(
-            self._event(run, kind, action.message), data={"reason": reason, "by": "monitor"}
-        )
-        update = store_mod.RunUpdate(end_time=now)
-        won = await self._store.transition_run(run.run_id, run.status, status, now, update, event)
+        end = runs.RunEnd(status, action.message, action.reason, by="monitor")
+        won = await self._store.end_run(run.run_id, run.status, end, self._clock.now(), token=token)
         if won:
             self._suspicions.pop(run.run_id, None)
             self._ended[reason or "unknown"] += 1
@@ -201,30 +213,32 @@ class MonitorLoop(loop.Loop):
         return won
 
     async def _resume(self, run: runs.Run, action: monitoring.Action) -> None:
-        current = await self._store.get_run(run.run_id)
-        if current.status is not S.STARTED or current.launcher_info != run.launcher_info:
-            return  # it moved on since it was read
-        attempt = {monitoring.RESUME_ATTEMPT: action.resume_attempt}
-        # The attempt is recorded before the launch: a daemon killed in between never
-        # resumes one run twice for one attempt.
-        await self._store.update_run_info(
-            run.run_id, store_mod.RunUpdate(launcher_info={**run.launcher_info, **attempt})
-        )
-        data = {"reason": runs.EndReason.WORKER_DIED.value, **attempt}
+        """A new worker for a STARTED run whose worker died, once per resume attempt.
+
+        `resume_run` takes the attempt (conditional on the one before it) and a new launch
+        token in one transaction: a daemon killed after it never resumes one attempt twice,
+        and the dead worker's token no longer counts.
+        """
+        data = {"reason": runs.EndReason.WORKER_DIED.value, "resume_attempt": action.resume_attempt}
         event = dataclasses.replace(
             self._event(run, E.ENGINE, action.message, "WARNING"), data=data
         )
-        await self._store.append_events([event])
+        now = self._clock.now()
+        taken = await self._store.resume_run(
+            run.run_id, action.resume_attempt, now, self._claimer, event
+        )
+        if taken is None:
+            return  # it moved on since it was read (it ended, or was resumed already)
         try:
-            info = await self._launcher.resume(current)
+            info = await self._launcher.resume(taken)
         except errors.LaunchError as exc:
             failed = monitoring.Action(
                 K.FAIL, runs.EndReason.WORKER_DIED, f"{action.message}, which failed: {exc}"
             )
-            await self._end(current, S.FAILURE, E.RUN_FAILURE, failed)
+            await self._end(taken, S.FAILURE, failed, token=taken.launch_token)
             return
-        launched = store_mod.RunUpdate(launcher_info={**info, **attempt})
-        await self._store.update_run_info(run.run_id, launched)
+        launch = store_mod.Launch(run.run_id, taken.launch_token, info)
+        await self._store.record_launches([launch], self._clock.now())
         self._suspicions.pop(run.run_id, None)
         self._resumes += 1
         logger.warning(

@@ -18,16 +18,15 @@ LISTEN_TIMEOUT = 60.0
 class QueueLoop(loop.Loop):
     name = "queue"
 
-    def __init__(self, coordinator: queued.QueuedCoordinator, claimer: str) -> None:
+    def __init__(self, coordinator: queued.QueuedCoordinator) -> None:
         super().__init__()
         self._coordinator = coordinator
-        self._claimer = claimer
         self.interval = coordinator.opts.poll_interval
         self.timeout = coordinator.opts.launch_timeout * 2
 
     async def iterate(self) -> None:
         batch = self._coordinator.opts.max_inflight_launches
-        while len(await self._coordinator.dequeue(self._claimer)) >= batch:
+        while len(await self._coordinator.dequeue()) >= batch:
             pass
 
 

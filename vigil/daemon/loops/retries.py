@@ -5,7 +5,7 @@ run end at or before it has been dealt with) and reads the run ends after it
 (RUN_FAILURE, RUN_CANCELED). For each, `retrying.decide` says whether a retry is due and
 when (the delay counts from the failure, so a daemon restart does not reset it). A due
 retry is submitted through the coordinator as a child run under the instigator
-`vigil/retries` with the run key `ROOT:NUMBER`: the store refuses a second run with that
+`vigil/retries` with the run key `retry-of:RUN`: the store refuses a second run with that
 key (`DuplicateRunKey`), so a daemon killed at any point, and restarted, submits each retry
 exactly once and forgets none. The cursor moves past an end only once it is dealt with:
 the ends still waiting for their delay are the backlog, read again at each iteration.
@@ -135,10 +135,10 @@ class RetriesLoop(loop.Loop):
             reexecution.Mode(decision.strategy.value),
             self._clock.now(),
             instigator=retrying.INSTIGATOR,
-            run_key=retrying.run_key(root, decision.number),
+            run_key=retrying.run_key(run.run_id),
         )
         try:
-            await self._coordinator.submit(child)
+            child = await self._coordinator.submit(child)
         except errors.DuplicateRunKey:
             await self._finish_submission(root, child.run_key)  # submitted before a restart
             return
@@ -146,7 +146,7 @@ class RetriesLoop(loop.Loop):
             pass  # the coordinator ended the child FAILURE with the error; it is retried in turn
         self._submitted += 1
         message = (
-            f"retry {decision.number} of {policy.max_retries} ({decision.strategy}) "
+            f"retry {child.retry_number} of {policy.max_retries} ({decision.strategy}) "
             f"submitted as run {child.run_id}"
         )
         await self._store.append_events([self._event(run.run_id, message, None, child.run_id)])

@@ -1,0 +1,46 @@
+"""Claims nobody will launch: runs STARTING with no launch recorded, whose claimer is gone.
+
+A claim (QUEUED -> STARTING) and its launch are two steps: a daemon killed between them
+leaves runs that hold their concurrency slots and would only end, much later, by the start
+timeout, although nothing ever tried to run them. The run monitor asks `relaunch` at each
+pass; it launches such runs again, each under a new launch token (so a worker of the old
+claim, if one started after all, loses its start).
+
+A claimer is gone when it is not a live daemon (`presence.live_daemons`, from the
+heartbeats) and its claim is older than `health.DOWN_AFTER` heartbeat intervals: a daemon
+is judged down only after that long without a heartbeat, so its claims are at least that
+old; the same wait covers claimers that write no heartbeat (a CLI's `vigil run launch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from vigil import runs
+from vigil.coordinators import base as coordinators
+from vigil.daemon import health, presence
+
+
+class Relauncher(Protocol):
+    """What the monitor calls at each pass; returns the runs it launched again."""
+
+    async def relaunch(self, now: float) -> Sequence[runs.Run]: ...
+
+
+class OrphanedClaims:
+    def __init__(
+        self,
+        coordinator: coordinators.RunCoordinator,
+        heartbeats: presence.HeartbeatReader,
+        heartbeat_interval: float,
+    ) -> None:
+        self._coordinator = coordinator
+        self._heartbeats = heartbeats
+        self._grace = health.DOWN_AFTER * heartbeat_interval
+        self._interval = heartbeat_interval
+
+    async def relaunch(self, now: float) -> Sequence[runs.Run]:
+        beats = await self._heartbeats.list_heartbeats()
+        live = [beat.daemon_id for beat in presence.live_daemons(beats, now, self._interval)]
+        return await self._coordinator.relaunch_orphans(live, now - self._grace)
