@@ -27,9 +27,13 @@ class ScriptedLauncher(launchers.RunLauncher):
         self.launched: list[str] = []
         self.failures: list[BaseException] = []
         self.hang = False
+        self.hang_once = False
+        self.tokens: list[str | None] = []
 
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
-        if self.hang:
+        self.tokens.append(run.launch_token)
+        if self.hang or self.hang_once:
+            self.hang_once = False
             await anyio.sleep_forever()
         if self.failures:
             raise self.failures.pop(0)
@@ -134,6 +138,80 @@ async def test_a_launch_that_hangs_times_out_into_a_failure(store: storage.Store
     assert run.status is S.FAILURE
     failed = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
     assert failed[0].message.startswith("launch failed after 1 attempts")
+
+
+async def test_a_timed_out_launch_takes_a_new_token_before_it_is_tried_again(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    launcher.hang_once = True  # as if the first launch still forked its worker
+    c = coordinator(store, launcher, launch_timeout=0.2, launch_retries=1)
+    [run_id] = await submit(c, 1)
+    await c.dequeue()
+    first, second = launcher.tokens
+    assert first is not None
+    assert second not in (None, first)
+    run = await store.get_run(run_id)
+    assert (run.status, run.launch_token, dict(run.launcher_info)) == (
+        S.STARTING,
+        second,
+        {"launcher": "scripted"},
+    )
+    # A worker of the first launch, had it started after all, loses its start.
+    assert await store.start_run(run_id, time.time(), token=first) is None
+    [note] = await store.get_events(run_id, event_types=(events.EventType.ENGINE,))
+    assert "launch attempt 1 failed (no answer within the launch timeout)" in note.message
+
+
+async def test_a_launch_failure_ends_the_run_with_its_reason(store: storage.Store) -> None:
+    launcher = ScriptedLauncher()
+    launcher.failures.append(errors.LaunchError("image not found"))
+    c = coordinator(store, launcher)
+    [run_id] = await submit(c, 1)
+    await c.dequeue()
+    [end] = await store.get_events(run_id, event_types=(events.EventType.RUN_FAILURE,))
+    assert end.data == {"reason": "launch_failed", "by": "coordinator"}
+
+
+async def test_a_run_not_yet_due_waits_in_the_queue_with_its_reason(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    c = coordinator(store, launcher)
+    later = test_worker.new_run(status=S.NOT_STARTED, not_before=time.time() + 3600)
+    await c.submit(later)
+    [now_id] = await submit(c, 1)
+    assert [r.run_id for r in await c.dequeue()] == [now_id]
+    [entry] = await c.queue()
+    assert entry.run.run_id == later.run_id
+    assert entry.reason is not None
+    assert entry.reason.startswith("not due before ")
+
+
+async def test_claims_whose_claimer_is_gone_are_launched_again_once(
+    store: storage.Store,
+) -> None:
+    launcher = ScriptedLauncher()
+    launcher.hang = True  # the claimer "dies" in its launch
+    dead = coordinator(store, launcher, launch_timeout=0.1, launch_retries=0)
+    dead.claimer = "dead-daemon"
+    ids = await submit(dead, 2)
+    claimed = await store.claim_queued_runs(
+        lambda q, _: [r.run_id for r in q], time.time(), "dead-daemon"
+    )
+    assert sorted(r.run_id for r in claimed) == sorted(ids)
+
+    survivor = coordinator(store, ScriptedLauncher())
+    assert await survivor.relaunch_orphans(["dead-daemon"], time.time() + 1) == []  # live
+    taken = await survivor.relaunch_orphans([], time.time() + 1)
+    assert sorted(r.run_id for r in taken) == sorted(ids)
+    assert await survivor.relaunch_orphans([], time.time() + 1) == []  # launched: not again
+    for run in taken:
+        stored = await store.get_run(run.run_id)
+        assert (stored.claimed_by, stored.launch_token) == ("test", run.launch_token)
+        assert stored.launched_at is not None
+        old = next(r for r in claimed if r.run_id == run.run_id).launch_token
+        assert await store.start_run(run.run_id, time.time(), token=old) is None
 
 
 class Observer:

@@ -7,6 +7,7 @@ is tested is which retries are submitted, when, and that each is submitted once.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
 from tests.daemon.fakes import ManualClock
 from tests.integration.test_launcher import REPO
@@ -81,27 +82,34 @@ async def notes(store: storage.Store, run_id: str) -> list[str]:
     return [e.message for e in await store.get_events(run_id, event_types=(E.ENGINE,))]
 
 
+def claim_all(store: storage.Store, clock: ManualClock) -> Awaitable[list[runs.Run]]:
+    return store.claim_queued_runs(lambda queued, _: [r.run_id for r in queued], clock.now(), "t")
+
+
 async def test_a_failure_is_retried_after_its_delay_once(store: storage.Store) -> None:
     clock = ManualClock(T0)
     loop = loop_for(store, clock)
     failed = await ended_run(store)
 
     await loop.iterate()
-    assert [r.run_id for r in await lineage(store, failed.run_id)] == [failed.run_id]
-    assert loop.statistics() == retries.RetriesStatistics(0, 1, T0 + 10)
-    assert (await notes(store, failed.run_id))[0].startswith("retry 1 of 2 due at ")
-
-    clock.advance(10)
-    await loop.iterate()
-    await loop.iterate()
+    # The retry is stored at once, waiting for its due time; the queue does not claim it.
     chain = await lineage(store, failed.run_id)
     assert len(chain) == 2
     child = chain[1]
     assert (child.status, child.parent_run_id, child.retry_number) == (S.QUEUED, failed.run_id, 1)
     assert (child.instigator, child.run_key) == (retrying.INSTIGATOR, f"retry-of:{failed.run_id}")
+    assert child.not_before == T0 + 10
     assert child.tags[runs.TAG_REEXECUTION] == "from_failure"
+    assert loop.statistics() == retries.RetriesStatistics(1, 1, T0 + 10)
+    [note] = await notes(store, failed.run_id)
+    assert note.startswith(f"retry 1 of 2 (from_failure) submitted as run {child.run_id}, due at ")
+    assert await claim_all(store, clock) == []
+
+    clock.advance(10)
+    await loop.iterate()
+    assert len(await lineage(store, failed.run_id)) == 2  # submitted once
     assert loop.statistics() == retries.RetriesStatistics(1, 0, None)
-    assert f"submitted as run {child.run_id}" in (await notes(store, failed.run_id))[-1]
+    assert [r.run_id for r in await claim_all(store, clock)] == [child.run_id]
 
 
 async def test_a_restarted_loop_never_submits_a_retry_twice(store: storage.Store) -> None:
@@ -170,17 +178,29 @@ async def test_canceled_and_bad_tags_are_not_retried_and_do_not_stop_the_loop(
     assert await store.get_flag(retries.CURSOR_FLAG) >= 3
 
 
-async def test_the_cursor_waits_for_the_backlog(store: storage.Store) -> None:
+async def test_the_cursor_moves_past_waiting_retries(store: storage.Store) -> None:
     clock = ManualClock(T0)
-    loop = loop_for(store, clock)
-    first = await ended_run(store)
+    loop = loop_for(store, clock, delay={"initial": 300, "jitter": 0})
+    ended = [await ended_run(store) for _ in range(3)]
     await loop.iterate()
-    cursor = await store.get_flag(retries.CURSOR_FLAG)
-    first_end = await store.get_events(first.run_id, event_types=(E.RUN_FAILURE,))
-    assert cursor is None or cursor < first_end[0].event_id
+    last_end = await store.get_events(ended[-1].run_id, event_types=(E.RUN_FAILURE,))
+    assert await store.get_flag(retries.CURSOR_FLAG) == last_end[0].event_id
+    assert loop.statistics() == retries.RetriesStatistics(3, 3, T0 + 300)
+
+
+async def test_an_immediate_coordinator_launches_a_waiting_retry_when_due(
+    store: storage.Store,
+) -> None:
+    clock = ManualClock(T0)
+    loop = loop_for(store, clock, immediate=True)
+    failed = await ended_run(store)
+    await loop.iterate()
+    [_, child] = await lineage(store, failed.run_id)
+    assert (child.status, child.not_before) == (S.NOT_STARTED, T0 + 10)
     clock.advance(10)
     await loop.iterate()
-    assert await store.get_flag(retries.CURSOR_FLAG) >= first_end[0].event_id
+    # Launched once due: this launcher refuses, so the launch ended it FAILURE.
+    assert (await store.get_run(child.run_id)).status is S.FAILURE
 
 
 async def test_a_retry_inserted_but_never_launched_is_launched_after_restart(

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 S = runs.RunStatus
 R = runs.EndReason
+DUE_BATCH = 100  # due runs launched per call
 
 
 class NoOptions(pydantic.BaseModel):
@@ -104,6 +105,20 @@ class RunCoordinator(abc.ABC):
         await self.store.record_launches([launch], self.clock())
         # As launched; the worker may already have moved it on (no re-read on this hot path).
         return dataclasses.replace(run, status=S.STARTING, launcher_info=dict(info))
+
+    async def launch_due(self, instigator: str, limit: int = DUE_BATCH) -> list[runs.Run]:
+        """Launch this instigator's runs inserted ahead of their due time (or inserted by a
+        process that died before launching them), now that they are due.
+
+        Each launch is the conditional claim, so a run launched by someone else meanwhile
+        is skipped. A coordinator that queues runs returns [] (its queue claims them when
+        due).
+        """
+        launched = []
+        for run in await self.store.due_runs(instigator, self.clock(), limit):
+            with contextlib.suppress(errors.LaunchError):  # it ended FAILURE with the error
+                launched.append(await self.launch(run))
+        return launched
 
     async def relaunch_orphans(
         self, live_claimers: Collection[str], claimed_before: float

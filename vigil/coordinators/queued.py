@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import logging
 import random
 import time
@@ -120,6 +121,10 @@ class QueuedCoordinator(base.RunCoordinator):
         queued = [dataclasses.replace(run, status=S.QUEUED) for run in batch]
         enqueued = [self._event(r.run_id, events.EventType.RUN_ENQUEUED, "queued") for r in batch]
         return await self.store.add_runs(queued, enqueued)
+
+    async def launch_due(self, instigator: str, limit: int = base.DUE_BATCH) -> list[runs.Run]:
+        """Nothing: a queued run with a due time is claimed by the queue once it is due."""
+        return []
 
     async def paused(self) -> bool:
         return bool(await self.store.get_flag(PAUSED_FLAG))
@@ -233,10 +238,19 @@ class QueuedCoordinator(base.RunCoordinator):
         limits = self.opts.limits
         if await self.paused():
             limits = dataclasses.replace(limits, max_concurrent_runs=0)
-        decision = admission.admit(_candidates(queued), in_flight, limits)
+        now = self.clock()
+        due = [run for run in queued if run.not_before is None or run.not_before <= now]
+        decision = admission.admit(_candidates(due), in_flight, limits)
         by_id = {run.run_id: run for run in queued}
         ordered = [by_id[c.run_id] for c in admission.order(_candidates(queued))]
-        return [QueueEntry(run, decision.waiting.get(run.run_id)) for run in ordered]
+        return [QueueEntry(run, _waiting_reason(run, now, decision)) for run in ordered]
+
+
+def _waiting_reason(run: runs.Run, now: float, decision: admission.Decision) -> str | None:
+    if run.not_before is not None and run.not_before > now:
+        when = datetime.datetime.fromtimestamp(run.not_before, datetime.UTC)
+        return f"not due before {when.isoformat(timespec='seconds')}"
+    return decision.waiting.get(run.run_id)
 
 
 class LaunchRecorder:

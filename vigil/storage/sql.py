@@ -55,6 +55,14 @@ _is_queued = schema.runs.c.status == S.QUEUED.value
 _fifo = (schema.runs.c.created_at, schema.runs.c.run_id)
 _queued_query = sa.select(schema.runs).where(_is_queued).order_by(*_fifo)
 _queued_ids_query = sa.select(schema.runs.c.run_id).where(_is_queued).order_by(*_fifo)
+_not_before = schema.runs.c.not_before
+
+
+def _due(now: float) -> sa.ColumnElement[bool]:
+    """A run with no due time, or whose due time has come."""
+    return sa.or_(_not_before.is_(None), _not_before <= now)
+
+
 _in_flight_query = (
     sa.select(schema.runs.c.run_id, schema.run_tags.c.key, schema.run_tags.c.value)
     .select_from(schema.runs.outerjoin(schema.run_tags))
@@ -402,7 +410,7 @@ class SqlStore(store.Store):
         async with self._write() as conn:
             if self._is_postgres:
                 await conn.execute(_admission_lock)
-            queued = await self._queue.read(conn)
+            queued = await self._queue.read(conn, now)
             if not queued:
                 return []
             chosen = admit(queued, await _load_in_flight_tags(conn))
@@ -418,6 +426,32 @@ class SqlStore(store.Store):
     async def in_flight_tags(self) -> list[Mapping[str, str]]:
         async with self._read() as conn:
             return await _load_in_flight_tags(conn)
+
+    async def waiting_runs(self, instigator: str, now: float) -> tuple[int, float | None]:
+        table = schema.runs
+        query = sa.select(sa.func.count(), sa.func.min(_not_before)).where(
+            table.c.instigator == instigator,
+            table.c.status.in_([S.NOT_STARTED.value, S.QUEUED.value]),
+            _not_before > now,
+        )
+        async with self._read() as conn:
+            count, first = (await conn.execute(query)).one()
+        return int(count), first
+
+    async def due_runs(self, instigator: str, now: float, limit: int) -> list[runs.Run]:
+        table = schema.runs
+        query = (
+            sa.select(table)
+            .where(
+                table.c.instigator == instigator,
+                table.c.status == S.NOT_STARTED.value,
+                _due(now),
+            )
+            .order_by(*_fifo)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return await _load_runs(conn, query)
 
     def queue_wakeups(self) -> contextlib.AbstractAsyncContextManager[store.Wakeups]:
         if self._is_postgres:
@@ -622,8 +656,9 @@ class _QueueReader:
     def __init__(self) -> None:
         self._known: dict[str, runs.Run] = {}
 
-    async def read(self, conn: sa_asyncio.AsyncConnection) -> list[runs.Run]:
-        run_ids = (await conn.execute(_queued_ids_query)).scalars().all()
+    async def read(self, conn: sa_asyncio.AsyncConnection, now: float) -> list[runs.Run]:
+        """The queued runs that are due at `now`, first in first out."""
+        run_ids = (await conn.execute(_queued_ids_query.where(_due(now)))).scalars().all()
         new = [run_id for run_id in run_ids if run_id not in self._known]
         known = self._known | {run.run_id: run for run in await _load_queued(conn, new)}
         # Ids whose run left the queue before its row was loaded are dropped here.

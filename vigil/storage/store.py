@@ -283,12 +283,23 @@ class Store(abc.ABC):
         In one write transaction, holding the admission lock (so two claimers, in one process
         or in two daemons, neither claim one run twice nor jointly exceed a limit): reads the
         QUEUED runs in FIFO order (created_at, run_id) with their tags and the tag maps of
-        the in-flight runs (STARTING, STARTED, CANCELING), calls `admit(queued, in_flight)`,
+        the in-flight runs (STARTING, STARTED, CANCELING), calls `admit(queued, in_flight)`
+        (a queued run whose `not_before` is after `now` is not offered),
         moves the runs it names that are still QUEUED to STARTING (updated_at = now), and
         appends a RUN_STARTING event for each ("claimed by <claimer> for launch", data
         {"claimer": claimer}): the record of the launch attempt. Returns the claimed runs
         as stored, in the order `admit` gave; ids that are not QUEUED are skipped.
         """
+
+    @abc.abstractmethod
+    async def waiting_runs(self, instigator: str, now: float) -> tuple[int, float | None]:
+        """How many runs of this instigator wait for a due time after `now` (NOT_STARTED or
+        QUEUED with `not_before` > now), and the first of those due times."""
+
+    @abc.abstractmethod
+    async def due_runs(self, instigator: str, now: float, limit: int) -> list[runs.Run]:
+        """NOT_STARTED runs of this instigator that are due at `now` (no `not_before`, or
+        past it), first in first out: inserted ahead of their launch, never launched yet."""
 
     @abc.abstractmethod
     async def queued_runs(self) -> list[runs.Run]:
