@@ -143,6 +143,24 @@ def health_action(
     return _dead(run, detail, limits, can_resume)
 
 
+def _dead_before_start(run: runs.Run, detail: str, limits: Limits) -> Action:
+    """A worker that died before it took its run ran nothing: launch again while the
+    run's resume attempts last (any launcher can launch), else FAILURE."""
+    used = resume_attempts(run)
+    if used < limits.max_resume_attempts:
+        message = (
+            f"the worker died before it started ({detail}); launching again "
+            f"(attempt {used + 1} of {limits.max_resume_attempts})"
+        )
+        return Action(Kind.RESUME, R.WORKER_DIED, message, resume_attempt=used + 1)
+    return Action(
+        Kind.FAIL,
+        R.WORKER_DIED,
+        f"the worker died before it started ({detail}); "
+        f"no launch attempts left ({used} of {limits.max_resume_attempts} used)",
+    )
+
+
 def _recheck(seen: Suspicion, now: float, poll_interval: float) -> Suspicion:
     checks = seen.checks + 1
     delay = min(poll_interval * 2 ** (checks - 1), max(UNKNOWN_BACKOFF_CAP, poll_interval))
@@ -151,7 +169,7 @@ def _recheck(seen: Suspicion, now: float, poll_interval: float) -> Suspicion:
 
 def _dead(run: runs.Run, detail: str, limits: Limits, can_resume: bool) -> Action:
     if run.status is S.STARTING:
-        return Action(Kind.FAIL, R.WORKER_DIED, f"the worker died before it started: {detail}")
+        return _dead_before_start(run, detail, limits)
     if run.status is S.CANCELING:
         return Action(Kind.CANCEL, R.CANCELED, f"the worker is gone before it ended: {detail}")
     used = resume_attempts(run)

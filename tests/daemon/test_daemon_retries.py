@@ -83,7 +83,7 @@ async def test_a_retry_that_succeeds_ends_the_chain(
     assert len(lineage(instance, root)) == 2
 
 
-async def test_a_daemon_killed_before_a_retry_submits_it_once_after_restart(
+async def test_a_daemon_killed_while_a_retry_waits_launches_it_once_after_restart(
     instance: Instance, daemons: Daemons
 ) -> None:
     retries(instance, max_retries=2, initial_delay=5)
@@ -95,12 +95,15 @@ async def test_a_daemon_killed_before_a_retry_submits_it_once_after_restart(
     child = wait_for_lineage(instance, root, ["FAILURE", "FAILURE"])[1]["run_id"]
 
     def announced(_: dict[str, Any]) -> bool:
-        return any("retry 2 of 2 due at" in e["message"] for e in events_of(instance, child))
+        return any(
+            "retry 2 of 2" in e["message"] and "due at" in e["message"]
+            for e in events_of(instance, child)
+        )
 
-    instance.wait_until(root, announced)  # the daemon saw the failure and waits to retry it
+    instance.wait_until(root, announced)  # the daemon stored the retry, due in 5 s
     first.send(signal.SIGKILL)
     assert await first.exit_code() == -signal.SIGKILL
-    assert len(lineage(instance, root)) == 2
+    assert len(lineage(instance, root)) == 3  # waiting in the store, not in the daemon
     await wait_for_rows(instance, {"retries": "down"})
 
     daemons.start()

@@ -120,10 +120,12 @@ async def test_a_resume_takes_each_attempt_once(store: sql.SqlStore) -> None:
     run = await claimed(store)
     await store.start_run("r1", 3.0, token=run.launch_token)
 
-    first = await store.resume_run("r1", 1, 4.0, "d1", note("r1", "resume 1"))
+    first = await store.resume_run("r1", S.STARTED, 1, 4.0, "d1", note("r1", "resume 1"))
     assert first is not None
     assert (first.resume_attempt, first.status) == (1, S.STARTED)
-    assert await store.resume_run("r1", 1, 4.5, "d2", note("r1")) is None  # taken already
+    assert (
+        await store.resume_run("r1", S.STARTED, 1, 4.5, "d2", note("r1")) is None
+    )  # taken already
     # The dead worker's token no longer ends the run; the resumed worker's does.
     failed = runs.RunEnd(S.FAILURE, "old worker")
     assert not await store.end_run("r1", S.STARTED, failed, 5.0, token=run.launch_token)
@@ -143,7 +145,7 @@ async def test_concurrent_resumes_of_one_attempt_have_one_winner(
 
     results = await asyncio.gather(
         *(
-            s.resume_run("r1", 1, 4.0, f"d{i}", note("r1"))
+            s.resume_run("r1", S.STARTED, 1, 4.0, f"d{i}", note("r1"))
             for i, s in enumerate([store, other_store] * 5)
         )
     )

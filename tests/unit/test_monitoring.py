@@ -92,10 +92,16 @@ def test_a_dead_worker_of_a_launcher_that_cannot_resume_fails() -> None:
     assert "cannot resume" in action.message
 
 
-def test_dead_while_starting_fails_and_while_canceling_cancels() -> None:
+def test_dead_while_starting_is_launched_again_and_while_canceling_cancels() -> None:
     dead = check(H.DEAD, "gone")
-    starting = monitoring.health_action(run(S.STARTING), dead, T0, LIMITS, None, True)
-    assert (starting.kind, starting.reason) == (K.FAIL, R.WORKER_DIED)
+    starting = monitoring.health_action(run(S.STARTING), dead, T0, LIMITS, None, False)
+    assert (starting.kind, starting.resume_attempt) == (K.RESUME, 1)
+    assert "died before it started (gone); launching again (attempt 1 of 1)" in starting.message
+    again = monitoring.health_action(
+        run(S.STARTING, resume_attempt=1), dead, T0, LIMITS, None, True
+    )
+    assert (again.kind, again.reason) == (K.FAIL, R.WORKER_DIED)
+    assert "no launch attempts left (1 of 1 used)" in again.message
     canceling = monitoring.health_action(run(S.CANCELING), dead, T0, LIMITS, None, True)
     assert (canceling.kind, canceling.kill) == (K.CANCEL, False)
 

@@ -302,17 +302,20 @@ class SqlStore(store.Store):
     async def resume_run(
         self,
         run_id: str,
+        expected: runs.RunStatus,
         attempt: int,
         now: float,
         claimer: str,
         event: events.NewEvent,
     ) -> runs.Run | None:
+        if expected not in (S.STARTING, S.STARTED):
+            raise errors.InvalidTransition(f"a {expected} run has no worker to replace")
         table = schema.runs
         statement = (
             sa.update(table)
             .where(
                 table.c.run_id == run_id,
-                table.c.status == S.STARTED.value,
+                table.c.status == expected.value,
                 table.c.resume_attempt == attempt - 1,
             )
             .values(updated_at=now, resume_attempt=attempt, **_new_launch(claimer))

@@ -220,16 +220,19 @@ class Store(abc.ABC):
     async def resume_run(
         self,
         run_id: str,
+        expected: runs.RunStatus,
         attempt: int,
         now: float,
         claimer: str,
         event: events.NewEvent,
     ) -> runs.Run | None:
-        """Take a STARTED run over for a new worker: resume attempt `attempt`, a new token.
+        """Take a run over for a new worker: resume attempt `attempt`, a new launch token.
 
-        Conditional on the run being STARTED at resume attempt `attempt - 1`, so one attempt
-        is taken once; the old worker's token stops counting. Appends `event`; returns the
-        run as stored after, or None when the condition failed.
+        For a STARTED run whose worker died (the new worker resumes it), or a STARTING one
+        whose worker died before it started (launched again). Conditional on the run being
+        `expected` at resume attempt `attempt - 1`, so one attempt is taken once; the old
+        worker's token stops counting. Appends `event`; returns the run as stored after, or
+        None when the condition failed.
         """
 
     @abc.abstractmethod

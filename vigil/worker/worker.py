@@ -163,10 +163,12 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
     if reexecution.is_from_failure(run) and run.parent_run_id is not None:
         done = await lineage.done_steps(env.store, run.parent_run_id)
         selected = [s for s in selected if s not in done]
+    outputs = _outputs(env.settings)
     if resume:
         done = await lineage.succeeded_steps(env.store, run.run_id)
-        selected = [s for s in selected if s not in done]
-    outputs = _outputs(env.settings)
+        recovered = [s for s in selected if s not in done and outputs.has(run.run_id, s)]
+        await _note_recovered(env, run, recovered)
+        selected = [s for s in selected if s not in done and s not in recovered]
     input_runs = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
     await _note_reuse(env, run, input_runs)
     return plan_mod.StepPlan(
@@ -176,6 +178,26 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
         step_configs=configs,
         input_runs=input_runs,
     )
+
+
+async def _note_recovered(env: WorkerEnv, run: runs.Run, steps: Sequence[str]) -> None:
+    """Record the success of steps that finished before the worker died: their output is
+    stored (written atomically, last thing a step does) but their events were not yet
+    (a worker writes a step's last events with the run's end). They are not run again."""
+    message = "finished before the worker died (its output is stored); not run again"
+    batch = [
+        events.NewEvent(
+            run.run_id,
+            E.STEP_SUCCESS,
+            env.clock(),
+            step=step,
+            message=message,
+            data={"recovered": True},
+        )
+        for step in steps
+    ]
+    if batch:
+        await env.store.append_events(batch)
 
 
 async def _note_reuse(env: WorkerEnv, run: runs.Run, input_runs: dict[str, str]) -> None:

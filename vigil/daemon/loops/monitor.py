@@ -225,12 +225,15 @@ class MonitorLoop(loop.Loop):
         )
         now = self._clock.now()
         taken = await self._store.resume_run(
-            run.run_id, action.resume_attempt, now, self._claimer, event
+            run.run_id, run.status, action.resume_attempt, now, self._claimer, event
         )
         if taken is None:
             return  # it moved on since it was read (it ended, or was resumed already)
         try:
-            info = await self._launcher.resume(taken)
+            if taken.status is S.STARTING:  # its worker died before it started: nothing ran
+                info = await self._launcher.launch(taken)
+            else:
+                info = await self._launcher.resume(taken)
         except errors.LaunchError as exc:
             failed = monitoring.Action(
                 K.FAIL, runs.EndReason.WORKER_DIED, f"{action.message}, which failed: {exc}"
