@@ -42,7 +42,8 @@ def test_reexecute_from_the_failure_all_steps_or_chosen_steps(instance: Instance
     code, chosen = reexecute(instance, child, "--steps", "fetch_rates")
     assert code == 0
     assert started(instance, chosen) == ["fetch_rates"]
-    assert instance.show(chosen)["retry_number"] == 2
+    # One numbering per lineage: root 0, child 1, every 2, chosen 3.
+    assert instance.show(chosen)["retry_number"] == 3
 
     lineage = instance.show(chosen)["lineage"]
     assert lineage[0]["run_id"] == root

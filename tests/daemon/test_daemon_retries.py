@@ -12,11 +12,13 @@ from tests.daemon.process import TICKER, Daemons, configure, wait_for_rows
 from tests.daemon.test_daemon_monitor import add_config, events_of
 
 
-def retries(instance: Instance, max_retries: int, initial_delay: float = 0) -> None:
+def retries(
+    instance: Instance, max_retries: int, initial_delay: float = 0, factor: float = 1
+) -> None:
     add_config(
         instance,
         f"run_retries:\n  max_retries: {max_retries}\n  poll_interval: 0.2\n"
-        f"  delay: {{initial: {initial_delay}, factor: 1, jitter: 0}}\n",
+        f"  delay: {{initial: {initial_delay}, factor: {factor}, jitter: 0}}\n",
     )
 
 
@@ -30,7 +32,7 @@ def wait_for_lineage(instance: Instance, root: str, statuses: list[str]) -> list
     def reached(_: dict[str, Any]) -> bool:
         return [run["status"] for run in lineage(instance, root)] == statuses
 
-    instance.wait_until(root, reached, deadline=60)
+    instance.wait_until(root, reached, deadline=120)
     return lineage(instance, root)
 
 
@@ -86,13 +88,18 @@ async def test_a_retry_that_succeeds_ends_the_chain(
 async def test_a_daemon_killed_while_a_retry_waits_launches_it_once_after_restart(
     instance: Instance, daemons: Daemons
 ) -> None:
-    retries(instance, max_retries=2, initial_delay=5)
+    # Retry 1 is due 1 s after its failure, retry 2 40 s after its own: a wide window for
+    # the kill while retry 2 waits, on a loaded machine too.
+    retries(instance, max_retries=2, initial_delay=1, factor=40)
     configure(instance, TICKER)
     root = run_id_of(instance.vigil("run", "launch", "broken", "--wait").stdout)
     assert instance.show(root)["status"] == "FAILURE"  # while no daemon ran
 
     first = daemons.start()  # retries the failure it missed
-    child = wait_for_lineage(instance, root, ["FAILURE", "FAILURE"])[1]["run_id"]
+    # The first retry fails; the second is stored at once, waiting out its delay (NOT_STARTED:
+    # the test instance's immediate coordinator leaves it to the retries loop until due).
+    waiting = ["FAILURE", "FAILURE", "NOT_STARTED"]
+    child = wait_for_lineage(instance, root, waiting)[1]["run_id"]
 
     def announced(_: dict[str, Any]) -> bool:
         return any(
@@ -100,7 +107,7 @@ async def test_a_daemon_killed_while_a_retry_waits_launches_it_once_after_restar
             for e in events_of(instance, child)
         )
 
-    instance.wait_until(root, announced)  # the daemon stored the retry, due in 5 s
+    instance.wait_until(root, announced)  # the daemon stored the retry, due in 40 s
     first.send(signal.SIGKILL)
     assert await first.exit_code() == -signal.SIGKILL
     assert len(lineage(instance, root)) == 3  # waiting in the store, not in the daemon
