@@ -262,7 +262,7 @@ class LaunchRecorder:
     repeated for it (the worker is already running). If the store stays unavailable the
     facts are dropped with an error logged: the worker records its own host and pid when
     it starts. A launch whose token was replaced meanwhile is not written (see
-    `Store.record_launches`).
+    `RunStore.record_launches`).
     """
 
     def __init__(self, store: store_mod.Store, retries: int, clock: base.Clock) -> None:
