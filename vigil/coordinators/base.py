@@ -1,4 +1,9 @@
-"""The run coordinator interface: it decides when a submitted run is launched."""
+"""The run coordinator interface: it decides when a submitted run is launched.
+
+A coordinator sees the store through `CoordinatorStore`, the roles it plays: runs from
+submission to launch and cancel, the run queue, instance flags (the queue's pause).
+`observer`, when given, is told of each launch made from the queue (the daemon's metrics).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import pydantic
 
@@ -25,6 +30,18 @@ DUE_BATCH = 100  # due runs launched per call
 
 class NoOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class CoordinatorStore(store_mod.RunStore, store_mod.QueueStore, store_mod.FlagStore, Protocol):
+    """The store roles of a coordinator: runs, the run queue, instance flags."""
+
+
+class LaunchObserver(Protocol):
+    """Told of each launch (the daemon's metrics implement it)."""
+
+    def observe_launch(self, seconds: float) -> None: ...
+    def observe_queue_wait(self, seconds: float) -> None: ...
+    def launch_failed(self) -> None: ...
 
 
 def cli_claimer() -> str:
@@ -45,16 +62,18 @@ class RunCoordinator(abc.ABC):
     def __init__(
         self,
         options: pydantic.BaseModel,
-        store: store_mod.Store,
+        store: CoordinatorStore,
         launcher: launchers.RunLauncher,
         clock: Clock,
         claimer: str | None = None,
+        observer: LaunchObserver | None = None,
     ) -> None:
         self.options = options
         self.store = store
         self.launcher = launcher
         self.clock = clock
         self.claimer = claimer or cli_claimer()
+        self.observer = observer
 
     @abc.abstractmethod
     async def submit(self, run: runs.Run) -> runs.Run:

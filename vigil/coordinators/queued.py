@@ -18,7 +18,6 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import anyio
 import pydantic
@@ -52,14 +51,6 @@ class QueuedOptions(pydantic.BaseModel):
         )
 
 
-class LaunchObserver(Protocol):
-    """Told of each launch (the daemon's metrics implement it)."""
-
-    def observe_launch(self, seconds: float) -> None: ...
-    def observe_queue_wait(self, seconds: float) -> None: ...
-    def launch_failed(self) -> None: ...
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueStatistics:
     """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
@@ -91,13 +82,13 @@ class QueuedCoordinator(base.RunCoordinator):
     def __init__(
         self,
         options: pydantic.BaseModel,
-        store: store_mod.Store,
+        store: base.CoordinatorStore,
         launcher: launchers.RunLauncher,
         clock: base.Clock,
         claimer: str | None = None,
+        observer: base.LaunchObserver | None = None,
     ) -> None:
-        super().__init__(options, store, launcher, clock, claimer)
-        self.observer: LaunchObserver | None = None
+        super().__init__(options, store, launcher, clock, claimer, observer)
         self._held: Mapping[str, int] = {}
         self._launching = 0
         self._launches = LaunchRecorder(store, self.opts.launch_retries, clock)
@@ -265,7 +256,7 @@ class LaunchRecorder:
     `RunStore.record_launches`).
     """
 
-    def __init__(self, store: store_mod.Store, retries: int, clock: base.Clock) -> None:
+    def __init__(self, store: store_mod.RunStore, retries: int, clock: base.Clock) -> None:
         self._store = store
         self._retries = retries
         self._clock = clock

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Protocol
 
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
@@ -24,6 +25,17 @@ from vigil.daemon import loop, orphans, service
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
 from vigil.launchers import base as launchers
+from vigil.storage import store as store_mod
+
+
+class BuiltinStore(
+    monitor.MonitorStore,
+    retries.RetriesStore,
+    store_mod.QueueStore,
+    store_mod.HeartbeatReader,
+    Protocol,
+):
+    """What the run loops use between them; each is handed only its own part."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,19 +48,20 @@ class Builtins:
 
 def build(
     settings: settings_mod.InstanceSettings,
+    store: BuiltinStore,
     coordinator: coordinators.RunCoordinator,
     clock: clock_mod.Clock,
 ) -> Builtins:
     built = Builtins()
     if isinstance(coordinator, queued.QueuedCoordinator):
-        built = _with_queue(built, coordinator)
+        built = _with_queue(built, coordinator, store)
     if settings.run_retries.enabled:
-        retries_loop = retries.RetriesLoop(coordinator, clock, settings.run_retries)
+        retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries)
         built = dataclasses.replace(
             built, loops=(*built.loops, retries_loop), retries_loop=retries_loop
         )
     if settings.run_monitoring.enabled:
-        store, launcher = coordinator.store, coordinator.launcher
+        launcher = coordinator.launcher
         relauncher = orphans.OrphanedClaims(coordinator, store, settings.daemon.heartbeat_interval)
         monitor_loop = monitor.MonitorLoop(
             store, launcher, clock, settings.run_monitoring, coordinator.claimer, relauncher
@@ -59,9 +72,11 @@ def build(
     return _with_exit_relay(built, coordinator.launcher)
 
 
-def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator) -> Builtins:
+def _with_queue(
+    built: Builtins, coordinator: queued.QueuedCoordinator, store: store_mod.QueueStore
+) -> Builtins:
     queue_loop = queue.QueueLoop(coordinator)
-    relay = functools.partial(queue.relay_notices, coordinator.store, queue_loop.wake)
+    relay = functools.partial(queue.relay_notices, store, queue_loop.wake)
     notices = service.Service("queue-notices", relay, ready_on_start=True)
     return dataclasses.replace(
         built, loops=(*built.loops, queue_loop), services=(*built.services, notices)

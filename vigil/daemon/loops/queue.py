@@ -30,7 +30,7 @@ class QueueLoop(loop.Loop):
             pass
 
 
-async def relay_notices(store: store_mod.Store, wake: loop.Wakeup) -> None:
+async def relay_notices(store: store_mod.QueueStore, wake: loop.Wakeup) -> None:
     """Forever: turn the store's queue notices into wake-ups of the queue loop."""
     async with store.queue_wakeups() as notices:
         while True:
