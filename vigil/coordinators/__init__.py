@@ -1,6 +1,6 @@
 """Run coordinators: the interface and the built-in ones, by short name."""
 
-from vigil.coordinators.base import CoordinatorStore, LaunchObserver, RunCoordinator
+from vigil.coordinators.base import CoordinatorStore, LaunchObserver, RunCoordinator, RunQueue
 from vigil.coordinators.immediate import ImmediateCoordinator
 from vigil.coordinators.queued import QueuedCoordinator
 
@@ -16,4 +16,5 @@ __all__ = [
     "LaunchObserver",
     "QueuedCoordinator",
     "RunCoordinator",
+    "RunQueue",
 ]

@@ -1,8 +1,11 @@
 """The run coordinator interface: it decides when a submitted run is launched.
 
 A coordinator sees the store through `CoordinatorStore`, the roles it plays: runs from
-submission to launch and cancel, the run queue, instance flags (the queue's pause).
-`observer`, when given, is told of each launch made from the queue (the daemon's metrics).
+submission to launch and cancel, the run queue, instance flags (the queue's pause). A
+coordinator that queues runs says so with `run_queue()`, the `RunQueue` the daemon's queue
+loop drives; the daemon builds that loop from the answer, never from the coordinator's
+class. `observer`, when given, is told of each launch made from the queue (the daemon's
+metrics).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import ClassVar, Protocol
 
 import pydantic
@@ -42,6 +45,33 @@ class LaunchObserver(Protocol):
     def observe_launch(self, seconds: float) -> None: ...
     def observe_queue_wait(self, seconds: float) -> None: ...
     def launch_failed(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
+
+    held: Mapping[str, int]
+    launches_in_flight: int
+
+
+class RunQueue(Protocol):
+    """A coordinator's queue, as the daemon's queue loop drives it.
+
+    The loop calls `dequeue` (claim what the limits allow, launch it) on each queue notice
+    and every `poll_interval`, again while a call claims a full `launch_batch`; one call
+    should end within `launch_timeout` (the loop's own timeout is twice that). The metrics
+    read `statistics()`.
+    """
+
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def launch_timeout(self) -> float: ...
+    @property
+    def launch_batch(self) -> int: ...
+    async def dequeue(self) -> list[runs.Run]: ...
+    def statistics(self) -> QueueStatistics: ...
 
 
 def cli_claimer() -> str:
@@ -74,6 +104,11 @@ class RunCoordinator(abc.ABC):
         self.clock = clock
         self.claimer = claimer or cli_claimer()
         self.observer = observer
+
+    def run_queue(self) -> RunQueue | None:
+        """The queue the daemon's queue loop drives; None (the default): runs are launched
+        when submitted or due, and the daemon runs no queue loop."""
+        return None
 
     @abc.abstractmethod
     async def submit(self, run: runs.Run) -> runs.Run:

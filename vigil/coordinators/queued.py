@@ -51,14 +51,6 @@ class QueuedOptions(pydantic.BaseModel):
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueueStatistics:
-    """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
-
-    held: Mapping[str, int]
-    launches_in_flight: int
-
-
 def reason_kind(reason: str) -> str:
     """A bounded label for a waiting reason: global, tag, paused or batch."""
     if reason == admission.QUEUE_PAUSED:
@@ -93,13 +85,28 @@ class QueuedCoordinator(base.RunCoordinator):
         self._launching = 0
         self._launches = LaunchRecorder(store, self.opts.launch_retries, clock)
 
-    def statistics(self) -> QueueStatistics:
-        return QueueStatistics(held=self._held, launches_in_flight=self._launching)
+    def statistics(self) -> base.QueueStatistics:
+        return base.QueueStatistics(held=self._held, launches_in_flight=self._launching)
+
+    def run_queue(self) -> base.RunQueue:
+        return self
 
     @property
     def opts(self) -> QueuedOptions:
         assert isinstance(self.options, QueuedOptions)
         return self.options
+
+    @property
+    def poll_interval(self) -> float:
+        return self.opts.poll_interval
+
+    @property
+    def launch_timeout(self) -> float:
+        return self.opts.launch_timeout
+
+    @property
+    def launch_batch(self) -> int:
+        return self.opts.max_inflight_launches
 
     async def submit(self, run: runs.Run) -> runs.Run:
         queued = dataclasses.replace(run, status=S.QUEUED)

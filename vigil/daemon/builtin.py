@@ -1,7 +1,7 @@
 """The daemon's built-in loops, chosen from the instance settings.
 
-- `queue`, when the configured coordinator queues runs (with the service relaying the
-  store's notices to it);
+- `queue`, when the configured coordinator has a run queue (`run_queue()`), with the
+  service relaying the store's notices to it;
 - `retries` (`run_retries.enabled`, on by default);
 - `monitor` (`run_monitoring.enabled`, on by default), which also launches again the
   claims whose claimer died before launching them (`orphans`);
@@ -19,7 +19,6 @@ from typing import Protocol
 
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
-from vigil.coordinators import queued
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, orphans, service
 from vigil.daemon.loops import instigation as instigation_mod
@@ -44,6 +43,7 @@ class Builtins:
     services: tuple[service.Service, ...] = ()
     monitor_loop: monitor.MonitorLoop | None = None
     retries_loop: retries.RetriesLoop | None = None
+    queue_loop: queue.QueueLoop | None = None
 
 
 def build(
@@ -53,8 +53,9 @@ def build(
     clock: clock_mod.Clock,
 ) -> Builtins:
     built = Builtins()
-    if isinstance(coordinator, queued.QueuedCoordinator):
-        built = _with_queue(built, coordinator, store)
+    run_queue = coordinator.run_queue()
+    if run_queue is not None:
+        built = _with_queue(built, run_queue, store)
     if settings.run_retries.enabled:
         retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries)
         built = dataclasses.replace(
@@ -73,13 +74,16 @@ def build(
 
 
 def _with_queue(
-    built: Builtins, coordinator: queued.QueuedCoordinator, store: store_mod.QueueStore
+    built: Builtins, run_queue: coordinators.RunQueue, store: store_mod.QueueStore
 ) -> Builtins:
-    queue_loop = queue.QueueLoop(coordinator)
+    queue_loop = queue.QueueLoop(run_queue)
     relay = functools.partial(queue.relay_notices, store, queue_loop.wake)
     notices = service.Service("queue-notices", relay, ready_on_start=True)
     return dataclasses.replace(
-        built, loops=(*built.loops, queue_loop), services=(*built.services, notices)
+        built,
+        loops=(*built.loops, queue_loop),
+        services=(*built.services, notices),
+        queue_loop=queue_loop,
     )
 
 
@@ -88,8 +92,7 @@ def _with_exit_relay(built: Builtins, launcher: launchers.RunLauncher) -> Builti
     monitor (first), the retries loop and the queue loop (a slot is free; on SQLite no
     notice tells the daemon of a run its worker ended) look now rather than at their poll.
     """
-    listeners: list[loop.Loop | None] = [built.retries_loop]
-    listeners += [each for each in built.loops if isinstance(each, queue.QueueLoop)]
+    listeners: list[loop.Loop | None] = [built.retries_loop, built.queue_loop]
     wakes = [each.wake for each in listeners if each is not None]
     monitor_wake = None if built.monitor_loop is None else built.monitor_loop.wake
     if monitor_wake is None and not wakes:

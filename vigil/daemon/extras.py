@@ -5,8 +5,8 @@
 - a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
-- the metrics hooks for loop iterations and refused heartbeat writes, and, with the
-  queued coordinator, for runs held back and launches in flight; with the
+- the metrics hooks for loop iterations and refused heartbeat writes, and, with a
+  coordinator that has a run queue, for runs held back and launches in flight; with the
   scheduler and sensor loops, for ticks, timeouts, instigators; the run monitor's and the
   retries loop's snapshots when those loops run. The metrics themselves are built first
   (`new_metrics`): the coordinator (launches, queue waits) and the scheduler and sensor
@@ -24,7 +24,6 @@ from typing import Protocol
 from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
-from vigil.coordinators import queued
 from vigil.daemon import builtin, health, heartbeat, http, metrics, runtime, service, systemd
 from vigil.daemon.loops import instigation
 from vigil.storage import store as store_mod
@@ -52,8 +51,9 @@ def _watch(
     """Hook the metrics to the supervisor's, the coordinator's and the built-in loops'
     snapshots."""
     exported.watch_loops(daemon.supervisor.statistics)
-    if isinstance(coordinator, queued.QueuedCoordinator):
-        exported.watch_queue(coordinator.statistics)
+    run_queue = coordinator.run_queue()
+    if run_queue is not None:
+        exported.watch_queue(run_queue.statistics)
     if shared is not None:
         exported.watch_instigation(shared.statistics)
     if built is not None and built.monitor_loop is not None:
