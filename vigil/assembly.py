@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 
 from vigil import coordinators, executors, launchers, plugins
 from vigil.config import settings as settings_mod
-from vigil.storage import store as store_mod
 
 
 def launch_context(
@@ -39,10 +38,11 @@ def build_executor(settings: settings_mod.InstanceSettings) -> executors.Executo
 
 def build_coordinator(
     settings: settings_mod.InstanceSettings,
-    store: store_mod.Store,
+    store: coordinators.CoordinatorStore,
     launcher: launchers.RunLauncher,
     clock: Callable[[], float],
     claimer: str | None = None,
+    observer: coordinators.LaunchObserver | None = None,
 ) -> coordinators.RunCoordinator:
     cls, options = plugins.build(
         "run_coordinator",
@@ -50,7 +50,7 @@ def build_coordinator(
         coordinators.BUILTIN_COORDINATORS,
         coordinators.RunCoordinator,
     )
-    return cls(options, store, launcher, clock, claimer)
+    return cls(options, store, launcher, clock, claimer, observer)
 
 
 def check_plugins(settings: settings_mod.InstanceSettings) -> None:

@@ -48,7 +48,7 @@ def new_run(
 
 
 async def wait_for_end(
-    store: store_mod.Store,
+    store: store_mod.RunReader,
     run_id: str,
     on_poll: Callable[[runs.Run], None] | None = None,
 ) -> runs.Run:

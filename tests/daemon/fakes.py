@@ -1,4 +1,4 @@
-"""Test doubles for the daemon's unit tests: a manual clock, a scripted loop, a heartbeat store.
+"""Test doubles for the daemon's unit tests: a manual clock, a scripted loop, stores.
 
 Nothing here sleeps: the clock moves only when a test advances it, and a test learns that
 the daemon is waiting (on the clock or on a loop's script) from events, or from
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -126,8 +126,16 @@ class ScriptedLoop(loop.Loop):
         return number
 
 
+class UnusedStore:
+    """A store for code that must not use it (loops that are only built): any verb asked
+    for fails the test. It stands for any store role (`__getattr__` answers every name)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the store's {name} was used")
+
+
 class HeartbeatStore:
-    """The two heartbeat verbs of the store, in memory; `fail_next` makes writes fail."""
+    """The heartbeat verbs of the store, in memory; `fail_next` makes writes fail."""
 
     def __init__(self, heartbeats: list[store_mod.Heartbeat] | None = None) -> None:
         self.rows: dict[tuple[str, str], store_mod.Heartbeat] = {}

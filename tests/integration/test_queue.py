@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from tests.integration import test_worker
-from vigil import errors, events, launchers, runs, storage
+from vigil import coordinators, errors, events, launchers, runs, storage
 from vigil.coordinators import admission, queued
 
 S = runs.RunStatus
@@ -48,10 +48,13 @@ class ScriptedLauncher(launchers.RunLauncher):
 
 
 def coordinator(
-    store: storage.Store, launcher: ScriptedLauncher, **options: Any
+    store: storage.Store,
+    launcher: ScriptedLauncher,
+    observer: coordinators.LaunchObserver | None = None,
+    **options: Any,
 ) -> queued.QueuedCoordinator:
     return queued.QueuedCoordinator(
-        queued.QueuedOptions(**options), store, launcher, time.time, "test"
+        queued.QueuedOptions(**options), store, launcher, time.time, "test", observer
     )
 
 
@@ -235,9 +238,8 @@ async def test_launches_are_observed_and_held_runs_counted_by_reason(
 ) -> None:
     launcher = ScriptedLauncher()
     launcher.failures.append(errors.LaunchError("boom"))
-    c = coordinator(store, launcher, max_concurrent_runs=2)
     observer = Observer()
-    c.observer = observer
+    c = coordinator(store, launcher, observer, max_concurrent_runs=2)
     await submit(c, 5)
     await c.dequeue()
     assert len(observer.launches) == 1

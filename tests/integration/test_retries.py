@@ -46,7 +46,7 @@ def loop_for(
         )
     config = {"max_retries": 2, "delay": {"initial": 10, "factor": 2, "jitter": 0}, **values}
     settings = settings_mod.RunRetriesSettings.model_validate(config)
-    return retries.RetriesLoop(coordinator, clock, settings)
+    return retries.RetriesLoop(coordinator, store, clock, settings)
 
 
 async def ended_run(

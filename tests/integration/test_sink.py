@@ -45,29 +45,39 @@ async def test_take_hands_back_what_is_not_written_and_writes_later_events_at_th
     assert await messages(store) == ["late"]
 
 
+class Writer:
+    """An `EventWriter` over the store that records each batch and may hold writes back."""
+
+    def __init__(self, store: storage.Store) -> None:
+        self.store = store
+        self.batches: list[int] = []
+        self.writing = anyio.Event()
+        self.release = anyio.Event()
+        self.release.set()
+
+    async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
+        self.batches.append(len(batch))
+        self.writing.set()
+        await self.release.wait()
+        await self.store.append_events(batch)
+
+
 async def test_take_waits_for_a_write_under_way(store: sql.SqlStore) -> None:
-    writing, release = anyio.Event(), anyio.Event()
-    append = store.append_events
-
-    async def slow_append(batch: Sequence[events.NewEvent]) -> None:
-        writing.set()
-        await release.wait()
-        await append(batch)
-
-    store.append_events = slow_append  # type: ignore[method-assign]
+    writer = Writer(store)
+    writer.release = anyio.Event()
     taken: list[events.NewEvent] = []
 
     async def take(sink: sink_mod.BatchingSink) -> None:
         taken.extend(await sink.take())
 
-    async with sink_mod.batching_sink(store) as sink, anyio.create_task_group() as tg:
+    async with sink_mod.batching_sink(writer) as sink, anyio.create_task_group() as tg:
         sink.emit(log("in flight"))
-        await writing.wait()
+        await writer.writing.wait()
         tg.start_soon(take, sink)
         sink.emit(log("after"))
         await anyio.wait_all_tasks_blocked()
         assert taken == []
-        release.set()
+        writer.release.set()
     assert [e.message for e in taken] == ["after"]
     assert await messages(store) == ["in flight"]
 
@@ -75,15 +85,8 @@ async def test_take_waits_for_a_write_under_way(store: sql.SqlStore) -> None:
 async def test_events_gathered_within_the_linger_are_written_together_while_the_block_runs(
     store: sql.SqlStore,
 ) -> None:
-    batches: list[int] = []
-    append = store.append_events
-
-    async def counted(batch: Sequence[events.NewEvent]) -> None:
-        batches.append(len(batch))
-        await append(batch)
-
-    store.append_events = counted  # type: ignore[method-assign]
-    async with sink_mod.batching_sink(store) as sink:
+    writer = Writer(store)
+    async with sink_mod.batching_sink(writer) as sink:
         for message in ("x", "y", "z"):
             sink.emit(log(message))
 
@@ -91,4 +94,4 @@ async def test_events_gathered_within_the_linger_are_written_together_while_the_
             return await messages(store) == ["x", "y", "z"]
 
         await waiting.eventually(written)
-    assert batches == [3]
+    assert writer.batches == [3]

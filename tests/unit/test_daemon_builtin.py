@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from tests.daemon.fakes import ManualClock
+from tests.daemon.fakes import ManualClock, UnusedStore
 from tests.integration.test_retries import NoLauncher
 from vigil import coordinators, launchers
 from vigil.config import settings as settings_mod
@@ -17,14 +17,11 @@ from vigil.daemon import builtin
 def coordinator(kind: str, tmp_path: pathlib.Path) -> coordinators.RunCoordinator:
     context = launchers.LaunchContext(tmp_path, tmp_path, {}, tmp_path)
     launcher = NoLauncher(NoLauncher.Options(), context)
-    store = object()  # never touched while loops are only built
+    store = UnusedStore()  # never touched while loops are only built
     if kind == "queued":
-        return queued.QueuedCoordinator(queued.QueuedOptions(), store, launcher, float)  # type: ignore[arg-type]
+        return queued.QueuedCoordinator(queued.QueuedOptions(), store, launcher, float)
     return coordinators.ImmediateCoordinator(
-        coordinators.RunCoordinator.Options(),
-        store,  # type: ignore[arg-type]
-        launcher,
-        float,
+        coordinators.RunCoordinator.Options(), store, launcher, float
     )
 
 
@@ -56,7 +53,7 @@ def test_builtin_loops_follow_the_settings(
     services: list[str],
 ) -> None:
     settings = settings_mod.InstanceSettings.model_validate(values)
-    built = builtin.build(settings, coordinator(kind, tmp_path), ManualClock())
+    built = builtin.build(settings, UnusedStore(), coordinator(kind, tmp_path), ManualClock())
     assert [loop.name for loop in built.loops] == loops
     assert [service.name for service in built.services] == services
     assert (built.monitor_loop is not None) == ("monitor" in loops)
@@ -67,7 +64,9 @@ def test_the_monitor_loop_takes_its_interval_from_the_settings(tmp_path: pathlib
     settings = settings_mod.InstanceSettings.model_validate(
         {"run_monitoring": {"poll_interval": 0.5}, "run_retries": {"poll_interval": 3}}
     )
-    built = builtin.build(settings, coordinator("immediate", tmp_path), ManualClock())
+    built = builtin.build(
+        settings, UnusedStore(), coordinator("immediate", tmp_path), ManualClock()
+    )
     assert built.monitor_loop is not None
     assert built.retries_loop is not None
     assert (built.monitor_loop.interval, built.retries_loop.interval) == (0.5, 3)

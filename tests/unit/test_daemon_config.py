@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from tests.daemon import loops as test_loops
-from tests.daemon.fakes import ManualClock
+from tests.daemon.fakes import ManualClock, UnusedStore
 from vigil import errors
 from vigil.config import loader, settings
 from vigil.daemon import extension
@@ -73,7 +73,7 @@ def test_configured_loops_are_built_with_their_options_and_context() -> None:
             ),
         )
     )
-    context = extension.LoopContext(store=None, clock=ManualClock(), workspace=())  # type: ignore[arg-type]
+    context = extension.LoopContext(store=UnusedStore(), clock=ManualClock(), workspace=())
     ticker, flaky = extension.build_loops(extension.resolve_loops(daemon), context)
     assert isinstance(ticker, test_loops.Ticker)
     assert (ticker.name, ticker.interval, ticker.timeout) == ("ticker", 10.0, 60.0)
@@ -107,7 +107,7 @@ def test_two_loops_of_one_name_are_refused() -> None:
 
 def test_a_loop_whose_constructor_raises_is_a_plugin_error() -> None:
     resolved = extension.resolve_loops(plugin("tests.daemon.loops:Flaky", every=0))
-    context = extension.LoopContext(store=None, clock=ManualClock(), workspace=())  # type: ignore[arg-type]
+    context = extension.LoopContext(store=UnusedStore(), clock=ManualClock(), workspace=())
     with pytest.raises(
         errors.PluginError, match=r"daemon\.loops\.0: tests\.daemon\.loops:Flaky could"
     ):

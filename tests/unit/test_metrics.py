@@ -12,8 +12,7 @@ import prometheus_client
 import sqlalchemy as sa
 from prometheus_client import parser
 
-from vigil import errors, runs, storage
-from vigil.coordinators import queued
+from vigil import coordinators, errors, runs, storage
 from vigil.daemon import loop, metrics
 from vigil.daemon.loops import instigation, monitor, retries
 
@@ -210,7 +209,7 @@ async def test_refresh_from_a_real_sqlite_store(tmp_path: pathlib.Path) -> None:
 
 def test_the_queue_snapshot_is_exported_with_bounded_labels() -> None:
     exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
-    snapshot = queued.QueueStatistics(held={"global": 3, "tag": 1}, launches_in_flight=2)
+    snapshot = coordinators.base.QueueStatistics(held={"global": 3, "tag": 1}, launches_in_flight=2)
     exported.watch_queue(lambda: snapshot)
     exported.observe_queue_wait(0.3)
     text = exported.render().decode()

@@ -67,18 +67,21 @@ def run(log_format: logs.LogFormat) -> None:
         launcher = assembly.build_launcher(settings, launch_context)
         evaluators = _evaluators(settings, st.environ)
         try:
+            exported = extras.new_metrics(identity)
             coordinator = assembly.build_coordinator(
-                settings, store, launcher, clock.now, claimer=identity.daemon_id
+                settings, store, launcher, clock.now, identity.daemon_id, exported
             )
-            built = builtin.build(settings, coordinator, clock)
-            shared = instigation.Instigation(evaluators, store, coordinator, clock)
+            built = builtin.build(settings, store, coordinator, clock)
+            shared = instigation.Instigation(evaluators, store, coordinator, clock, exported)
             instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = [*built.loops, *instigators.loops, *extension.build_loops(resolved, context)]
             daemon = runtime.Daemon(
                 settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
             )
-            added = extras.build(settings, st.environ, daemon, store, coordinator, built, shared)
+            added = extras.build(
+                settings, st.environ, daemon, store, exported, coordinator, built, shared
+            )
             services = [*built.services, *instigators.services, *added.services]
             await daemon.run(dataclasses.replace(added, services=services), controls)
         finally:

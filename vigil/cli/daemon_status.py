@@ -41,7 +41,9 @@ def status(follow: bool, as_json: bool) -> None:
     common.run_async(main)
 
 
-async def _read_rows(store: store_mod.Store, interval: float) -> list[status_mod.StatusRow]:
+async def _read_rows(
+    store: store_mod.HeartbeatReader, interval: float
+) -> list[status_mod.StatusRow]:
     return status_mod.rows(await store.list_heartbeats(), time.time(), interval)
 
 
@@ -57,7 +59,10 @@ def _print_rows(found: Sequence[status_mod.StatusRow], as_json: bool, *, lines: 
 
 
 async def _follow(
-    store: store_mod.Store, interval: float, as_json: bool, found: Sequence[status_mod.StatusRow]
+    store: store_mod.HeartbeatReader,
+    interval: float,
+    as_json: bool,
+    found: Sequence[status_mod.StatusRow],
 ) -> None:
     """Print the rows that change, every FOLLOW_POLL seconds, until SIGINT or SIGTERM."""
     seen, _ = status_mod.changes({}, found)

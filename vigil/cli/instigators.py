@@ -29,7 +29,7 @@ K = ticks.InstigatorKind
 St = ticks.InstigatorStatus
 
 
-def _with_store(action: Callable[[store_mod.Store], Awaitable[R]]) -> R:
+def _with_store(action: Callable[[instigation.LoopStore], Awaitable[R]]) -> R:
     st = common.state()
 
     async def main() -> R:
@@ -72,7 +72,7 @@ class _Listed:
     detail: dict[str, Any]
 
 
-async def _states(store: store_mod.Store, kind: K) -> dict[str, ticks.InstigatorState]:
+async def _states(store: store_mod.InstigationStore, kind: K) -> dict[str, ticks.InstigatorState]:
     return {s.name: s for s in await store.list_instigators() if s.kind is kind}
 
 
@@ -99,7 +99,7 @@ def _print_listed(listed: Sequence[_Listed], columns: Sequence[str], as_json: bo
 def _set_status(kind: K, name: str, status: St, known: bool) -> None:
     instigator = ticks.instigator_id(kind, name)
 
-    async def action(store: store_mod.Store) -> None:
+    async def action(store: instigation.LoopStore) -> None:
         if not known and not await store.list_instigators([instigator]):
             raise errors.NotFound(f"no {kind.value} named '{name}'")
         await store.set_instigator_status(instigator, kind, status, time.time())
@@ -330,7 +330,7 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
         click.echo(f"new cursor (not stored): {answer['cursor']}")
 
 
-async def _test_request(store: store_mod.Store, s: Any, given: str | None) -> dict[str, Any]:
+async def _test_request(store: instigation.LoopStore, s: Any, given: str | None) -> dict[str, Any]:
     states = await store.list_instigators([s.instigator])
     stored = states[0].cursor if states else None
     current = given if given is not None else stored

@@ -1,6 +1,6 @@
 """Run coordinators: the interface and the built-in ones, by short name."""
 
-from vigil.coordinators.base import RunCoordinator
+from vigil.coordinators.base import CoordinatorStore, LaunchObserver, RunCoordinator, RunQueue
 from vigil.coordinators.immediate import ImmediateCoordinator
 from vigil.coordinators.queued import QueuedCoordinator
 
@@ -9,4 +9,12 @@ BUILTIN_COORDINATORS: dict[str, type[RunCoordinator]] = {
     "queued": QueuedCoordinator,
 }
 
-__all__ = ["BUILTIN_COORDINATORS", "ImmediateCoordinator", "QueuedCoordinator", "RunCoordinator"]
+__all__ = [
+    "BUILTIN_COORDINATORS",
+    "CoordinatorStore",
+    "ImmediateCoordinator",
+    "LaunchObserver",
+    "QueuedCoordinator",
+    "RunCoordinator",
+    "RunQueue",
+]

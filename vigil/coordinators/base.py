@@ -1,4 +1,12 @@
-"""The run coordinator interface: it decides when a submitted run is launched."""
+"""The run coordinator interface: it decides when a submitted run is launched.
+
+A coordinator sees the store through `CoordinatorStore`, the roles it plays: runs from
+submission to launch and cancel, the run queue, instance flags (the queue's pause). A
+coordinator that queues runs says so with `run_queue()`, the `RunQueue` the daemon's queue
+loop drives; the daemon builds that loop from the answer, never from the coordinator's
+class. `observer`, when given, is told of each launch made from the queue (the daemon's
+metrics).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,8 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import ClassVar, Protocol
 
 import pydantic
 
@@ -25,6 +33,45 @@ DUE_BATCH = 100  # due runs launched per call
 
 class NoOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class CoordinatorStore(store_mod.RunStore, store_mod.QueueStore, store_mod.FlagStore, Protocol):
+    """The store roles of a coordinator: runs, the run queue, instance flags."""
+
+
+class LaunchObserver(Protocol):
+    """Told of each launch (the daemon's metrics implement it)."""
+
+    def observe_launch(self, seconds: float) -> None: ...
+    def observe_queue_wait(self, seconds: float) -> None: ...
+    def launch_failed(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
+
+    held: Mapping[str, int]
+    launches_in_flight: int
+
+
+class RunQueue(Protocol):
+    """A coordinator's queue, as the daemon's queue loop drives it.
+
+    The loop calls `dequeue` (claim what the limits allow, launch it) on each queue notice
+    and every `poll_interval`, again while a call claims a full `launch_batch`; one call
+    should end within `launch_timeout` (the loop's own timeout is twice that). The metrics
+    read `statistics()`.
+    """
+
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def launch_timeout(self) -> float: ...
+    @property
+    def launch_batch(self) -> int: ...
+    async def dequeue(self) -> list[runs.Run]: ...
+    def statistics(self) -> QueueStatistics: ...
 
 
 def cli_claimer() -> str:
@@ -45,16 +92,23 @@ class RunCoordinator(abc.ABC):
     def __init__(
         self,
         options: pydantic.BaseModel,
-        store: store_mod.Store,
+        store: CoordinatorStore,
         launcher: launchers.RunLauncher,
         clock: Clock,
         claimer: str | None = None,
+        observer: LaunchObserver | None = None,
     ) -> None:
         self.options = options
         self.store = store
         self.launcher = launcher
         self.clock = clock
         self.claimer = claimer or cli_claimer()
+        self.observer = observer
+
+    def run_queue(self) -> RunQueue | None:
+        """The queue the daemon's queue loop drives; None (the default): runs are launched
+        when submitted or due, and the daemon runs no queue loop."""
+        return None
 
     @abc.abstractmethod
     async def submit(self, run: runs.Run) -> runs.Run:

@@ -18,7 +18,6 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import anyio
 import pydantic
@@ -52,22 +51,6 @@ class QueuedOptions(pydantic.BaseModel):
         )
 
 
-class LaunchObserver(Protocol):
-    """Told of each launch (the daemon's metrics implement it)."""
-
-    def observe_launch(self, seconds: float) -> None: ...
-    def observe_queue_wait(self, seconds: float) -> None: ...
-    def launch_failed(self) -> None: ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueueStatistics:
-    """A cheap snapshot: runs held back at the last claim, by kind of reason; launches now."""
-
-    held: Mapping[str, int]
-    launches_in_flight: int
-
-
 def reason_kind(reason: str) -> str:
     """A bounded label for a waiting reason: global, tag, paused or batch."""
     if reason == admission.QUEUE_PAUSED:
@@ -91,24 +74,39 @@ class QueuedCoordinator(base.RunCoordinator):
     def __init__(
         self,
         options: pydantic.BaseModel,
-        store: store_mod.Store,
+        store: base.CoordinatorStore,
         launcher: launchers.RunLauncher,
         clock: base.Clock,
         claimer: str | None = None,
+        observer: base.LaunchObserver | None = None,
     ) -> None:
-        super().__init__(options, store, launcher, clock, claimer)
-        self.observer: LaunchObserver | None = None
+        super().__init__(options, store, launcher, clock, claimer, observer)
         self._held: Mapping[str, int] = {}
         self._launching = 0
         self._launches = LaunchRecorder(store, self.opts.launch_retries, clock)
 
-    def statistics(self) -> QueueStatistics:
-        return QueueStatistics(held=self._held, launches_in_flight=self._launching)
+    def statistics(self) -> base.QueueStatistics:
+        return base.QueueStatistics(held=self._held, launches_in_flight=self._launching)
+
+    def run_queue(self) -> base.RunQueue:
+        return self
 
     @property
     def opts(self) -> QueuedOptions:
         assert isinstance(self.options, QueuedOptions)
         return self.options
+
+    @property
+    def poll_interval(self) -> float:
+        return self.opts.poll_interval
+
+    @property
+    def launch_timeout(self) -> float:
+        return self.opts.launch_timeout
+
+    @property
+    def launch_batch(self) -> int:
+        return self.opts.max_inflight_launches
 
     async def submit(self, run: runs.Run) -> runs.Run:
         queued = dataclasses.replace(run, status=S.QUEUED)
@@ -262,10 +260,10 @@ class LaunchRecorder:
     repeated for it (the worker is already running). If the store stays unavailable the
     facts are dropped with an error logged: the worker records its own host and pid when
     it starts. A launch whose token was replaced meanwhile is not written (see
-    `Store.record_launches`).
+    `RunStore.record_launches`).
     """
 
-    def __init__(self, store: store_mod.Store, retries: int, clock: base.Clock) -> None:
+    def __init__(self, store: store_mod.RunStore, retries: int, clock: base.Clock) -> None:
         self._store = store
         self._retries = retries
         self._clock = clock

@@ -1,7 +1,7 @@
 """The daemon's built-in loops, chosen from the instance settings.
 
-- `queue`, when the configured coordinator queues runs (with the service relaying the
-  store's notices to it);
+- `queue`, when the configured coordinator has a run queue (`run_queue()`), with the
+  service relaying the store's notices to it;
 - `retries` (`run_retries.enabled`, on by default);
 - `monitor` (`run_monitoring.enabled`, on by default), which also launches again the
   claims whose claimer died before launching them (`orphans`);
@@ -15,15 +15,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Protocol
 
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
-from vigil.coordinators import queued
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, orphans, service
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
 from vigil.launchers import base as launchers
+from vigil.storage import store as store_mod
+
+
+class BuiltinStore(
+    monitor.MonitorStore,
+    retries.RetriesStore,
+    store_mod.QueueStore,
+    store_mod.HeartbeatReader,
+    Protocol,
+):
+    """What the run loops use between them; each is handed only its own part."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,23 +43,26 @@ class Builtins:
     services: tuple[service.Service, ...] = ()
     monitor_loop: monitor.MonitorLoop | None = None
     retries_loop: retries.RetriesLoop | None = None
+    queue_loop: queue.QueueLoop | None = None
 
 
 def build(
     settings: settings_mod.InstanceSettings,
+    store: BuiltinStore,
     coordinator: coordinators.RunCoordinator,
     clock: clock_mod.Clock,
 ) -> Builtins:
     built = Builtins()
-    if isinstance(coordinator, queued.QueuedCoordinator):
-        built = _with_queue(built, coordinator)
+    run_queue = coordinator.run_queue()
+    if run_queue is not None:
+        built = _with_queue(built, run_queue, store)
     if settings.run_retries.enabled:
-        retries_loop = retries.RetriesLoop(coordinator, clock, settings.run_retries)
+        retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries)
         built = dataclasses.replace(
             built, loops=(*built.loops, retries_loop), retries_loop=retries_loop
         )
     if settings.run_monitoring.enabled:
-        store, launcher = coordinator.store, coordinator.launcher
+        launcher = coordinator.launcher
         relauncher = orphans.OrphanedClaims(coordinator, store, settings.daemon.heartbeat_interval)
         monitor_loop = monitor.MonitorLoop(
             store, launcher, clock, settings.run_monitoring, coordinator.claimer, relauncher
@@ -59,12 +73,17 @@ def build(
     return _with_exit_relay(built, coordinator.launcher)
 
 
-def _with_queue(built: Builtins, coordinator: queued.QueuedCoordinator) -> Builtins:
-    queue_loop = queue.QueueLoop(coordinator)
-    relay = functools.partial(queue.relay_notices, coordinator.store, queue_loop.wake)
+def _with_queue(
+    built: Builtins, run_queue: coordinators.RunQueue, store: store_mod.QueueStore
+) -> Builtins:
+    queue_loop = queue.QueueLoop(run_queue)
+    relay = functools.partial(queue.relay_notices, store, queue_loop.wake)
     notices = service.Service("queue-notices", relay, ready_on_start=True)
     return dataclasses.replace(
-        built, loops=(*built.loops, queue_loop), services=(*built.services, notices)
+        built,
+        loops=(*built.loops, queue_loop),
+        services=(*built.services, notices),
+        queue_loop=queue_loop,
     )
 
 
@@ -73,8 +92,7 @@ def _with_exit_relay(built: Builtins, launcher: launchers.RunLauncher) -> Builti
     monitor (first), the retries loop and the queue loop (a slot is free; on SQLite no
     notice tells the daemon of a run its worker ended) look now rather than at their poll.
     """
-    listeners: list[loop.Loop | None] = [built.retries_loop]
-    listeners += [each for each in built.loops if isinstance(each, queue.QueueLoop)]
+    listeners: list[loop.Loop | None] = [built.retries_loop, built.queue_loop]
     wakes = [each.wake for each in listeners if each is not None]
     monitor_wake = None if built.monitor_loop is None else built.monitor_loop.wake
     if monitor_wake is None and not wakes:

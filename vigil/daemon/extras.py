@@ -5,10 +5,12 @@
 - a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
-- the metrics hooks for loop iterations and refused heartbeat writes, and, with the queued
-  coordinator, for launches, queue waits, runs held back and launches in flight; with the
-  scheduler and sensor loops, for tick delays, evaluations, ticks, timeouts, instigators;
-  the run monitor's and the retries loop's snapshots when those loops run.
+- the metrics hooks for loop iterations and refused heartbeat writes, and, with a
+  coordinator that has a run queue, for runs held back and launches in flight; with the
+  scheduler and sensor loops, for ticks, timeouts, instigators; the run monitor's and the
+  retries loop's snapshots when those loops run. The metrics themselves are built first
+  (`new_metrics`): the coordinator (launches, queue waits) and the scheduler and sensor
+  loops (tick delays, evaluations) take them as their observer when they are built.
 """
 
 from __future__ import annotations
@@ -17,30 +19,42 @@ import functools
 import importlib.metadata
 import os
 from collections.abc import Mapping
+from typing import Protocol
 
 from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
-from vigil.coordinators import queued
-from vigil.daemon import builtin, health, http, metrics, runtime, service, systemd
+from vigil.daemon import builtin, health, heartbeat, http, metrics, runtime, service, systemd
 from vigil.daemon.loops import instigation
 from vigil.storage import store as store_mod
 
 RUN_COUNT_INTERVAL = 15.0
 
 
+class ExtrasStore(store_mod.StoreLifecycle, metrics.RunCounter, Protocol):
+    """What the extras read: the schema check (`/readyz`) and the run counts (`/metrics`)."""
+
+
+def new_metrics(identity: heartbeat.DaemonIdentity) -> metrics.Metrics:
+    """The daemon's metrics, built before the coordinator and the instigation loops, which
+    take them as their observer; `build` hooks them to the snapshots once all exist."""
+    return metrics.Metrics(version=_version(), started_at=identity.started_at)
+
+
 def _watch(
     exported: metrics.Metrics,
+    daemon: runtime.Daemon,
     coordinator: coordinators.RunCoordinator,
     built: builtin.Builtins | None,
     shared: instigation.Instigation | None,
 ) -> None:
-    """Hook the metrics to the coordinator's and the built-in loops' snapshots."""
-    if isinstance(coordinator, queued.QueuedCoordinator):
-        coordinator.observer = exported
-        exported.watch_queue(coordinator.statistics)
+    """Hook the metrics to the supervisor's, the coordinator's and the built-in loops'
+    snapshots."""
+    exported.watch_loops(daemon.supervisor.statistics)
+    run_queue = coordinator.run_queue()
+    if run_queue is not None:
+        exported.watch_queue(run_queue.statistics)
     if shared is not None:
-        shared.observer = exported
         exported.watch_instigation(shared.statistics)
     if built is not None and built.monitor_loop is not None:
         exported.watch_monitor(built.monitor_loop.statistics)
@@ -52,16 +66,14 @@ def build(
     settings: settings_mod.InstanceSettings,
     environ: Mapping[str, str],
     daemon: runtime.Daemon,
-    store: store_mod.Store,
+    store: ExtrasStore,
+    exported: metrics.Metrics,
     coordinator: coordinators.RunCoordinator,
     built: builtin.Builtins | None = None,
     shared: instigation.Instigation | None = None,
 ) -> runtime.Extras:
     supervisor = daemon.supervisor
-    exported = metrics.Metrics(
-        version=_version(), started_at=daemon.identity.started_at, loops=supervisor.statistics
-    )
-    _watch(exported, coordinator, built, shared)
+    _watch(exported, daemon, coordinator, built, shared)
 
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]

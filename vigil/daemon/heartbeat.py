@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -53,10 +53,6 @@ class DaemonIdentity:
 
 def new_identity(now: float) -> DaemonIdentity:
     return DaemonIdentity(uuid.uuid4().hex, socket.gethostname(), os.getpid(), now)
-
-
-class HeartbeatStore(Protocol):
-    async def write_heartbeat(self, heartbeat: store_mod.Heartbeat) -> None: ...
 
 
 # the info codec ----------------------------------------------------------------------
@@ -146,7 +142,7 @@ class HeartbeatWriter:
 
     def __init__(
         self,
-        store: HeartbeatStore,
+        store: store_mod.HeartbeatStore,
         identity: DaemonIdentity,
         name: str,
         read: InfoSource,

@@ -80,17 +80,22 @@ class Metrics:
 
     `version` is vigil's version, `started_at` the daemon's start (Unix seconds) and
     `loops` returns the supervisor's current loop snapshots; it is called on every scrape.
+    The metrics are built before the loops (the coordinator and the instigation loops take
+    them as their observer), so `loops` may instead be given later with `watch_loops`.
     """
 
     content_type = CONTENT_TYPE
 
-    def __init__(self, *, version: str, started_at: float, loops: LoopStatisticsSource) -> None:
+    def __init__(
+        self, *, version: str, started_at: float, loops: LoopStatisticsSource = tuple
+    ) -> None:
         # `_created` series mean nothing in the text format; only this module has them.
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = prometheus_client.CollectorRegistry()
         self._runs = _RunCountCollector()
         self.registry.register(self._runs)
-        self.registry.register(_LoopCollector(loops))
+        self._loops = _LoopCollector(loops)
+        self.registry.register(self._loops)
         self._build_info(version, started_at)
         self._launched = self._counter("vigil_runs_launched", "Runs given a worker.")
         self._launch_failures = self._counter(
@@ -154,6 +159,10 @@ class Metrics:
     def observe_queue_wait(self, seconds: float) -> None:
         """A queued run was launched `seconds` after it was submitted."""
         self._queue_wait.observe(seconds)
+
+    def watch_loops(self, source: LoopStatisticsSource) -> None:
+        """Export the supervisor's loop snapshots (replacing the `loops` given at first)."""
+        self._loops.source = source
 
     def watch_queue(self, source: Callable[[], QueueSnapshot]) -> None:
         """Export the queue's snapshot (runs held back by reason, launches in flight)."""
@@ -248,10 +257,10 @@ class _LoopCollector:
     """
 
     def __init__(self, source: LoopStatisticsSource) -> None:
-        self._source = source
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = self._source()
+        snapshots = self.source()
         yield from _loop_counters(snapshots)
         yield from _loop_gauges(snapshots)
         yield _loop_states(snapshots)

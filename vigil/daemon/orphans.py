@@ -20,6 +20,7 @@ from typing import Protocol
 from vigil import runs
 from vigil.coordinators import base as coordinators
 from vigil.daemon import health, presence
+from vigil.storage import store as store_mod
 
 
 class Relauncher(Protocol):
@@ -32,7 +33,7 @@ class OrphanedClaims:
     def __init__(
         self,
         coordinator: coordinators.RunCoordinator,
-        heartbeats: presence.HeartbeatReader,
+        heartbeats: store_mod.HeartbeatReader,
         heartbeat_interval: float,
     ) -> None:
         self._coordinator = coordinator

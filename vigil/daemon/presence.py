@@ -13,16 +13,11 @@ of the plan: exactly-once work through the database does not depend on it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from vigil import errors
 from vigil.daemon import health
 from vigil.daemon import heartbeat as heartbeat_mod
 from vigil.storage import store as store_mod
-
-
-class HeartbeatReader(Protocol):
-    async def list_heartbeats(self) -> list[store_mod.Heartbeat]: ...
 
 
 def live_daemons(
@@ -41,7 +36,7 @@ def live_daemons(
 
 
 async def ensure_alone(
-    store: HeartbeatReader,
+    store: store_mod.HeartbeatReader,
     me: heartbeat_mod.DaemonIdentity,
     now: float,
     heartbeat_interval: float,

@@ -20,7 +20,6 @@ import functools
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -33,14 +32,9 @@ from vigil.daemon import loop as loop_mod
 from vigil.daemon import runner as runner_mod
 from vigil.daemon import service as service_mod
 from vigil.daemon import supervisor as supervisor_mod
+from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
-
-
-class DaemonStore(heartbeat.HeartbeatStore, presence.HeartbeatReader, Protocol):
-    """The store verbs the daemon itself uses (its loops get theirs from their context)."""
-
-    async def prune_heartbeats(self, before: float) -> int: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +63,7 @@ class Daemon:
     def __init__(
         self,
         settings: settings_mod.DaemonSettings,
-        store: DaemonStore,
+        store: store_mod.HeartbeatStore,  # its loops get their own roles
         loops: Sequence[loop_mod.Loop],
         *,
         identity: heartbeat.DaemonIdentity,

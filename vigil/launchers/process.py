@@ -2,12 +2,15 @@
 
 No shell is involved; the worker is a new session leader so the CLI or daemon that
 launched it may exit; its pid and process start time are recorded, so a reused pid is
-never taken for the worker.
+never taken for the worker. Those facts are the run's `launcher_info`, a JSON mapping in
+the store (other launchers record their own); `ProcessInfo` is this launcher's typed view of
+it, the one codec both for writing it and reading it back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import signal
@@ -78,13 +81,7 @@ class SubprocessLauncher(base.RunLauncher):
                 pid = self._popen(args, log_path)
         except OSError as exc:
             raise errors.LaunchError(f"cannot start a worker for run {run.run_id}: {exc}") from exc
-        return {
-            "launcher": "subprocess",
-            "host": socket.gethostname(),
-            "pid": pid,
-            "process_start_time": _start_time(pid),
-            "log": str(log_path),
-        }
+        return ProcessInfo(socket.gethostname(), pid, _start_time(pid), str(log_path)).to_info()
 
     def _fork_from_template(self, args: list[str], log_path: pathlib.Path) -> int:
         return self._template.spawn(
@@ -153,10 +150,10 @@ class SubprocessLauncher(base.RunLauncher):
         await self._exits.close()
 
     async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
-        info = run.launcher_info
-        if info.get("host") not in (None, socket.gethostname()):
-            return base.HealthCheck(base.WorkerHealth.UNKNOWN, f"worker is on {info.get('host')}")
-        if "pid" not in info:
+        info = ProcessInfo.from_info(run.launcher_info)
+        if info.host not in (None, socket.gethostname()):
+            return base.HealthCheck(base.WorkerHealth.UNKNOWN, f"worker is on {info.host}")
+        if info.pid is None:
             return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no worker pid recorded yet")
         self._reap()
         try:
@@ -164,10 +161,10 @@ class SubprocessLauncher(base.RunLauncher):
         except psutil.AccessDenied:
             return base.HealthCheck(base.WorkerHealth.UNKNOWN, "no permission to inspect worker")
         if proc is None:
-            pid, started = int(info["pid"]), info.get("process_start_time")
-            since = float(started) - START_TIME_TOLERANCE if started is not None else None
-            code = await self._exit_code(pid, since)
-            return base.HealthCheck(base.WorkerHealth.DEAD, exits.describe(pid, code))
+            started = info.process_start_time
+            since = started - START_TIME_TOLERANCE if started is not None else None
+            code = await self._exit_code(info.pid, since)
+            return base.HealthCheck(base.WorkerHealth.DEAD, exits.describe(info.pid, code))
         return base.HealthCheck(base.WorkerHealth.RUNNING, f"pid {proc.pid}")
 
     async def _exit_code(self, pid: int, since: float | None) -> int | None:
@@ -194,15 +191,13 @@ class SubprocessLauncher(base.RunLauncher):
 
     def _worker_process(self, run: runs.Run) -> psutil.Process | None:
         """The live worker process, checked by pid and start time; None if gone."""
-        pid, started = run.launcher_info.get("pid"), run.launcher_info.get("process_start_time")
-        if pid is None:
+        info = ProcessInfo.from_info(run.launcher_info)
+        if info.pid is None:
             return None
+        started = info.process_start_time
         try:
-            proc = psutil.Process(int(pid))
-            if (
-                started is not None
-                and abs(proc.create_time() - float(started)) > START_TIME_TOLERANCE
-            ):
+            proc = psutil.Process(info.pid)
+            if started is not None and abs(proc.create_time() - started) > START_TIME_TOLERANCE:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -215,6 +210,36 @@ class SubprocessLauncher(base.RunLauncher):
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A worker process as this launcher records it in `launcher_info`."""
+
+    host: str | None
+    pid: int | None
+    process_start_time: float | None = None
+    log: str | None = None
+
+    def to_info(self) -> dict[str, Any]:
+        return {
+            "launcher": "subprocess",
+            "host": self.host,
+            "pid": self.pid,
+            "process_start_time": self.process_start_time,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> ProcessInfo:
+        """Read back a launcher_info (missing keys: None; a launch not recorded has none)."""
+        pid, started, log = info.get("pid"), info.get("process_start_time"), info.get("log")
+        return cls(
+            host=info.get("host"),
+            pid=None if pid is None else int(pid),
+            process_start_time=None if started is None else float(started),
+            log=None if log is None else str(log),
+        )
 
 
 def _start_time(pid: int) -> float | None:

@@ -1,8 +1,28 @@
-"""The instance store, in domain verbs.
+"""The instance store, in domain verbs, as protocols sized to their callers.
 
 Everything the rest of vigil knows about the database is this interface. Rows come back as
 frozen records (`runs.Run`, `events.Event`, `Heartbeat`); each method owns its transaction;
 driver errors are translated to `errors.StoreError` subclasses before they leave it.
+
+The verbs are grouped by role, each a `typing.Protocol`, so a part of vigil asks for the
+roles it plays and no more, and a test's fake implements a handful of methods:
+
+    RunReader          runs read back (get, list, by key, by instigator, counts)
+    RunStore           RunReader + adding runs and moving them through their states
+    QueueStore         the run queue: claims under the admission lock, its notices
+    EventWriter        appending to the event log (a worker's sink)
+    EventReader        reading the event log (a run's events, a cursor over all runs)
+    EventStore         EventWriter + EventReader
+    LineageReader      a run and its events (the worker's planning)
+    FlagStore          instance-wide flags (the queue's pause, the retries cursor)
+    InstigationStore   schedules' and sensors' state and their ticks
+    HeartbeatReader    the daemons' heartbeats, read (status, one daemon per store)
+    HeartbeatStore     HeartbeatReader + writing and pruning them (the daemon)
+    StoreLifecycle     the schema check and closing
+    Store              all of them: what `SqlStore` implements and `open_store` returns
+
+A part that needs several roles names their union next to it (e.g.
+`coordinators.base.CoordinatorStore`, `worker.patience.WorkerStore`).
 
 The run queue: a submission (`add_run` of a QUEUED run, or a transition to QUEUED) and a
 run's end (a transition to SUCCESS, FAILURE or CANCELED, which is how a run leaves the
@@ -68,28 +88,8 @@ class RunFilter:
     root_run_id: str | None = None  # the runs of one lineage (a root and its re-executions)
 
 
-class EventWriter(Protocol):
-    """The event log's append verb (a worker's sink)."""
-
-    async def append_events(self, batch: Sequence[events.NewEvent]) -> None: ...
-
-
-class LineageReader(Protocol):
-    """What reading a run's lineage needs (the worker's planning)."""
-
-    async def get_run(self, run_id: str) -> runs.Run: ...
-
-    async def get_events(
-        self,
-        run_id: str,
-        after_id: int = 0,
-        limit: int | None = None,
-        event_types: Collection[events.EventType] = (),
-    ) -> list[events.Event]: ...
-
-
 class Wakeups(abc.ABC):
-    """A subscription to queue notices, for one waiting task; see `Store.queue_wakeups`."""
+    """A subscription to queue notices, for one waiting task; see `QueueStore.queue_wakeups`."""
 
     @abc.abstractmethod
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the timeout is an answer
@@ -100,10 +100,44 @@ class Wakeups(abc.ABC):
         """
 
 
-class Store(abc.ABC):
-    """The instance store. Open with `storage.open_store(...)`; close with `close()`."""
+class RunReader(Protocol):
+    """Runs read back: what a CLI, an instigator or the retries loop looks up."""
 
-    # runs ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> runs.Run:
+        """The run with this id; raises UnknownRun."""
+
+    @abc.abstractmethod
+    async def list_runs(self, run_filter: RunFilter = RunFilter()) -> list[runs.Run]:
+        """Runs matching the filter, newest first."""
+
+    @abc.abstractmethod
+    async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
+        """How many runs are in each status (statuses with no run are omitted)."""
+
+    @abc.abstractmethod
+    async def get_run_by_key(self, instigator: str, run_key: str) -> runs.Run | None:
+        """The run this instigator submitted with this run key, if any."""
+
+    @abc.abstractmethod
+    async def instigator_runs(
+        self,
+        instigator: str,
+        statuses: Collection[runs.RunStatus] = (),
+        limit: int | None = None,
+    ) -> list[runs.Run]:
+        """The runs an instigator submitted (in these statuses, if given), newest first."""
+
+    @abc.abstractmethod
+    async def waiting_runs(self, instigator: str, now: float) -> tuple[int, float | None]:
+        """How many runs of this instigator wait for a due time after `now` (NOT_STARTED or
+        QUEUED with `not_before` > now), and the first of those due times."""
+
+
+class RunStore(RunReader, Protocol):
+    """Runs: adding them and moving them through their states, with the queries of
+    the launch path (runs due, claims nobody will launch)."""
+
     @abc.abstractmethod
     async def add_run(self, run: runs.Run, event: events.NewEvent | None = None) -> runs.Run:
         """Insert a new run with its tags (and optionally its first event), atomically; the
@@ -125,14 +159,6 @@ class Store(abc.ABC):
         run id or run key that exists raises DuplicateRun or DuplicateRunKey and inserts
         none of them.
         """
-
-    @abc.abstractmethod
-    async def get_run(self, run_id: str) -> runs.Run:
-        """The run with this id; raises UnknownRun."""
-
-    @abc.abstractmethod
-    async def list_runs(self, run_filter: RunFilter = RunFilter()) -> list[runs.Run]:
-        """Runs matching the filter, newest first."""
 
     @abc.abstractmethod
     async def transition_run(
@@ -262,23 +288,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def count_runs_by_status(self) -> dict[runs.RunStatus, int]:
-        """How many runs are in each status (statuses with no run are omitted)."""
+    async def due_runs(self, instigator: str, now: float, limit: int) -> list[runs.Run]:
+        """NOT_STARTED runs of this instigator that are due at `now` (no `not_before`, or
+        past it), first in first out: inserted ahead of their launch, never launched yet."""
 
-    @abc.abstractmethod
-    async def get_run_by_key(self, instigator: str, run_key: str) -> runs.Run | None:
-        """The run this instigator submitted with this run key, if any."""
 
-    @abc.abstractmethod
-    async def instigator_runs(
-        self,
-        instigator: str,
-        statuses: Collection[runs.RunStatus] = (),
-        limit: int | None = None,
-    ) -> list[runs.Run]:
-        """The runs an instigator submitted (in these statuses, if given), newest first."""
+class QueueStore(Protocol):
+    """The run queue: claims under the admission lock, what is queued and in flight,
+    and the queue notices (see the module docstring)."""
 
-    # the run queue ----------------------------------------------------------------------
     @abc.abstractmethod
     async def claim_queued_runs(self, admit: Admit, now: float, claimer: str) -> list[runs.Run]:
         """Claim the queued runs `admit` chooses: QUEUED -> STARTING, exactly once.
@@ -293,16 +311,6 @@ class Store(abc.ABC):
         {"claimer": claimer}): the record of the launch attempt. Returns the claimed runs
         as stored, in the order `admit` gave; ids that are not QUEUED are skipped.
         """
-
-    @abc.abstractmethod
-    async def waiting_runs(self, instigator: str, now: float) -> tuple[int, float | None]:
-        """How many runs of this instigator wait for a due time after `now` (NOT_STARTED or
-        QUEUED with `not_before` > now), and the first of those due times."""
-
-    @abc.abstractmethod
-    async def due_runs(self, instigator: str, now: float, limit: int) -> list[runs.Run]:
-        """NOT_STARTED runs of this instigator that are due at `now` (no `not_before`, or
-        past it), first in first out: inserted ahead of their launch, never launched yet."""
 
     @abc.abstractmethod
     async def queued_runs(self) -> list[runs.Run]:
@@ -325,7 +333,63 @@ class Store(abc.ABC):
         processes are found by polling only.
         """
 
-    # instance flags -------------------------------------------------------------------
+
+class EventWriter(Protocol):
+    """The event log's append verb (a worker's sink)."""
+
+    @abc.abstractmethod
+    async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
+        """Append a batch of events in one transaction; ids grow in batch order."""
+
+
+class EventReader(Protocol):
+    """The event log, read: one run's events, or a cursor over every run's."""
+
+    @abc.abstractmethod
+    async def get_events(
+        self,
+        run_id: str,
+        after_id: int = 0,
+        limit: int | None = None,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]:
+        """A run's events with id greater than `after_id`, in id order."""
+
+    @abc.abstractmethod
+    async def events_after(
+        self,
+        after_id: int,
+        limit: int,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]:
+        """Events of every run with id greater than `after_id`, in id order (a cursor)."""
+
+    @abc.abstractmethod
+    async def last_event_id(self) -> int:
+        """The id of the newest event, 0 when the log is empty (a cursor's starting point)."""
+
+
+class EventStore(EventWriter, EventReader, Protocol):
+    """The event log: append and read."""
+
+
+class LineageReader(Protocol):
+    """What reading a run's lineage needs (the worker's planning)."""
+
+    async def get_run(self, run_id: str) -> runs.Run: ...
+
+    async def get_events(
+        self,
+        run_id: str,
+        after_id: int = 0,
+        limit: int | None = None,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]: ...
+
+
+class FlagStore(Protocol):
+    """Instance-wide flags: small JSON values any process may read and set."""
+
     @abc.abstractmethod
     async def set_flag(self, name: str, value: Any, now: float, wake_queue: bool = False) -> None:
         """Insert or replace an instance-wide flag (a JSON value, e.g. "queue.paused").
@@ -337,7 +401,10 @@ class Store(abc.ABC):
     async def get_flag(self, name: str) -> Any | None:
         """The flag's value, or None when it was never set."""
 
-    # instigators and ticks --------------------------------------------------------------
+
+class InstigationStore(Protocol):
+    """Schedules' and sensors' stored state (status, cursor) and their ticks."""
+
     @abc.abstractmethod
     async def list_instigators(
         self, names: Collection[str] | None = None
@@ -406,42 +473,21 @@ class Store(abc.ABC):
     async def purge_ticks(self, before: float, statuses: Collection[ticks.TickStatus]) -> int:
         """Delete ticks in these statuses scheduled before `before` (never STARTED ones)."""
 
-    # events -------------------------------------------------------------------------
-    @abc.abstractmethod
-    async def last_event_id(self) -> int:
-        """The id of the newest event, 0 when the log is empty (a cursor's starting point)."""
 
-    @abc.abstractmethod
-    async def append_events(self, batch: Sequence[events.NewEvent]) -> None:
-        """Append a batch of events in one transaction; ids grow in batch order."""
-
-    @abc.abstractmethod
-    async def get_events(
-        self,
-        run_id: str,
-        after_id: int = 0,
-        limit: int | None = None,
-        event_types: Collection[events.EventType] = (),
-    ) -> list[events.Event]:
-        """A run's events with id greater than `after_id`, in id order."""
-
-    @abc.abstractmethod
-    async def events_after(
-        self,
-        after_id: int,
-        limit: int,
-        event_types: Collection[events.EventType] = (),
-    ) -> list[events.Event]:
-        """Events of every run with id greater than `after_id`, in id order (a cursor)."""
-
-    # daemon -------------------------------------------------------------------------
-    @abc.abstractmethod
-    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
-        """Insert or replace the heartbeat of (daemon_id, loop)."""
+class HeartbeatReader(Protocol):
+    """The daemons' heartbeats, read (`vigil daemon status`, one daemon per store)."""
 
     @abc.abstractmethod
     async def list_heartbeats(self) -> list[Heartbeat]:
         """Every loop's latest heartbeat."""
+
+
+class HeartbeatStore(HeartbeatReader, Protocol):
+    """The daemon's own heartbeat verbs: write one loop's, read all, prune old ones."""
+
+    @abc.abstractmethod
+    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Insert or replace the heartbeat of (daemon_id, loop)."""
 
     @abc.abstractmethod
     async def prune_heartbeats(self, before: float) -> int:
@@ -451,7 +497,10 @@ class Store(abc.ABC):
         daemon's rows would pile up forever.
         """
 
-    # lifecycle ----------------------------------------------------------------------
+
+class StoreLifecycle(Protocol):
+    """Whether the store is usable, and releasing it."""
+
     @abc.abstractmethod
     async def schema_is_current(self) -> bool:
         """Whether the database is reachable (else StoreUnavailable) and at this vigil's schema."""
@@ -459,3 +508,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release every connection."""
+
+
+class Store(
+    RunStore,
+    QueueStore,
+    EventStore,
+    FlagStore,
+    InstigationStore,
+    HeartbeatStore,
+    StoreLifecycle,
+    Protocol,
+):
+    """The instance store: every role. Open with `storage.open_store(...)`; close with
+    `close()`. Ask for a narrower role where one does."""

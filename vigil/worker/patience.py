@@ -31,8 +31,9 @@ _NO_UPDATE = store_mod.RunUpdate()
 DEFAULT_OUTAGE_TIMEOUT = 600.0
 
 
-class WorkerStore(Protocol):
-    """The store verbs a run worker uses."""
+class WorkerStore(store_mod.LineageReader, store_mod.EventWriter, Protocol):
+    """The store verbs a run worker uses: its run's start and end, its events, and its
+    lineage (read when planning)."""
 
     async def start_run(
         self,
@@ -53,18 +54,6 @@ class WorkerStore(Protocol):
         pending: Sequence[events.NewEvent] = (),
         token: str | None = None,
     ) -> bool: ...
-
-    async def append_events(self, batch: Sequence[events.NewEvent]) -> None: ...
-
-    async def get_run(self, run_id: str) -> runs.Run: ...
-
-    async def get_events(
-        self,
-        run_id: str,
-        after_id: int = 0,
-        limit: int | None = None,
-        event_types: Collection[events.EventType] = (),
-    ) -> list[events.Event]: ...
 
 
 class PatientStore:

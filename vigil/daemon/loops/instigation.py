@@ -39,6 +39,12 @@ KeyOf = Callable[[int, Mapping[str, Any]], str]
 Submission = tuple[ticks.Tick, str, Sequence[Mapping[str, Any]], KeyOf]
 
 
+class LoopStore(store_mod.InstigationStore, store_mod.RunReader, store_mod.EventReader, Protocol):
+    """What the scheduler and sensor loops read and write themselves (they submit runs
+    through the coordinator): instigators and ticks, the runs they made, the event log
+    (run status sensors follow it)."""
+
+
 class TickObserver(Protocol):
     """Told of each evaluation as it happens (the daemon's metrics implement it)."""
 
@@ -123,19 +129,21 @@ class InstigationStatistics:
 
 
 class Instigation:
-    """The evaluation pool, store and coordinator, as the two loops use them."""
+    """The evaluation pool, store and coordinator, as the two loops use them; `observer`,
+    when given, is told of each evaluation (the daemon's metrics)."""
 
     def __init__(
         self,
         pool: pool_mod.EvaluatorPool,
-        store: store_mod.Store,
+        store: LoopStore,
         coordinator: coordinators.RunCoordinator,
         clock: clock_mod.Clock,
+        observer: TickObserver | None = None,
     ) -> None:
         self.pool = pool
         self.store = store
         self.clock = clock
-        self.observer: TickObserver | None = None
+        self.observer = observer
         self._coordinator = coordinator
         self._ticks: collections.Counter[tuple[str, str]] = collections.Counter()
         self._timeouts: collections.Counter[str] = collections.Counter()

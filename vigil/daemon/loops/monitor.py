@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -39,6 +40,11 @@ MIN_TIMEOUT = 60.0
 EXIT_PASS_SPACING = 0.1  # seconds between two monitor passes set off by worker exits
 
 
+class MonitorStore(store_mod.RunStore, store_mod.EventWriter, Protocol):
+    """The in-flight runs and their state verbs (end, resume, record the launch), and the
+    event log for the monitor's notes."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MonitorStatistics:
     """Runs the monitor ended, by reason; workers it resumed; workers of unknown health now;
@@ -55,7 +61,7 @@ class MonitorLoop(loop.Loop):
 
     def __init__(
         self,
-        store: store_mod.Store,
+        store: MonitorStore,
         launcher: launchers.RunLauncher,
         clock: clock_mod.Clock,
         settings: settings_mod.RunMonitoringSettings,

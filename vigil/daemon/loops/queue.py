@@ -8,7 +8,7 @@ smaller than a full launch batch.
 
 from __future__ import annotations
 
-from vigil.coordinators import queued
+from vigil.coordinators import base as coordinators
 from vigil.daemon import loop
 from vigil.storage import store as store_mod
 
@@ -18,19 +18,19 @@ LISTEN_TIMEOUT = 60.0
 class QueueLoop(loop.Loop):
     name = "queue"
 
-    def __init__(self, coordinator: queued.QueuedCoordinator) -> None:
+    def __init__(self, queue: coordinators.RunQueue) -> None:
         super().__init__()
-        self._coordinator = coordinator
-        self.interval = coordinator.opts.poll_interval
-        self.timeout = coordinator.opts.launch_timeout * 2
+        self._queue = queue
+        self.interval = queue.poll_interval
+        self.timeout = queue.launch_timeout * 2
 
     async def iterate(self) -> None:
-        batch = self._coordinator.opts.max_inflight_launches
-        while len(await self._coordinator.dequeue()) >= batch:
+        batch = self._queue.launch_batch
+        while len(await self._queue.dequeue()) >= batch:
             pass
 
 
-async def relay_notices(store: store_mod.Store, wake: loop.Wakeup) -> None:
+async def relay_notices(store: store_mod.QueueStore, wake: loop.Wakeup) -> None:
     """Forever: turn the store's queue notices into wake-ups of the queue loop."""
     async with store.queue_wakeups() as notices:
         while True:

@@ -19,12 +19,14 @@ import dataclasses
 import datetime
 import logging
 import random
+from typing import Protocol
 
 from vigil import errors, events, reexecution, retrying, runs
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop
+from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
 E = events.EventType
@@ -32,6 +34,11 @@ CURSOR_FLAG = "retries.cursor"
 BATCH = 500
 ENDS = (E.RUN_FAILURE, E.RUN_CANCELED)
 MIN_TIMEOUT = 60.0
+
+
+class RetriesStore(store_mod.RunReader, store_mod.EventStore, store_mod.FlagStore, Protocol):
+    """What the loop reads and writes itself (it submits through the coordinator): the
+    ended runs, the event log (ends, its notes), its cursor flag."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,12 +56,13 @@ class RetriesLoop(loop.Loop):
     def __init__(
         self,
         coordinator: coordinators.RunCoordinator,
+        store: RetriesStore,
         clock: clock_mod.Clock,
         settings: settings_mod.RunRetriesSettings,
     ) -> None:
         super().__init__()
         self._coordinator = coordinator
-        self._store = coordinator.store
+        self._store = store
         self._clock = clock
         self._settings = settings
         self.interval = settings.poll_interval
