@@ -460,7 +460,7 @@ async def claim_rate(home: pathlib.Path, n: int) -> tuple[float, float]:
         context = assembly.launch_context(settings, {}, common.REPO)
         launcher = NoopLauncher(NoopLauncher.Options(), context)
         coordinator = queued_coordinator(
-            assembly.build_coordinator(settings, store, launcher, time.time)
+            assembly.build_coordinator(settings, store, launcher, time.time, claimer=CLAIMER)
         )
         workspace = workspace_mod.load_workspace(settings.workspace, common.REPO)
         for _ in range(n):
@@ -468,7 +468,7 @@ async def claim_rate(home: pathlib.Path, n: int) -> tuple[float, float]:
         timer = ClaimTimer(store)
         start = time.perf_counter()
         launched = 0
-        while batch := await coordinator.dequeue(CLAIMER):
+        while batch := await coordinator.dequeue():
             launched += len(batch)
         elapsed = time.perf_counter() - start
         counts = await store.count_runs_by_status()
