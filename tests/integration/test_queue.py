@@ -12,6 +12,7 @@ import anyio
 from tests.integration import test_worker
 from vigil import coordinators, errors, events, launchers, runs, storage
 from vigil.coordinators import admission, queued
+from vigil.daemon import orphans
 
 S = runs.RunStatus
 
@@ -291,3 +292,19 @@ async def test_a_store_error_while_recording_a_launch_never_launches_twice(
     assert writes.batches == [[run_id]]
     run = await store.get_run(run_id)
     assert (run.status, run.launcher_info) == (S.STARTING, {"launcher": "scripted"})
+
+
+async def test_the_monitor_looks_again_when_an_unowned_claim_is_old_enough(
+    store: storage.Store,
+) -> None:
+    # A daemon killed before its first heartbeat: its claim is unowned but young.
+    [run_id] = await submit(coordinator(store, ScriptedLauncher()), 1)
+    await store.claim_queued_runs(lambda q, _: [r.run_id for r in q], 100.0, "never-beat")
+    survivor = coordinator(store, ScriptedLauncher())
+    claims = orphans.OrphanedClaims(survivor, store, heartbeat_interval=0.5)
+
+    assert await claims.relaunch(now=101.0) == []
+    assert claims.next_due == 101.5  # claimed at 100, orphaned after 3 heartbeat intervals
+    [taken] = await claims.relaunch(now=101.5)
+    assert taken.run_id == run_id
+    assert claims.next_due is None

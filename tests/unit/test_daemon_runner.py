@@ -66,6 +66,27 @@ async def test_a_wake_up_starts_the_next_iteration_at_once() -> None:
         assert clock.now() == 1000.0
 
 
+class Sooner(ScriptedLoop):
+    """A scripted loop that asks for its next iteration at a given time."""
+
+    sooner: float | None = None
+
+    def due_sooner(self) -> float | None:
+        return self.sooner
+
+
+async def test_a_loop_may_ask_for_its_next_iteration_sooner_than_its_interval() -> None:
+    clock, q = ManualClock(1000.0), Sooner("q", interval=10.0)
+    q.sooner = 1003.0
+    async with running(make(q, clock)):
+        await q.step()
+        await clock.sleeping_until(1003.0)
+        q.sooner = 2000.0  # later than the interval: the interval wins
+        clock.advance(3.0)
+        assert await q.step() == 2
+        await clock.sleeping_until(1013.0)
+
+
 async def test_a_crash_is_recorded_and_restarted_with_growing_backoff() -> None:
     clock, q = ManualClock(1000.0), ScriptedLoop("q", interval=10.0)
     r = make(q, clock)

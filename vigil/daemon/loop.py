@@ -117,3 +117,8 @@ class Loop(abc.ABC):
 
     async def reload(self, workspace: Sequence[settings.CodeLocationSettings]) -> None:  # noqa: B027
         """Take a reloaded workspace (SIGHUP); called between iterations. Default: nothing."""
+
+    def due_sooner(self) -> float | None:
+        """A time sooner than `interval` after the last start at which the loop wants its next
+        iteration (read after each iteration), or None. Default: None."""
+        return None

@@ -24,7 +24,14 @@ from vigil.storage import store as store_mod
 
 
 class Relauncher(Protocol):
-    """What the monitor calls at each pass; returns the runs it launched again."""
+    """What the monitor calls at each pass; returns the runs it launched again.
+
+    `next_due` is when a claim seen unowned but too young to count as orphaned will be old
+    enough (None: no such claim), so the monitor looks again then rather than a whole
+    poll interval later.
+    """
+
+    next_due: float | None
 
     async def relaunch(self, now: float) -> Sequence[runs.Run]: ...
 
@@ -40,8 +47,17 @@ class OrphanedClaims:
         self._heartbeats = heartbeats
         self._grace = health.DOWN_AFTER * heartbeat_interval
         self._interval = heartbeat_interval
+        self.next_due: float | None = None
 
     async def relaunch(self, now: float) -> Sequence[runs.Run]:
         beats = await self._heartbeats.list_heartbeats()
         live = [beat.daemon_id for beat in presence.live_daemons(beats, now, self._interval)]
-        return await self._coordinator.relaunch_orphans(live, now - self._grace)
+        taken = await self._coordinator.relaunch_orphans(live, now - self._grace)
+        # Claims of a claimer not live but younger than the grace: a daemon killed before its
+        # first heartbeat, a CLI launching now. Look again once the oldest is old enough.
+        young = await self._coordinator.store.orphaned_claims(
+            {*live, self._coordinator.claimer}, now
+        )
+        first = min((run.updated_at for run in young), default=None)
+        self.next_due = None if first is None else first + self._grace
+        return taken

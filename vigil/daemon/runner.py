@@ -168,7 +168,9 @@ class LoopRunner:
         if error is not None:
             return self._back_off(error, end)
         self._state = loop_mod.LoopState.IDLE
-        return start + self.loop.interval
+        due = start + self.loop.interval
+        sooner = self.loop.due_sooner()
+        return due if sooner is None else max(end, min(due, sooner))
 
     async def _iterate(self) -> BaseException | None:
         try:

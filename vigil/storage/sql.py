@@ -291,7 +291,7 @@ class SqlStore(store.Store):
     ) -> list[runs.Run]:
         table = schema.runs
         query = _runs_query(store.RunFilter(statuses=[S.STARTING])).where(
-            table.c.launched_at.is_(None), table.c.updated_at < claimed_before
+            table.c.launched_at.is_(None), table.c.updated_at <= claimed_before
         )
         if live_claimers:
             claimer = table.c.claimed_by

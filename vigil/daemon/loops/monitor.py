@@ -96,6 +96,10 @@ class MonitorLoop(loop.Loop):
             dict(self._ended), self._resumes, len(self._suspicions), self._relaunched
         )
 
+    def due_sooner(self) -> float | None:
+        """Sooner than the poll when a claim will be old enough to count as orphaned."""
+        return None if self._orphans is None else self._orphans.next_due
+
     async def iterate(self) -> None:
         if self._orphans is not None:
             self._relaunched += len(await self._orphans.relaunch(self._clock.now()))
