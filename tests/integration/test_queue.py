@@ -259,12 +259,12 @@ class RecordingWrites:
         self._record = store.record_launches
         store.record_launches = self  # type: ignore[method-assign]
 
-    async def __call__(self, launches: Sequence[storage.Launch], now: float) -> set[str]:
+    async def __call__(self, launches: Sequence[storage.Launch], now: float) -> None:
         if self._failures:
             self._failures -= 1
             raise errors.StoreUnavailable("connection reset")
         self.batches.append(sorted(launch.run_id for launch in launches))
-        return await self._record(launches, now)
+        await self._record(launches, now)
 
 
 async def test_launches_that_finish_together_are_recorded_together(

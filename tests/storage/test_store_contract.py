@@ -303,18 +303,19 @@ async def test_exactly_one_of_twenty_racing_claims_wins(store_target: storage.St
 async def test_launches_are_recorded_for_many_runs_at_once(store: sql.SqlStore) -> None:
     for run_id in ("r1", "r2", "r3"):
         await store.add_run(make_run(run_id, status=S.STARTING, launch_token=f"t-{run_id}"))
+    await store.add_run(make_run("old", status=S.STARTING))  # claimed by a vigil without tokens
 
-    assert await store.record_launches([], 5.0) == set()
-    written = await store.record_launches(
+    await store.record_launches([], 5.0)
+    await store.record_launches(
         [
             storage.Launch("r1", "t-r1", {"pid": 1}),
             storage.Launch("r2", "t-r2", {"pid": 2, "host": "h"}),
             storage.Launch("gone", "t", {}),
+            storage.Launch("old", None, {"pid": 4}),
         ],
         5.0,
     )
 
-    assert written == {"r1", "r2"}
     found = {
         r.run_id: (r.status, dict(r.launcher_info), r.launched_at) for r in await store.list_runs()
     }
@@ -322,6 +323,7 @@ async def test_launches_are_recorded_for_many_runs_at_once(store: sql.SqlStore) 
         "r1": (S.STARTING, {"pid": 1}, 5.0),
         "r2": (S.STARTING, {"pid": 2, "host": "h"}, 5.0),
         "r3": (S.STARTING, {}, None),
+        "old": (S.STARTING, {"pid": 4}, 5.0),
     }
 
 

@@ -228,21 +228,20 @@ class SqlStore(store.Store):
             await self._append(conn, [_claim_event(run_id, now, claimer)])
         return rows.run_from_row(row, tags.get(run_id, {}))
 
-    async def record_launches(self, launches: Sequence[store.Launch], now: float) -> set[str]:
+    async def record_launches(self, launches: Sequence[store.Launch], now: float) -> None:
         if not launches:
-            return set()
-        table = schema.runs
-        written: set[str] = set()
+            return
+        tokened = [launch for launch in launches if launch.token is not None]
+        rows_ = [
+            {"b_run_id": x.run_id, "b_token": x.token, "b_info": dict(x.info), "b_now": now}
+            for x in tokened
+        ]
         async with self._write() as conn:
+            if rows_:
+                await conn.execute(_record_launch, rows_)  # one executemany for the batch
             for launch in launches:
-                statement = (
-                    sa.update(table)
-                    .where(table.c.run_id == launch.run_id, _token_is(launch.token))
-                    .values(launcher_info=dict(launch.info), launched_at=now)
-                )
-                if (await conn.execute(statement)).rowcount:
-                    written.add(launch.run_id)
-        return written
+                if launch.token is None:  # claimed by a vigil without tokens
+                    await conn.execute(_record_untokened(launch, now))
 
     async def start_run(
         self,
@@ -660,16 +659,38 @@ class _QueueReader:
         self._known: dict[str, runs.Run] = {}
 
     async def read(self, conn: sa_asyncio.AsyncConnection, now: float) -> list[runs.Run]:
-        """The queued runs that are due at `now`, first in first out."""
-        run_ids = (await conn.execute(_queued_ids_query.where(_due(now)))).scalars().all()
+        """The queued runs that are due at `now` (`not_before`, read once with the run),
+        first in first out."""
+        run_ids = (await conn.execute(_queued_ids_query)).scalars().all()
         new = [run_id for run_id in run_ids if run_id not in self._known]
         known = self._known | {run.run_id: run for run in await _load_queued(conn, new)}
         # Ids whose run left the queue before its row was loaded are dropped here.
         self._known = {run_id: known[run_id] for run_id in run_ids if run_id in known}
-        return list(self._known.values())
+        return [r for r in self._known.values() if r.not_before is None or r.not_before <= now]
 
 
 # statements and rows -------------------------------------------------------------------
+_record_launch = (
+    sa.update(schema.runs)
+    .where(
+        schema.runs.c.run_id == sa.bindparam("b_run_id"),
+        schema.runs.c.launch_token == sa.bindparam("b_token"),
+    )
+    .values(
+        launcher_info=sa.bindparam("b_info", type_=sa.JSON()), launched_at=sa.bindparam("b_now")
+    )
+)
+
+
+def _record_untokened(launch: store.Launch, now: float) -> sa.Update:
+    table = schema.runs
+    return (
+        sa.update(table)
+        .where(table.c.run_id == launch.run_id, table.c.launch_token.is_(None))
+        .values(launcher_info=dict(launch.info), launched_at=now)
+    )
+
+
 def _run_query(run_id: str) -> sa.Select[Any]:
     return sa.select(schema.runs).where(schema.runs.c.run_id == run_id)
 

@@ -191,12 +191,13 @@ class RunStore(RunReader, Protocol):
         """
 
     @abc.abstractmethod
-    async def record_launches(self, launches: Sequence[Launch], now: float) -> set[str]:
+    async def record_launches(self, launches: Sequence[Launch], now: float) -> None:
         """Record launches (launcher_info, launched_at = now) in one transaction.
 
         Each is written only while its token is the run's launch token: a launch whose
         claim was taken over (a timed-out launch, an orphaned claim launched again) never
-        overwrites the facts of the launch that replaced it. Returns the run ids written.
+        overwrites the facts of the launch that replaced it (one executemany for the batch,
+        so the ids written are not reported).
         """
 
     @abc.abstractmethod
