@@ -301,10 +301,11 @@ async def test_the_monitor_looks_again_when_an_unowned_claim_is_old_enough(
     [run_id] = await submit(coordinator(store, ScriptedLauncher()), 1)
     await store.claim_queued_runs(lambda q, _: [r.run_id for r in q], 100.0, "never-beat")
     survivor = coordinator(store, ScriptedLauncher())
-    claims = orphans.OrphanedClaims(survivor, store, heartbeat_interval=0.5)
+    claims = orphans.OrphanedClaims(survivor, store, heartbeat_interval=0.5, every=10.0)
 
     assert await claims.relaunch(now=101.0) == []
     assert claims.next_due == 101.5  # claimed at 100, orphaned after 3 heartbeat intervals
+    assert await claims.relaunch(now=101.2) == []  # between two looks
     [taken] = await claims.relaunch(now=101.5)
     assert taken.run_id == run_id
     assert claims.next_due is None

@@ -63,7 +63,12 @@ def build(
         )
     if settings.run_monitoring.enabled:
         launcher = coordinator.launcher
-        relauncher = orphans.OrphanedClaims(coordinator, store, settings.daemon.heartbeat_interval)
+        relauncher = orphans.OrphanedClaims(
+            coordinator,
+            store,
+            settings.daemon.heartbeat_interval,
+            every=settings.run_monitoring.poll_interval,
+        )
         monitor_loop = monitor.MonitorLoop(
             store, launcher, clock, settings.run_monitoring, coordinator.claimer, relauncher
         )

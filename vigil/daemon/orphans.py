@@ -14,6 +14,7 @@ old; the same wait covers claimers that write no heartbeat (a CLI's `vigil run l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -42,14 +43,22 @@ class OrphanedClaims:
         coordinator: coordinators.RunCoordinator,
         heartbeats: store_mod.HeartbeatReader,
         heartbeat_interval: float,
+        every: float,
     ) -> None:
         self._coordinator = coordinator
         self._heartbeats = heartbeats
         self._grace = health.DOWN_AFTER * heartbeat_interval
         self._interval = heartbeat_interval
+        self._every = every
+        self._next_look = -math.inf
         self.next_due: float | None = None
 
     async def relaunch(self, now: float) -> Sequence[runs.Run]:
+        """Look at most once every `every` seconds (the monitor's poll; its passes woken by
+        worker exits come far more often), and when a young claim comes of age."""
+        if now < self._next_look and (self.next_due is None or now < self.next_due):
+            return []
+        self._next_look = now + self._every
         beats = await self._heartbeats.list_heartbeats()
         live = [beat.daemon_id for beat in presence.live_daemons(beats, now, self._interval)]
         taken = await self._coordinator.relaunch_orphans(live, now - self._grace)
