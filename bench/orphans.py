@@ -46,7 +46,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -239,19 +238,6 @@ async def wait_all_ended(
     raise SystemExit(f"runs not all ended {deadline:g} s after the restart: {shown}")
 
 
-def stop(daemon: daemon_bench.Daemon) -> int | None:
-    """SIGTERM, then SIGKILL by pid past the deadline; the exit code (None if killed)."""
-    process = daemon.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_DEADLINE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_DEADLINE)
-        return None
-
-
 # one repetition ------------------------------------------------------------------------
 async def repetition(
     home: pathlib.Path, env: dict[str, str], n: int, restart_after: float, deadline: float
@@ -266,7 +252,7 @@ async def repetition(
             at = time.time()  # just before the fork
             restart = Restart(daemons.start(env), at)
             statuses = await wait_all_ended(store, n, daemons, restart, env, deadline)
-            code = stop(restart.daemon)
+            code = queue_bench.stop(restart.daemon)
             if code != 0:
                 print(f"PROBLEM: the restarted daemon ended {code} on SIGTERM", flush=True)
             return await outcome(store, statuses, claimed, killed_at, restart)

@@ -219,14 +219,7 @@ class SqlStore(store.Store):
             .values(status=S.STARTING.value, updated_at=now, **_new_launch(claimer))
             .returning(*table.c)
         )
-        async with self._write() as conn:
-            row = (await conn.execute(statement)).one_or_none()
-            if row is None:
-                await _check_run_exists(conn, run_id)
-                return None
-            tags = await _load_tags(conn, [run_id])
-            await self._append(conn, [_claim_event(run_id, now, claimer)])
-        return rows.run_from_row(row, tags.get(run_id, {}))
+        return await self._take_over(run_id, statement, [_claim_event(run_id, now, claimer)])
 
     async def record_launches(self, launches: Sequence[store.Launch], now: float) -> None:
         if not launches:
@@ -253,15 +246,7 @@ class SqlStore(store.Store):
         resume: bool = False,
     ) -> runs.Run | None:
         statement = _start_statement(run_id, now, update, token, resume)
-        async with self._write() as conn:
-            row = (await conn.execute(statement)).one_or_none()
-            if row is None:
-                await _check_run_exists(conn, run_id)
-                return None
-            tags = await _load_tags(conn, [run_id])
-            if event is not None:
-                await self._append(conn, [event])
-        return rows.run_from_row(row, tags.get(run_id, {}))
+        return await self._take_over(run_id, statement, [] if event is None else [event])
 
     async def reclaim_launch(
         self,
@@ -283,7 +268,7 @@ class SqlStore(store.Store):
             .values(updated_at=now, **_new_launch(claimer))
             .returning(*table.c)
         )
-        return await self._take_over(run_id, statement, event)
+        return await self._take_over(run_id, statement, [event])
 
     async def orphaned_claims(
         self, live_claimers: Collection[str], claimed_before: float
@@ -320,18 +305,21 @@ class SqlStore(store.Store):
             .values(updated_at=now, resume_attempt=attempt, **_new_launch(claimer))
             .returning(*table.c)
         )
-        return await self._take_over(run_id, statement, event)
+        return await self._take_over(run_id, statement, [event])
 
     async def _take_over(
-        self, run_id: str, statement: sa.Update, event: events.NewEvent
+        self, run_id: str, statement: sa.Update, batch: Sequence[events.NewEvent]
     ) -> runs.Run | None:
+        """A guarded `UPDATE ... RETURNING` of one run, its events appended only if it won,
+        and the run as it is after (with its tags); None when the guard failed."""
         async with self._write() as conn:
             row = (await conn.execute(statement)).one_or_none()
             if row is None:
                 await _check_run_exists(conn, run_id)
                 return None
             tags = await _load_tags(conn, [run_id])
-            await self._append(conn, [event])
+            if batch:
+                await self._append(conn, batch)
         return rows.run_from_row(row, tags.get(run_id, {}))
 
     async def end_run(
