@@ -108,6 +108,25 @@ async def test_resume_skips_the_steps_that_succeeded(
     assert kept.get(run.run_id, "c") == 60
 
 
+async def test_resume_takes_a_step_whose_output_is_stored_as_done(
+    store: storage.Store, tmp_path: pathlib.Path
+) -> None:
+    # The worker died after step b wrote its output, before its events were written (they
+    # go with the run's end): b is not run again.
+    settings = settings_for(tmp_path)
+    run = new_run(status=S.STARTED)
+    await store.add_run(run)
+    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    kept.put(run.run_id, "a", 5)
+    kept.put(run.run_id, "b", 6)
+    success = events.NewEvent(run.run_id, E.STEP_SUCCESS, time.time(), step="a")
+    await store.append_events([success])
+    assert await execute(store, settings, run, resume=True) is S.SUCCESS
+    assert await started_steps(store, run.run_id) == ["c"]
+    recovered = await store.get_events(run.run_id, event_types=(E.STEP_SUCCESS,))
+    assert [e.step for e in recovered if e.data.get("recovered")] == ["b"]
+
+
 async def test_a_location_that_fails_to_load_fails_the_run(
     store: storage.Store, tmp_path: pathlib.Path
 ) -> None:
