@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -45,3 +46,26 @@ async def test_a_closer_that_hangs_is_given_up_and_the_others_still_close(
         await daemon_run._close_all(hangs, store_close)
     assert closed == ["store"]
     assert "hangs did not finish within 0.1 s" in caplog.text
+
+
+async def test_a_stray_task_that_catches_its_cancellation_is_ended() -> None:
+    # As aiosqlite's close does when SQLAlchemy left it closing an invalidated connection:
+    # cancelled, it awaits another future in its `finally`, which nothing will resolve.
+    loop = asyncio.get_running_loop()
+    endings: list[str] = []
+
+    async def closing() -> None:
+        try:
+            await loop.create_future()
+        finally:
+            try:
+                await loop.create_future()
+            finally:
+                endings.append("ended")
+
+    stray = asyncio.ensure_future(closing())
+    await asyncio.sleep(0)
+    with anyio.fail_after(10):
+        await daemon_run._end_stray_tasks(5.0)
+    assert stray.done()
+    assert endings == ["ended"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import faulthandler
 import logging
@@ -87,6 +88,7 @@ def run(log_format: logs.LogFormat) -> None:
         finally:
             with anyio.CancelScope(shield=True):
                 await _close_all(evaluators.close, launcher.close, store.close)
+                await _end_stray_tasks(CLOSE_DEADLINE)
             guard.arm()
 
     guard = _ExitGuard(EXIT_DEADLINE)
@@ -111,6 +113,22 @@ async def _close_all(*closers: Callable[[], Awaitable[None]]) -> None:
                 CLOSE_DEADLINE,
                 extra={"event": "daemon.close_timeout"},
             )
+
+
+async def _end_stray_tasks(deadline: float) -> None:
+    """Cancel the tasks libraries left behind, again while one catches its cancellation.
+
+    A driver connection invalidated by a cancellation at shutdown (SQLAlchemy's aiosqlite
+    adapter) leaves a task closing it; aiosqlite's `close` then awaits a second future in
+    its `finally`, which its stopped thread never resolves. asyncio cancels each left-over
+    task once when the loop closes, so that task would hold the process forever.
+    """
+    me = asyncio.current_task()
+    with anyio.move_on_after(deadline):
+        while stray := [t for t in asyncio.all_tasks() if t is not me and not t.done()]:
+            for task in stray:
+                task.cancel()
+            await asyncio.wait(stray, timeout=0.1)
 
 
 class _ExitGuard:
