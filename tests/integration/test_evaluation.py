@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from vigil import runs
 from vigil.config import settings
-from vigil.evaluation import pool
+from vigil.evaluation import messages, pool
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -18,8 +19,7 @@ MIDNIGHT = 1767225600.0  # 2026-01-01 00:00 UTC
 
 
 def evaluation(name: str, timeout: float = 30.0, location: str = "good") -> pool.Evaluation:
-    request = {"kind": "schedule", "name": name, "scheduled_time": MIDNIGHT}
-    return pool.Evaluation(location, request, timeout)
+    return pool.Evaluation(location, messages.ScheduleRequest(name, MIDNIGHT), timeout)
 
 
 @pytest.fixture
@@ -48,23 +48,23 @@ async def test_a_schedule_answers_checked_run_requests(evaluators: pool.Evaluato
     [result] = await evaluators.evaluate_all([evaluation("every_minute")])
 
     assert result.ok
-    [request] = result.answer["requests"]
-    assert request["job"] == "counted"
-    assert request["run_config"] == {"steps": {"count": {"rows": 2}}}
-    assert request["tags"] == {"team": "data", "local": "2026-01-01T01:00:00+01:00"}
+    [request] = result.answer.requests
+    assert request.job == "counted"
+    assert request.run_config == {"steps": {"count": {"rows": 2}}}
+    assert request.tags == {"team": "data", "local": "2026-01-01T01:00:00+01:00"}
 
 
 async def test_nothing_returned_asks_for_one_default_run(evaluators: pool.EvaluatorPool) -> None:
     [result] = await evaluators.evaluate_all([evaluation("defaults")])
 
-    assert [r["run_config"] for r in result.answer["requests"]] == [{}]
+    assert [r.run_config for r in result.answer.requests] == [{}]
 
 
 async def test_skip_raise_bad_config_and_odd_answers(evaluators: pool.EvaluatorPool) -> None:
     names = ["skipper", "raiser", "bad_config", "odd_answer", "chatty"]
     skip, raised, bad, odd, chatty = await evaluators.evaluate_all([evaluation(n) for n in names])
 
-    assert (skip.ok, skip.answer["skip"], skip.answer["requests"]) == (True, "nothing today", [])
+    assert (skip.ok, skip.answer.skip, skip.answer.requests) == (True, "nothing today", ())
     assert raised.error is not None
     assert "Traceback" in raised.error
     assert "RuntimeError: schedule exploded" in raised.error
@@ -72,7 +72,7 @@ async def test_skip_raise_bad_config_and_odd_answers(evaluators: pool.EvaluatorP
     assert "steps.count.rows" in bad.error
     assert odd.error is not None
     assert "returned 42: expected a RunRequest" in odd.error
-    assert [r["run_key"] for r in chatty.answer["requests"]] == ["a", "b"]
+    assert [r.run_key for r in chatty.answer.requests] == ["a", "b"]
 
 
 async def test_a_hang_past_the_timeout_kills_and_restarts_the_process(
@@ -102,37 +102,37 @@ async def test_a_broken_location_fails_its_own_requests_only(
 async def test_sensors_carry_their_cursor_and_pick_their_job(
     evaluators: pool.EvaluatorPool,
 ) -> None:
-    request = {"kind": "sensor", "name": "files", "cursor": "4", "last_run_key": None}
-    ambiguous = {"kind": "sensor", "name": "no_job_named", "cursor": None}
+    request = messages.SensorRequest("files", cursor="4")
+    ambiguous = messages.SensorRequest("no_job_named")
     files, no_job = await evaluators.evaluate_all(
         [pool.Evaluation("good", request, 30.0), pool.Evaluation("good", ambiguous, 30.0)]
     )
 
-    assert (files.answer["cursor"], files.answer["cursor_updated"]) == ("5", True)
-    assert [(r["job"], r["run_key"]) for r in files.answer["requests"]] == [("other", "file-4")]
+    assert (files.answer.cursor, files.answer.cursor_updated) == ("5", True)
+    assert [(r.job, r.run_key) for r in files.answer.requests] == [("other", "file-4")]
     assert no_job.error is not None
     assert "name one in RunRequest(job=...)" in no_job.error
 
 
 async def test_a_run_status_sensor_is_called_for_every_run(evaluators: pool.EvaluatorPool) -> None:
-    items = [
-        {
-            "run_id": f"r{i}",
-            "job_name": "counted",
-            "status": "FAILURE",
-            "tags": {"ignore": "yes" if i == 1 else "no"},
-            "event_id": i,
-            "timestamp": MIDNIGHT,
-            "message": "failed",
-        }
+    items = tuple(
+        messages.RunStatusItem(
+            run_id=f"r{i}",
+            job_name="counted",
+            status=runs.RunStatus.FAILURE,
+            tags={"ignore": "yes" if i == 1 else "no"},
+            event_id=i,
+            timestamp=MIDNIGHT,
+            message="failed",
+        )
         for i in range(3)
-    ]
-    request = {"kind": "run_status", "name": "on_failure", "items": items}
+    )
+    request = messages.RunStatusRequest("on_failure", items)
     [result] = await evaluators.evaluate_all([pool.Evaluation("good", request, 30.0)])
 
-    made = result.answer["requests"]
-    assert [r["tags"]["failed_run"] for r in made] == ["r0", "r2"]
-    assert [r["run_key"] for r in made] == ["run:r0/0", "run:r2/0"]
+    made = result.answer.requests
+    assert [r.tags["failed_run"] for r in made] == ["r0", "r2"]
+    assert [r.run_key for r in made] == ["run:r0/0", "run:r2/0"]
 
 
 def test_round_robin_interleaves_locations_in_their_own_order() -> None:

@@ -20,7 +20,7 @@ from vigil.cli import common
 from vigil.daemon.loops import instigation
 from vigil.daemon.loops import sensors as sensors_mod
 from vigil.definitions import workspace as workspace_mod
-from vigil.evaluation import evaluate
+from vigil.evaluation import evaluate, messages
 from vigil.scheduling import ticks as tick_times
 from vigil.storage import store as store_mod
 
@@ -319,25 +319,27 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
     location, s = _workspace().find_sensor(name)
     request = _with_store(lambda store: _test_request(store, s, given_cursor))
     answer = evaluate.handle(location.definitions, request)
-    if not answer["ok"]:
-        click.echo(answer["error"].rstrip(), err=True)
+    if answer.error is not None:
+        click.echo(answer.error.rstrip(), err=True)
         raise SystemExit(common.EXIT_FAILURE)
-    for r in answer["requests"]:
-        click.echo(f"run request: job {r['job']} run_key {r['run_key']} config {r['run_config']}")
-    if not answer["requests"]:
-        click.echo(f"skipped: {answer['skip'] or 'no run requested'}")
-    if answer.get("cursor_updated"):
-        click.echo(f"new cursor (not stored): {answer['cursor']}")
+    for r in answer.requests:
+        click.echo(f"run request: job {r.job} run_key {r.run_key} config {dict(r.run_config)}")
+    if not answer.requests:
+        click.echo(f"skipped: {answer.skip or 'no run requested'}")
+    if answer.cursor_updated:
+        click.echo(f"new cursor (not stored): {answer.cursor}")
 
 
-async def _test_request(store: instigation.LoopStore, s: Any, given: str | None) -> dict[str, Any]:
+async def _test_request(
+    store: instigation.LoopStore, s: Any, given: str | None
+) -> messages.Request:
     states = await store.list_instigators([s.instigator])
     stored = states[0].cursor if states else None
     current = given if given is not None else stored
     if s.run_status is None:
         previous = await store.instigator_runs(s.instigator, limit=1)
         last_key = previous[0].run_key if previous else None
-        return {"kind": "sensor", "name": s.name, "cursor": current, "last_run_key": last_key}
+        return messages.SensorRequest(s.name, current, last_key)
     after = int(current) if current else 0
     event_type = sensors_mod.END_EVENTS[s.run_status]
     items = []
@@ -345,4 +347,4 @@ async def _test_request(store: instigation.LoopStore, s: Any, given: str | None)
         run = await store.get_run(event.run_id)
         if not s.monitored_jobs or run.job_name in s.monitored_jobs:
             items.append(sensors_mod.run_status_item(run, event))
-    return {"kind": "run_status", "name": s.name, "items": items}
+    return messages.RunStatusRequest(s.name, tuple(items))

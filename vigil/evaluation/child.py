@@ -1,9 +1,10 @@
 """The evaluation process of one code location: `python -m vigil.evaluation.child SPEC`.
 
 SPEC is JSON: `{"location": <code location settings>, "base_dir": "..."}`. The process
-imports the code location once, writes its catalog (or `{"ok": false, "error": ...}` when
-it fails to load, then exits) as the first line, then answers one JSON request a line on
-its stdin with one JSON answer a line on its stdout, until stdin closes.
+imports the code location once, writes its `Catalog` (or a `LoadFailure`, then exits) as
+the first line, then answers one request a line on its stdin with one `Answer` a line on
+its stdout, until stdin closes (the types and their JSON are in `messages`). A line that
+is not a request is answered with a failed answer.
 
 The protocol keeps its own copies of the pipes: file descriptor 1 then points to stderr,
 so whatever user code prints never corrupts an answer. SIGINT is ignored (a Ctrl-C in the
@@ -23,8 +24,11 @@ from typing import IO, Any
 
 from vigil import errors
 from vigil.config import settings as settings_mod
+from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import workspace
-from vigil.evaluation import evaluate
+from vigil.evaluation import evaluate, messages
+
+Message = messages.Catalog | messages.LoadFailure | messages.Answer
 
 
 def _protocol_pipes() -> tuple[IO[bytes], IO[bytes]]:
@@ -37,8 +41,12 @@ def _protocol_pipes() -> tuple[IO[bytes], IO[bytes]]:
     return reader, writer
 
 
-def _send(writer: IO[bytes], message: dict[str, Any]) -> None:
-    writer.write(json.dumps(message).encode() + b"\n")
+def _send(writer: IO[bytes], message: Message) -> None:
+    try:
+        text = json.dumps(message.to_json())
+    except (TypeError, ValueError) as exc:
+        text = json.dumps(messages.Answer.failed(f"the answer is not JSON: {exc}").to_json())
+    writer.write(text.encode() + b"\n")
     writer.flush()
 
 
@@ -59,17 +67,21 @@ def main(argv: list[str]) -> int:
     try:
         location = _load(json.loads(argv[1]))
     except (Exception, SystemExit) as exc:
-        _send(writer, {"ok": False, "error": _load_error(exc)})
+        _send(writer, messages.LoadFailure(_load_error(exc)))
         return 0
     defs = location.definitions
     _send(writer, evaluate.catalog(location.name, defs))
     for line in reader:
-        answer = evaluate.handle(defs, json.loads(line))
-        try:
-            _send(writer, answer)
-        except (TypeError, ValueError) as exc:
-            _send(writer, {"ok": False, "error": f"the answer is not JSON: {exc}"})
+        _send(writer, _answer(defs, line))
     return 0
+
+
+def _answer(defs: definitions_mod.Definitions, line: bytes) -> messages.Answer:
+    try:
+        request = messages.request_from_json(json.loads(line))
+    except ValueError as exc:
+        return messages.Answer.failed(f"not a request: {exc}")
+    return evaluate.handle(defs, request)
 
 
 if __name__ == "__main__":

@@ -1,63 +1,56 @@
 """Calling schedule and sensor functions and checking their answers (in the child process).
 
-Requests and answers are JSON-able dicts (they cross a pipe as JSON lines):
-
-- `{"kind": "schedule", "name", "scheduled_time"}`
-- `{"kind": "sensor", "name", "cursor", "last_run_key", "last_tick_time"}`
-- `{"kind": "run_status", "name", "items": [{run_id, job_name, status, tags, event_id,
-  timestamp, message}]}`
-
-An answer is `{"ok": true, "requests": [{job, run_config, tags, run_key}], "skip": reason or
-null, "cursor": str or null, "cursor_updated": bool}`, or `{"ok": false, "error": text}`
-with the traceback of the function (or the check) that failed. Each requested run's job
-and config are checked here, where the code is loaded, so the daemon never imports it.
+`handle` takes one request and gives one answer, the types of `messages` (where the wire
+format is described): the runs asked for, or `Answer.failed` with the traceback of the
+function (or the check) that failed. Each requested run's job and config are checked here,
+where the code is loaded, so the daemon never imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from vigil import runs
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import requests as requests_mod
 from vigil.definitions import schedule as schedule_mod
 from vigil.definitions import sensor as sensor_mod
+from vigil.evaluation import messages
 
-Answer = dict[str, Any]
 T = TypeVar("T")
 
 
-def catalog(location: str, defs: definitions_mod.Definitions) -> dict[str, Any]:
+def catalog(location: str, defs: definitions_mod.Definitions) -> messages.Catalog:
     """The first line a child sends: what its code location defines."""
-    return {
-        "ok": True,
-        "location": location,
-        "schedules": [s.describe() for s in defs.schedules],
-        "sensors": [s.describe() for s in defs.sensors],
-    }
+    return messages.Catalog(
+        location,
+        tuple(s.describe() for s in defs.schedules),
+        tuple(s.describe() for s in defs.sensors),
+    )
 
 
-def handle(defs: definitions_mod.Definitions, request: Mapping[str, Any]) -> Answer:
-    """Answer one request; any error (the user's or a bad answer) becomes `ok: false`."""
+def handle(defs: definitions_mod.Definitions, request: messages.Request) -> messages.Answer:
+    """Answer one request; any error (the user's or a bad answer) becomes a failed answer."""
     try:
-        kind = request["kind"]
-        if kind == "schedule":
-            return _schedule(defs, request)
-        if kind == "sensor":
-            return _sensor(defs, request)
-        if kind == "run_status":
-            return _run_status(defs, request)
-        raise ValueError(f"unknown request kind {kind!r}")
+        match request:
+            case messages.ScheduleRequest():
+                return _schedule(defs, request)
+            case messages.SensorRequest():
+                return _sensor(defs, request)
+            case messages.RunStatusRequest():
+                return _run_status(defs, request)
     except Exception:
-        return {"ok": False, "error": traceback.format_exc()}
+        return messages.Answer.failed(traceback.format_exc())
 
 
-def _schedule(defs: definitions_mod.Definitions, request: Mapping[str, Any]) -> Answer:
-    s = _find(defs.get_schedule(request["name"]), "schedule", request["name"])
-    when = datetime.datetime.fromtimestamp(request["scheduled_time"], s.zone)
+def _schedule(
+    defs: definitions_mod.Definitions, request: messages.ScheduleRequest
+) -> messages.Answer:
+    s = _find(defs.get_schedule(request.name), "schedule", request.name)
+    when = datetime.datetime.fromtimestamp(request.scheduled_time, s.zone)
     result = s.fn(schedule_mod.ScheduleContext(s.name, when)) if s.wants_context else s.fn()
     found, skip = normalize(result, f"schedule '{s.name}'")
     if result is None:
@@ -65,34 +58,36 @@ def _schedule(defs: definitions_mod.Definitions, request: Mapping[str, Any]) -> 
     return _answer(defs, (s.job,), f"schedule '{s.name}'", found, skip)
 
 
-def _sensor(defs: definitions_mod.Definitions, request: Mapping[str, Any]) -> Answer:
-    s = _find(defs.get_sensor(request["name"]), "sensor", request["name"])
+def _sensor(defs: definitions_mod.Definitions, request: messages.SensorRequest) -> messages.Answer:
+    s = _find(defs.get_sensor(request.name), "sensor", request.name)
     context = sensor_mod.SensorContext(
-        s.name, request.get("cursor"), request.get("last_run_key"), request.get("last_tick_time")
+        s.name, request.cursor, request.last_run_key, request.last_tick_time
     )
     result = s.fn(context) if s.wants_context else s.fn()
     found, skip = normalize(result, f"sensor '{s.name}'")
     answer = _answer(defs, s.jobs, f"sensor '{s.name}'", found, skip)
-    return {**answer, "cursor": context.cursor, "cursor_updated": context.cursor_updated}
+    return dataclasses.replace(answer, cursor=context.cursor, cursor_updated=context.cursor_updated)
 
 
-def _run_status(defs: definitions_mod.Definitions, request: Mapping[str, Any]) -> Answer:
-    s = _find(defs.get_sensor(request["name"]), "sensor", request["name"])
+def _run_status(
+    defs: definitions_mod.Definitions, request: messages.RunStatusRequest
+) -> messages.Answer:
+    s = _find(defs.get_sensor(request.name), "sensor", request.name)
     where = f"sensor '{s.name}'"
     found: list[requests_mod.RunRequest] = []
-    for item in request["items"]:
+    for item in request.items:
         context = sensor_mod.RunStatusSensorContext(
             sensor_name=s.name,
-            run_id=item["run_id"],
-            job_name=item["job_name"],
-            status=runs.RunStatus(item["status"]),
-            tags=dict(item["tags"]),
-            event_id=item["event_id"],
-            event_time=datetime.datetime.fromtimestamp(item["timestamp"], datetime.UTC),
-            message=item["message"],
+            run_id=item.run_id,
+            job_name=item.job_name,
+            status=item.status,
+            tags=dict(item.tags),
+            event_id=item.event_id,
+            event_time=datetime.datetime.fromtimestamp(item.timestamp, datetime.UTC),
+            message=item.message,
         )
         made, _ = normalize(s.fn(context) if s.wants_context else s.fn(), where)
-        found += [_keyed(r, f"run:{item['run_id']}/{i}") for i, r in enumerate(made)]
+        found += [_keyed(r, f"run:{item.run_id}/{i}") for i, r in enumerate(made)]
     return _answer(defs, s.jobs, where, found, None if found else "no run requested")
 
 
@@ -121,9 +116,9 @@ def _answer(
     where: str,
     found: list[requests_mod.RunRequest],
     skip: str | None,
-) -> Answer:
-    checked = [_checked(defs, jobs, where, r) for r in found]
-    return {"ok": True, "requests": checked, "skip": skip if not checked else None}
+) -> messages.Answer:
+    checked = tuple(_checked(defs, jobs, where, r) for r in found)
+    return messages.Answer(checked, skip if not checked else None)
 
 
 def _checked(
@@ -131,7 +126,7 @@ def _checked(
     jobs: tuple[str, ...],
     where: str,
     request: requests_mod.RunRequest,
-) -> dict[str, Any]:
+) -> messages.RequestedRun:
     job_name = _job_of(jobs, where, request)
     job = defs.get_job(job_name)
     job.validate_run_config(request.run_config)
@@ -141,12 +136,7 @@ def _checked(
         raise TypeError(f"{where}: run request tags must be strings (bad: {bad})")
     if request.run_key is not None and not isinstance(request.run_key, str):
         raise TypeError(f"{where}: a run key must be a string (got {request.run_key!r})")
-    return {
-        "job": job_name,
-        "run_config": dict(request.run_config),
-        "tags": tags,
-        "run_key": request.run_key,
-    }
+    return messages.RequestedRun(job_name, dict(request.run_config), tags, request.run_key)
 
 
 def _job_of(jobs: tuple[str, ...], where: str, request: requests_mod.RunRequest) -> str:

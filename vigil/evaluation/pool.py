@@ -7,7 +7,8 @@ tried again (so a fixed file is picked up without a restart); other locations go
 
 `evaluate_all` runs a batch: requests of different locations are interleaved round-robin,
 so that a location with many instigators does not starve the others, and at most
-`max_concurrent` run at once.
+`max_concurrent` run at once. Requests and answers are the types of `messages`; a process
+that fails to answer gives a failed `Answer` too, so a loop reads one type.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ import anyio
 
 from vigil import errors
 from vigil.config import settings as settings_mod
+from vigil.evaluation import messages
 from vigil.evaluation import process as process_mod
 
 LOAD_TIMEOUT = 120.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Catalog:
-    """What a code location defines, as its process reported it; or why it failed to load."""
+class LocationCatalog:
+    """What a code location defines, as its process last reported it (its `describe()`s);
+    and, while it fails to load, why (its instigators stay known, their ticks fail)."""
 
     location: str
     schedules: tuple[Mapping[str, Any], ...] = ()
@@ -44,25 +47,29 @@ class Evaluation:
     """One request for a code location, with its timeout."""
 
     location: str
-    request: Mapping[str, Any]
+    request: messages.Request
     timeout: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
-    """An answer (`ok` true or false), or a failure of the process itself."""
+    """An answer (ok or failed), or a failure of the process itself as a failed answer."""
 
-    answer: Mapping[str, Any]
+    answer: messages.Answer
     timed_out: bool = False
     seconds: float | None = None  # how long the process took to answer
 
+    @classmethod
+    def failed(cls, error: str, timed_out: bool = False) -> Result:
+        return cls(messages.Answer.failed(error), timed_out)
+
     @property
     def ok(self) -> bool:
-        return bool(self.answer.get("ok"))
+        return self.answer.ok
 
     @property
     def error(self) -> str | None:
-        return None if self.ok else str(self.answer.get("error"))
+        return self.answer.error
 
 
 class LocationEvaluator:
@@ -89,11 +96,11 @@ class LocationEvaluator:
         self._slots = anyio.Semaphore(processes)
         self._idle: list[process_mod.EvaluationProcess] = []
         self._all: set[process_mod.EvaluationProcess] = set()
-        self._catalog: Catalog | None = None
+        self._catalog: LocationCatalog | None = None
         self._failed_at: float | None = None
         self.restarts = 0
 
-    async def catalog(self) -> Catalog:
+    async def catalog(self) -> LocationCatalog:
         """The location's catalog, starting a process if none reported one yet."""
         if self._catalog is None or self._catalog.error is not None:
             async with self._slots:
@@ -103,21 +110,21 @@ class LocationEvaluator:
         assert self._catalog is not None
         return self._catalog
 
-    async def evaluate(self, request: Mapping[str, Any], timeout: float) -> Result:  # noqa: ASYNC109
+    async def evaluate(self, request: messages.Request, timeout: float) -> Result:  # noqa: ASYNC109
         async with self._slots:
             proc = await self._take()
             if proc is None:
                 assert self._catalog is not None
-                return Result({"ok": False, "error": self._catalog.error})
+                return Result.failed(str(self._catalog.error))
             began = self._monotonic()
             try:
                 answer = await proc.call(request, timeout)
             except errors.EvaluationTimeout as exc:
                 self._lost(proc)
-                return Result({"ok": False, "error": str(exc)}, timed_out=True)
+                return Result.failed(str(exc), timed_out=True)
             except errors.EvaluationError as exc:
                 self._lost(proc)
-                return Result({"ok": False, "error": str(exc)})
+                return Result.failed(str(exc))
             self._idle.append(proc)
             return Result(answer, seconds=self._monotonic() - began)
 
@@ -133,22 +140,22 @@ class LocationEvaluator:
         try:
             hello = await proc.start(LOAD_TIMEOUT)
         except errors.EvaluationError as exc:
-            hello = {"ok": False, "error": f"code location '{self.name}' failed to load: {exc}"}
-        if not hello.get("ok"):
+            error = f"code location '{self.name}' failed to load: {exc}"
+            hello = messages.LoadFailure(error)
+        if isinstance(hello, messages.LoadFailure):
             self._all.discard(proc)
             await proc.kill()
-            self._failed_at = self._monotonic()
-            # What it defined when it last loaded stays known: those ticks fail with the error.
-            last = self._catalog or Catalog(self.name)
-            self._catalog = Catalog(
-                self.name, last.schedules, last.sensors, str(hello.get("error"))
-            )
+            self._failed(hello.error)
             return None
         self._failed_at = None
-        self._catalog = Catalog(
-            self.name, tuple(hello.get("schedules", ())), tuple(hello.get("sensors", ()))
-        )
+        self._catalog = LocationCatalog(self.name, hello.schedules, hello.sensors)
         return proc
+
+    def _failed(self, error: str) -> None:
+        """What it defined when it last loaded stays known: those ticks fail with the error."""
+        self._failed_at = self._monotonic()
+        last = self._catalog or LocationCatalog(self.name)
+        self._catalog = LocationCatalog(self.name, last.schedules, last.sensors, error)
 
     def _lost(self, proc: process_mod.EvaluationProcess) -> None:
         self._all.discard(proc)
@@ -199,8 +206,8 @@ class EvaluatorPool:
     def restarts(self) -> int:
         return sum(loc.restarts for loc in self._locations.values())
 
-    async def catalogs(self) -> list[Catalog]:
-        found: dict[str, Catalog] = {}
+    async def catalogs(self) -> list[LocationCatalog]:
+        found: dict[str, LocationCatalog] = {}
 
         async def one(loc: LocationEvaluator) -> None:
             found[loc.name] = await loc.catalog()
@@ -219,7 +226,7 @@ class EvaluatorPool:
             loc = self._locations.get(item.location)
             if loc is None:
                 error = f"no code location named '{item.location}'"
-                results[index] = Result({"ok": False, "error": error})
+                results[index] = Result.failed(error)
                 return
             async with self._limit:
                 results[index] = await loc.evaluate(item.request, item.timeout)

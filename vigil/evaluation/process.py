@@ -1,9 +1,11 @@
 """The daemon's end of one evaluation process: start it, ask it, kill it.
 
 `start` launches `python -m vigil.evaluation.child` with pipes and reads the catalog line;
-`call` writes one request line and reads one answer line within a timeout. A process that
-passes the timeout is killed (`EvaluationTimeout`); one that exits or breaks the protocol
-is an `EvaluationError`. Either way the process is gone and the owner starts a new one.
+`call` writes one request line and reads one answer line within a timeout. Each line is
+decoded here, once, into the types of `messages`. A process that passes the timeout is
+killed (`EvaluationTimeout`); one that exits or breaks the protocol (a line that does not
+decode) is an `EvaluationError`. Either way the process is gone and the owner starts a new
+one.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from vigil import errors
+from vigil.evaluation import messages
 
 MAX_LINE = 64 * 1024 * 1024
+M = TypeVar("M")
 
 
 class EvaluationProcess:
@@ -35,7 +39,10 @@ class EvaluationProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    async def start(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109 - a process deadline
+    async def start(
+        self,
+        timeout: float,  # noqa: ASYNC109 - a process deadline
+    ) -> messages.Catalog | messages.LoadFailure:
         """Start the process and return its catalog line (which may say the load failed)."""
         command = [sys.executable, "-m", "vigil.evaluation.child", self._spec]
         self._process = await anyio.open_process(
@@ -48,21 +55,30 @@ class EvaluationProcess:
         )
         assert self._process.stdout is not None
         self._lines = BufferedByteReceiveStream(self._process.stdout)
-        return await self._read(timeout, "to load its code location")
+        return await self._read(timeout, "to load its code location", messages.loaded_from_json)
 
-    async def call(self, request: Mapping[str, Any], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+    async def call(
+        self,
+        request: messages.Request,
+        timeout: float,  # noqa: ASYNC109
+    ) -> messages.Answer:
         """One request, one answer; kills the process past `timeout` (EvaluationTimeout)."""
         process = self._process
         if process is None or process.stdin is None:
             raise errors.EvaluationError("the evaluation process is not running")
         try:
-            await process.stdin.send(json.dumps(request).encode() + b"\n")
+            await process.stdin.send(json.dumps(request.to_json()).encode() + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             await self.kill()
             raise errors.EvaluationError(f"the evaluation process is gone ({exc})") from None
-        return await self._read(timeout, "to answer")
+        return await self._read(timeout, "to answer", messages.Answer.from_json)
 
-    async def _read(self, timeout: float, doing: str) -> dict[str, Any]:  # noqa: ASYNC109
+    async def _read(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        doing: str,
+        decode: Callable[[Any], M],
+    ) -> M:
         assert self._lines is not None
         try:
             with anyio.fail_after(timeout):
@@ -75,8 +91,13 @@ class EvaluationProcess:
             raise errors.EvaluationError(
                 f"the evaluation process exited ({_exit(code)}) {doing}"
             ) from exc
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        try:
+            return decode(json.loads(line))
+        except ValueError as exc:
+            await self.kill()
+            raise errors.EvaluationError(
+                f"the evaluation process broke the protocol {doing}: {exc}"
+            ) from None
 
     async def kill(self) -> int | None:
         """Kill the process (if it runs) and reap it; its exit code."""

@@ -26,6 +26,7 @@ import anyio
 from vigil import errors, runs, ticks
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
+from vigil.evaluation import messages
 from vigil.evaluation import pool as pool_mod
 from vigil.scheduling import cron as cron_mod
 from vigil.scheduling import ticks as tick_times
@@ -34,9 +35,9 @@ from vigil.storage import store as store_mod
 logger = logging.getLogger(__name__)
 ACTIVE_STATUSES = frozenset(runs.RunStatus) - runs.TERMINAL_STATUSES
 TickCounts = Mapping[tuple[str, str], int]
-KeyOf = Callable[[int, Mapping[str, Any]], str]
+KeyOf = Callable[[int, messages.RequestedRun], str]
 # One tick's requested runs: the tick, its code location, the requests, their run keys.
-Submission = tuple[ticks.Tick, str, Sequence[Mapping[str, Any]], KeyOf]
+Submission = tuple[ticks.Tick, str, Sequence[messages.RequestedRun], KeyOf]
 
 
 class LoopStore(store_mod.InstigationStore, store_mod.RunReader, store_mod.EventReader, Protocol):
@@ -159,13 +160,13 @@ class Instigation:
     def count_instigators(self, kind: str, known: int, running: int) -> None:
         self._instigators[kind] = {(kind, "running"): running, (kind, "stopped"): known - running}
 
-    async def catalogs(self) -> list[pool_mod.Catalog]:
+    async def catalogs(self) -> list[pool_mod.LocationCatalog]:
         found = await self.pool.catalogs()
         for catalog in found:
             self._log_load_error(catalog)
         return found
 
-    def _log_load_error(self, catalog: pool_mod.Catalog) -> None:
+    def _log_load_error(self, catalog: pool_mod.LocationCatalog) -> None:
         error = catalog.error
         if error is None:
             self._errors_logged.pop(catalog.location, None)
@@ -214,7 +215,7 @@ class Instigation:
             return ticks.TickOutcome(
                 tick.tick_id, tick.instigator, ticks.TickStatus.SUCCESS, tuple(run_ids)
             )
-        skip = result.answer.get("skip")
+        skip = result.answer.skip
         return ticks.TickOutcome(tick.tick_id, tick.instigator, ticks.TickStatus.SKIPPED, (), skip)
 
     async def submit_chunk(self, items: Sequence[Submission]) -> list[tuple[list[str], str | None]]:
@@ -266,17 +267,17 @@ class Instigation:
         return run.run_id
 
     def _new_run(
-        self, tick: ticks.Tick, location: str, request: Mapping[str, Any], run_key: str
+        self, tick: ticks.Tick, location: str, request: messages.RequestedRun, run_key: str
     ) -> runs.Run:
         kind, name = ticks.split_id(tick.instigator)
         run_id = str(uuid.uuid4())
         now = self.clock.now()
-        tags = {**request["tags"], f"vigil/{kind.value}": name, "vigil/tick": str(tick.tick_id)}
+        tags = {**request.tags, f"vigil/{kind.value}": name, "vigil/tick": str(tick.tick_id)}
         return runs.Run(
             run_id=run_id,
-            job_name=request["job"],
+            job_name=request.job,
             status=runs.RunStatus.NOT_STARTED,
-            run_config=dict(request["run_config"]),
+            run_config=dict(request.run_config),
             tags=tags,
             code_location=location,
             root_run_id=run_id,

@@ -30,6 +30,7 @@ from vigil import ticks
 from vigil.config import settings as settings_mod
 from vigil.daemon import loop
 from vigil.daemon.loops import instigation
+from vigil.evaluation import messages
 from vigil.evaluation import pool as pool_mod
 from vigil.scheduling import ticks as tick_times
 
@@ -62,7 +63,7 @@ class SchedulerLoop(loop.Loop):
         self._next: dict[str, tuple[float, float]] = {}  # instigator -> (after, next tick)
         self._purged_at: float | None = None
         self._parsed: (
-            tuple[tuple[pool_mod.Catalog, ...], dict[str, instigation.ScheduleInfo]] | None
+            tuple[tuple[pool_mod.LocationCatalog, ...], dict[str, instigation.ScheduleInfo]] | None
         ) = None
 
     async def reload(self, workspace: Sequence[settings_mod.CodeLocationSettings]) -> None:
@@ -231,11 +232,7 @@ class SchedulerLoop(loop.Loop):
         batch = [
             pool_mod.Evaluation(
                 schedules[t.instigator].location,
-                {
-                    "kind": "schedule",
-                    "name": schedules[t.instigator].name,
-                    "scheduled_time": t.scheduled_time,
-                },
+                messages.ScheduleRequest(schedules[t.instigator].name, t.scheduled_time),
                 schedules[t.instigator].timeout,
             )
             for t in chunk
@@ -247,7 +244,7 @@ class SchedulerLoop(loop.Loop):
         answered = [(t, r) for t, r in zip(chunk, results, strict=True) if r.ok]
         submitted = await self._shared.submit_chunk(
             [
-                (t, schedules[t.instigator].location, r.answer["requests"], _key_of(t))
+                (t, schedules[t.instigator].location, r.answer.requests, _key_of(t))
                 for t, r in answered
             ]
         )
@@ -300,7 +297,7 @@ def _rounds(pending: Sequence[ticks.Tick]) -> list[list[ticks.Tick]]:
 def _key_of(tick: ticks.Tick) -> instigation.KeyOf:
     """A schedule's run key: the tick's UTC time and the request's key (or its index)."""
     prefix = _utc(tick.scheduled_time)
-    return lambda i, r: f"{prefix}/{r['run_key'] if r['run_key'] is not None else i}"
+    return lambda i, r: f"{prefix}/{r.run_key if r.run_key is not None else i}"
 
 
 def _utc(instant: float) -> str:

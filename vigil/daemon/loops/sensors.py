@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from vigil import events, runs, ticks
 from vigil.config import settings as settings_mod
 from vigil.daemon import loop
 from vigil.daemon.loops import instigation
+from vigil.evaluation import messages
 from vigil.evaluation import pool as pool_mod
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ END_EVENTS = {
 }
 
 END_STATUSES = {event_type: status for status, event_type in END_EVENTS.items()}
+TickRequest = messages.SensorRequest | messages.RunStatusRequest
 
 
 class SensorLoop(loop.Loop):
@@ -137,23 +138,22 @@ class SensorLoop(loop.Loop):
         tick: ticks.Tick,
         s: instigation.SensorInfo,
         states: Mapping[str, ticks.InstigatorState],
-    ) -> dict[str, Any]:
+    ) -> TickRequest:
         state = states.get(s.instigator)
         cursor = state.cursor if state is not None else None
         if s.run_status is not None:
             return await self._run_status_request(s, cursor)
         previous = await self._shared.store.instigator_runs(s.instigator, limit=1)
-        return {
-            "kind": "sensor",
-            "name": s.name,
-            "cursor": cursor,
-            "last_run_key": previous[0].run_key if previous else None,
-            "last_tick_time": (self._last or {}).get(s.instigator),
-        }
+        return messages.SensorRequest(
+            s.name,
+            cursor,
+            previous[0].run_key if previous else None,
+            (self._last or {}).get(s.instigator),
+        )
 
     async def _run_status_request(
         self, s: instigation.SensorInfo, cursor: str | None
-    ) -> dict[str, Any]:
+    ) -> messages.RunStatusRequest:
         store = self._shared.store
         after = int(cursor) if cursor else await store.last_event_id()
         assert s.run_status is not None
@@ -164,14 +164,12 @@ class SensorLoop(loop.Loop):
             self._behind.discard(s.instigator)
         items = [await self._item(e, s) for e in found]
         new_cursor = str(found[-1].event_id) if found else str(after)
-        return {
-            "kind": "run_status",
-            "name": s.name,
-            "items": [i for i in items if i is not None],
-            "new_cursor": new_cursor,
-        }
+        kept = tuple(i for i in items if i is not None)
+        return messages.RunStatusRequest(s.name, kept, new_cursor)
 
-    async def _item(self, event: events.Event, s: instigation.SensorInfo) -> dict[str, Any] | None:
+    async def _item(
+        self, event: events.Event, s: instigation.SensorInfo
+    ) -> messages.RunStatusItem | None:
         run = await self._shared.store.get_run(event.run_id)
         if s.monitored_jobs and run.job_name not in s.monitored_jobs:
             return None
@@ -181,21 +179,21 @@ class SensorLoop(loop.Loop):
         self,
         tick: ticks.Tick,
         s: instigation.SensorInfo,
-        request: Mapping[str, Any],
+        request: TickRequest,
         result: pool_mod.Result,
     ) -> ticks.TickOutcome:
         if not result.ok:
             return self._shared.outcome(tick, result)
         [(run_ids, error)] = await self._shared.submit_chunk(
-            [(tick, s.location, result.answer["requests"], _key_of(tick))]
+            [(tick, s.location, result.answer.requests, _key_of(tick))]
         )
         outcome = self._shared.outcome(tick, result, run_ids, error)
         if outcome.status is T.FAILED:
             return outcome
-        if s.run_status is not None:
-            cursor, commit = request["new_cursor"], True
+        if isinstance(request, messages.RunStatusRequest):
+            cursor, commit = request.new_cursor, True
         else:
-            cursor, commit = result.answer.get("cursor"), bool(result.answer.get("cursor_updated"))
+            cursor, commit = result.answer.cursor, result.answer.cursor_updated
         return ticks.TickOutcome(
             outcome.tick_id,
             outcome.instigator,
@@ -209,17 +207,17 @@ class SensorLoop(loop.Loop):
 
 def _key_of(tick: ticks.Tick) -> instigation.KeyOf:
     """The user's run key, or one from the tick (the same when the tick is taken up again)."""
-    return lambda i, r: r["run_key"] if r["run_key"] is not None else f"tick:{tick.tick_id}/{i}"
+    return lambda i, r: r.run_key if r.run_key is not None else f"tick:{tick.tick_id}/{i}"
 
 
-def run_status_item(run: runs.Run, event: events.Event) -> dict[str, Any]:
+def run_status_item(run: runs.Run, event: events.Event) -> messages.RunStatusItem:
     """What a run status sensor's function is told of one run that reached the status."""
-    return {
-        "run_id": run.run_id,
-        "job_name": run.job_name,
-        "status": END_STATUSES[event.event_type].value,
-        "tags": dict(run.tags),
-        "event_id": event.event_id,
-        "timestamp": event.timestamp,
-        "message": event.message,
-    }
+    return messages.RunStatusItem(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        status=END_STATUSES[event.event_type],
+        tags=dict(run.tags),
+        event_id=event.event_id,
+        timestamp=event.timestamp,
+        message=event.message,
+    )
