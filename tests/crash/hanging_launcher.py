@@ -3,7 +3,8 @@ the worker.
 
 The worker exists and runs, but `launch` does not return: the queued coordinator's
 `launch_timeout` runs out in the middle of a launch that did happen. The first launch of a
-test is the one that creates the marker file (O_EXCL, with the run id and worker pid).
+test is the one that creates the marker file (O_EXCL, with the run id and worker pid);
+`MARKER.over` appears once the coordinator's timeout has ended the hang.
 Everything else is the subprocess launcher's.
 """
 
@@ -41,7 +42,10 @@ class HangingLauncher(launchers.RunLauncher):
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
         info = await self._inner.launch(run)
         if _first_launch(self._opts.marker, {"run_id": run.run_id, "pid": info["pid"]}):
-            await anyio.sleep(self._opts.hang)
+            try:
+                await anyio.sleep(self._opts.hang)
+            finally:  # the coordinator's launch timeout ended the hang
+                os.close(os.open(f"{self._opts.marker}.over", os.O_WRONLY | os.O_CREAT, 0o644))
         return info
 
     async def resume(self, run: runs.Run) -> Mapping[str, Any]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import pathlib
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
@@ -33,7 +35,7 @@ HERE = REPO / "tests" / "crash"
 INJECT = HERE / "inject"
 JOBS = HERE / "jobs.py"
 JOT_STEPS = ("jot_first", "jot_second")
-SLOW_STEPS = ("jot_then_nap",)
+SLOW_STEPS = ("jot_then_wait",)
 E = events.EventType
 S = runs.RunStatus
 
@@ -79,13 +81,35 @@ class Killed:
 
 
 def daemon_env(tmp_path: pathlib.Path, crash_at: str | None = None) -> dict[str, str]:
-    """The daemon's environment: where steps write their lines, and the crash point."""
-    env = {jobs.STEP_LOG_ENV: str(step_log(tmp_path))}
+    """The daemon's environment: where steps write their lines, the gate slow steps wait
+    at (see `Gate`), and the crash point."""
+    env = {jobs.STEP_LOG_ENV: str(step_log(tmp_path)), jobs.GATE_ENV: str(gate_path(tmp_path))}
     if crash_at is not None:
         env["PYTHONPATH"] = f"{INJECT}:{REPO}"
         env["VIGIL_CRASH_AT"] = crash_at
         env["VIGIL_CRASH_MARKER"] = str(crash_marker(tmp_path))
     return env
+
+
+def gate_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "gate"
+
+
+class Gate:
+    """Slow steps wait while the test holds this: an exclusive lock on the gate file, which
+    they ask to share (`jobs.jot_then_wait`). Without a holder they pass at once."""
+
+    def __init__(self, tmp_path: pathlib.Path) -> None:
+        path = gate_path(tmp_path)
+        path.touch()
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def open(self) -> None:
+        """Let every waiting step (and every later one) finish."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
 
 
 def step_log(tmp_path: pathlib.Path) -> pathlib.Path:

@@ -4,7 +4,9 @@ A line is `RUN_ID STEP PID`, written with one O_APPEND write, so the tests can c
 many times each step of each run really ran, whatever the store says.
 
 - jot: two instant steps, jot_first then jot_second.
-- slow_jot: one step that writes its line, then sleeps NAP_SECONDS.
+- slow_jot: one step that writes its line, then waits at the gate: it takes a shared
+  lock on the file $CRASH_GATE names, which the test holds exclusively until it lets
+  the steps finish (no gate set: it finishes at once).
 
 Lines are written as a step begins, so a step that runs twice is seen even while its
 second execution has not finished.
@@ -12,13 +14,13 @@ second execution has not finished.
 
 from __future__ import annotations
 
+import fcntl
 import os
-import time
 
 from vigil import Definitions, StepContext, job, step
 
 STEP_LOG_ENV = "CRASH_STEP_LOG"
-NAP_SECONDS = 3.0
+GATE_ENV = "CRASH_GATE"
 
 
 def jot(context: StepContext) -> None:
@@ -41,14 +43,20 @@ def jot_second(context: StepContext, jot_first: None) -> None:
 
 
 @step
-def jot_then_nap(context: StepContext) -> None:
+def jot_then_wait(context: StepContext) -> None:
     jot(context)
-    time.sleep(NAP_SECONDS)
+    gate = os.environ.get(GATE_ENV)
+    if gate:
+        fd = os.open(gate, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # blocks while the test holds the gate
+        finally:
+            os.close(fd)
 
 
 defs = Definitions(
     jobs=[
         job("jot", [jot_first, jot_second]),
-        job("slow_jot", [jot_then_nap]),
+        job("slow_jot", [jot_then_wait]),
     ]
 )

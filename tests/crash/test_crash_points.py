@@ -193,8 +193,11 @@ async def test_a_launch_that_hangs_past_its_timeout_leaves_one_worker(
     queue = "{max_concurrent_runs: 3, poll_interval: 0.2, launch_timeout: 1}"
     harness.configure(instance, queue=queue, launcher=harness.hanging_launcher(hung))
     run_ids = await harness.submit(instance, "slow_jot", 3)
+    gate = harness.Gate(tmp_path)  # the first worker's step runs until the hang is over
     daemon = daemons.start(env=harness.daemon_env(tmp_path))
 
+    await harness.wait_for_file(hung.with_name(f"{hung.name}.over"), KILL_DEADLINE)
+    gate.open()
     await harness.wait_until_ended(instance, run_ids, END_DEADLINE)
     await harness.wait_until_quiet(instance, run_ids, daemon, tmp_path)
     assert json.loads(hung.read_text())["run_id"] in run_ids  # a launch did hang
@@ -216,6 +219,7 @@ async def test_steps_that_finish_while_postgres_is_down_end_their_runs_once(
     instance = outage_instance
     harness.configure(instance)
     run_ids = await harness.submit(instance, "slow_jot", 4)  # 3 at once, then 1
+    gate = harness.Gate(tmp_path)
     daemon = daemons.start(env=harness.daemon_env(tmp_path))
 
     async def three_steps_running() -> bool:
@@ -223,7 +227,8 @@ async def test_steps_that_finish_while_postgres_is_down_end_their_runs_once(
 
     await eventually(three_steps_running, KILL_DEADLINE)
     await harness.stop_server(outage_server)
-    await anyio.sleep(OUTAGE_SECONDS)  # the outage itself: steps end meanwhile
+    gate.open()  # the three steps end while the store is down
+    await anyio.sleep(OUTAGE_SECONDS)  # the outage itself
     await harness.start_server(outage_server)
 
     await harness.wait_until_ended(instance, run_ids, END_DEADLINE)
