@@ -184,8 +184,13 @@ class RunCoordinator(abc.ABC):
         the old claim, if one was started after all, loses its start: never two workers.
         """
         live = {*live_claimers, self.claimer}
+        return await self.launch_orphans(await self.store.orphaned_claims(live, claimed_before))
+
+    async def launch_orphans(self, orphans: Sequence[runs.Run]) -> list[runs.Run]:
+        """Launch again these orphaned claims (as `orphaned_claims` found them), each under
+        a new launch token taken first; returns those it took (none moved on meanwhile)."""
         taken: list[runs.Run] = []
-        for orphan in await self.store.orphaned_claims(live, claimed_before):
+        for orphan in orphans:
             message = (
                 f"claimed by {orphan.claimed_by or 'an older vigil'}, which is gone, and "
                 f"never launched; launching again (claimed by {self.claimer})"

@@ -61,12 +61,14 @@ class OrphanedClaims:
         self._next_look = now + self._every
         beats = await self._heartbeats.list_heartbeats()
         live = [beat.daemon_id for beat in presence.live_daemons(beats, now, self._interval)]
-        taken = await self._coordinator.relaunch_orphans(live, now - self._grace)
-        # Claims of a claimer not live but younger than the grace: a daemon killed before its
-        # first heartbeat, a CLI launching now. Look again once the oldest is old enough.
-        young = await self._coordinator.store.orphaned_claims(
+        # One read: the claims of claimers not live, up to now. The old enough are orphans;
+        # the younger (a daemon killed before its first heartbeat, a CLI launching now) are
+        # looked at again the moment the oldest of them is old enough.
+        unowned = await self._coordinator.store.orphaned_claims(
             {*live, self._coordinator.claimer}, now
         )
-        first = min((run.updated_at for run in young), default=None)
-        self.next_due = None if first is None else first + self._grace
+        due = now - self._grace
+        taken = await self._coordinator.launch_orphans([r for r in unowned if r.updated_at <= due])
+        young = [run.updated_at for run in unowned if run.updated_at > due]
+        self.next_due = min(young) + self._grace if young else None
         return taken
