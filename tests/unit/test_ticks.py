@@ -242,3 +242,47 @@ def test_missed_ticks_beyond_the_kept_ones_are_counted_as_unrecorded() -> None:
     plan = ticks.plan_catchup(due, now, ticks.Catchup.LATEST, 5, 60.0)
     assert plan.unrecorded == 6
     assert len(plan.missed) == 3
+
+
+@pytest.mark.parametrize(
+    ("expression", "step"), [("* * * * * *", 1.0), ("*/7 * * * *", 420.0), ("0 3 * * *", 86400.0)]
+)
+def test_a_gap_of_decades_costs_a_bounded_walk_and_keeps_the_latest_ticks_exact(
+    expression: str, step: float
+) -> None:
+    """A per-second schedule whose last tick is from 1970 must not walk 1.8 billion ticks
+    (it blocked the daemon's event loop): the last `keep` ticks are found from a window
+    ending now, exactly, and the count says it is only a lower bound."""
+    zone = cron.parse_zone("UTC")
+    now = at("UTC", "2026-06-01 12:00:30")
+    keep = 101
+
+    calls = 0
+    real = ticks.next_tick
+
+    def counting(*args: object) -> float:
+        nonlocal calls
+        calls += 1
+        return real(*args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ticks, "next_tick", counting)
+        due = ticks.due_ticks(cron.parse_cron(expression), zone, 0.0, now, keep)
+
+    last = ticks.preview(cron.parse_cron(expression), zone, due.times[0] - 0.5, keep)
+    assert list(due.times) == last
+    assert due.times[-1] <= now < due.times[-1] + step
+    assert due.following == ticks.next_tick(cron.parse_cron(expression), zone, now)
+    assert not due.counted
+    assert due.total >= keep
+    assert calls < 20 * keep
+
+
+def test_a_short_gap_is_still_counted_exactly() -> None:
+    zone = cron.parse_zone("UTC")
+    start = at("UTC", "2026-06-01 12:00:00")
+    due = ticks.due_ticks(cron.parse_cron("* * * * *"), zone, start, start + 3600, 101)
+
+    assert due.counted
+    assert due.total == 60
+    assert len(due.times) == 60

@@ -104,11 +104,18 @@ def next_tick(cron: cron_mod.Cron, zone: zoneinfo.ZoneInfo, after: float) -> flo
 @dataclasses.dataclass(frozen=True, slots=True)
 class Due:
     """The ticks in (after, now]: the last `kept` of them in order, and how many in all;
-    `following` is the first tick after now."""
+    `following` is the first tick after now. When the gap held more ticks than are worth
+    walking one by one, only the last ones were found: `counted` is False and `total`
+    counts the ticks seen, fewer than there were."""
 
     times: tuple[float, ...]
     total: int
     following: float = 0.0
+    counted: bool = True
+
+
+# Ticks walked one by one from the last tick; past that, only the latest ones are found.
+WALK_LIMIT = 100
 
 
 def due_ticks(
@@ -119,23 +126,58 @@ def due_ticks(
     keep: int,
     first: float | None = None,
 ) -> Due:
-    """`first`, when the caller knows it, is `next_tick(cron, zone, after)`."""
+    """`first`, when the caller knows it, is `next_tick(cron, zone, after)`.
+
+    The work is bounded whatever the gap (a per-second schedule stopped for a year): after
+    `WALK_LIMIT + keep` ticks the walk jumps to a window ending at `now`, widened until it
+    holds `keep` ticks, so the last `keep` are exact and the count is a lower bound.
+    """
     kept: collections.deque[float] = collections.deque(maxlen=keep)
     total = 0
     t = next_tick(cron, zone, after) if first is None else first
+    start = t
     while t <= now:
         kept.append(t)
         total += 1
+        if total > WALK_LIMIT + keep:
+            return _latest(cron, zone, (start, t), now, keep, total)
         t = next_tick(cron, zone, t)
     return Due(tuple(kept), total, t)
+
+
+def _latest(
+    cron: cron_mod.Cron,
+    zone: zoneinfo.ZoneInfo,
+    walked: tuple[float, float],
+    now: float,
+    keep: int,
+    seen: int,
+) -> Due:
+    """The last `keep` ticks up to `now`, from a window that ends at `now` and widens from
+    the spacing of the ticks walked so far until it holds enough of them (or reaches back
+    to where the walk stopped)."""
+    first, last = walked
+    span = max((last - first) / max(seen - 1, 1), 1.0) * (keep + 1) * 2
+    while True:
+        start = max(now - span, last)
+        found: list[float] = []
+        t = next_tick(cron, zone, start)
+        while t <= now:
+            found.append(t)
+            t = next_tick(cron, zone, t)
+        if len(found) >= keep or start == last:
+            return Due(tuple(found[-keep:]), seen + len(found), t, counted=False)
+        span *= 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CatchupPlan:
     run: tuple[float, ...]
     missed: tuple[float, ...]
-    # Missed ticks older than the ones kept, counted but not recorded one by one.
+    # Missed ticks older than the ones kept, not recorded one by one: how many, or at
+    # least how many when the gap was too long to count (`Due.counted`).
     unrecorded: int = 0
+    counted: bool = True
 
 
 def plan_catchup(
@@ -154,7 +196,7 @@ def plan_catchup(
     count = min(count, len(times))
     run = times[len(times) - count :] if count else ()
     missed = times[: len(times) - count]
-    return CatchupPlan(tuple(run), tuple(missed), due.total - len(times))
+    return CatchupPlan(tuple(run), tuple(missed), due.total - len(times), due.counted)
 
 
 def preview(cron: cron_mod.Cron, zone: zoneinfo.ZoneInfo, after: float, count: int) -> list[float]:

@@ -170,8 +170,9 @@ class SchedulerLoop(loop.Loop):
             plan.missed += [(s.instigator, t) for t in chosen.missed]
             if chosen.unrecorded:
                 logger.warning(
-                    "schedule %s missed %d more ticks than are recorded",
+                    "schedule %s missed %s%d more ticks than are recorded",
                     s.name,
+                    "" if chosen.counted else "at least ",
                     chosen.unrecorded,
                     extra={"event": "schedule.missed_unrecorded", "schedule": s.name},
                 )
