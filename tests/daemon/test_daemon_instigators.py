@@ -8,13 +8,17 @@ on; cursors and run keys hold across restarts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import itertools
 import pathlib
 import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+import psutil
 
 from tests.acceptance.harness import IMMEDIATE, REPO, Instance
 from tests.daemon.process import Daemons
@@ -60,10 +64,12 @@ async def opened(instance: Instance) -> AsyncIterator[storage.Store]:
         await store.close()
 
 
-async def set_status(instance: Instance, name: str, status: ticks.InstigatorStatus) -> None:
+async def set_status(
+    instance: Instance, name: str, status: ticks.InstigatorStatus, now: float = 0.0
+) -> None:
     kind, _ = ticks.split_id(name)
     async with opened(instance) as store:
-        await store.set_instigator_status(name, kind, status, now=0.0)
+        await store.set_instigator_status(name, kind, status, now=now)
 
 
 async def ticks_of(instance: Instance, name: str) -> list[ticks.Tick]:
@@ -221,3 +227,71 @@ async def test_a_location_that_stops_importing_fails_only_its_own_ticks(
     assert "vigil_missing_module_xyz" in check.stderr
     daemon.send(signal.SIGTERM)
     assert await daemon.exit_code() == 0
+
+
+HANGING_IMPORT = "import threading\n\nthreading.Event().wait()\n"
+
+
+def _evaluation_children(daemon_pid: int, location: str) -> list[psutil.Process]:
+    """The daemon's evaluation processes of one code location (its name is in their spec)."""
+    children = psutil.Process(daemon_pid).children(recursive=True)
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            if "vigil.evaluation.child" in command and f'"name": "{location}"' in command:
+                found.append(child)
+    return found
+
+
+async def test_a_location_that_hangs_on_import_holds_back_no_schedule(
+    sqlite_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    """Reloaded onto a file whose import never ends, the location waits alone: the other
+    location's per-second schedule keeps ticking on time, nothing is MISSED, and a reload
+    back to the good file kills the hung process and brings the location back."""
+    instance = sqlite_instance
+    configure(instance, tmp_path, stall_marker=None)
+    await set_status(instance, "schedule:every_second", ticks.InstigatorStatus.RUNNING, time.time())
+    await set_status(instance, "sensor:elsewhere", ticks.InstigatorStatus.RUNNING)
+    await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
+    daemon = daemons.start(env={"INSTIGATOR_DIR": str(tmp_path)})
+    await wait_for_ticks(instance, "sensor:elsewhere", 1, T.SKIPPED)
+    good_text = (tmp_path / "other_instigators.py").read_text()
+
+    (tmp_path / "other_instigators.py").write_text(HANGING_IMPORT)
+    daemon.send(signal.SIGHUP)
+
+    async def hung() -> bool:
+        return bool(_evaluation_children(daemon.pid, "other"))
+
+    await eventually(hung, 60.0)
+    hung_pids = [p.pid for p in _evaluation_children(daemon.pid, "other")]
+    before = len(await ticks_of(instance, "schedule:every_second"))
+    skipped_before = len(
+        [t for t in await ticks_of(instance, "schedule:every_second") if t.status is T.SKIPPED]
+    )
+    after = await wait_for_ticks(instance, "schedule:every_second", skipped_before + 10, T.SKIPPED)
+    assert _evaluation_children(daemon.pid, "other"), "the hung load ended early"
+
+    # Evaluated all along: a late iteration may record a second's tick MISSED (catch-up
+    # policy none, on a loaded machine), but the schedule never waits for the hung
+    # location (before, every iteration waited up to the load timeout of 120 s).
+    evaluated = [t.scheduled_time for t in after[before:] if t.status is T.SKIPPED]
+    gaps = [b - a for a, b in itertools.pairwise(evaluated)]
+    assert max(gaps) < 20.0, gaps
+    assert all(t.status in (T.SKIPPED, T.MISSED) for t in after[before:])
+
+    (tmp_path / "other_instigators.py").write_text(good_text)
+    daemon.send(signal.SIGHUP)
+    elsewhere = len(await ticks_of(instance, "sensor:elsewhere"))
+    await wait_for_ticks(instance, "sensor:elsewhere", elsewhere + 1, T.SKIPPED)
+    assert not any(psutil.pid_exists(pid) and _alive(pid) for pid in hung_pids)
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False

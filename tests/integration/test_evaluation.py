@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
+import anyio
+import psutil
 import pytest
 
+from tests.integration import pools
 from vigil import runs
 from vigil.config import settings
-from vigil.evaluation import messages, pool
+from vigil.evaluation import messages, pool, process
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -26,14 +33,15 @@ def evaluation(name: str, timeout: float = 30.0, location: str = "good") -> pool
 async def evaluators() -> AsyncIterator[pool.EvaluatorPool]:
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     built = pool.build([GOOD, BROKEN], REPO, env, processes=1, max_concurrent=4, retry_after=3600.0)
+    served = pools.serve(built)
     try:
         yield built
     finally:
-        await built.close()
+        await pools.stop(built, served)
 
 
 async def test_the_catalog_lists_what_a_location_defines(evaluators: pool.EvaluatorPool) -> None:
-    good, broken = await evaluators.catalogs()
+    good, broken = await pools.loaded(evaluators)
 
     assert good.error is None
     assert [s["name"] for s in good.schedules][:3] == ["every_minute", "defaults", "skipper"]
@@ -139,3 +147,145 @@ def test_round_robin_interleaves_locations_in_their_own_order() -> None:
     batch = [evaluation(str(i), location=loc) for i, loc in enumerate("aaab")]
 
     assert pool.round_robin(batch) == [0, 3, 1, 2]
+
+
+HANGING = settings.CodeLocationSettings(name="hanging", file=HERE / "hanging_location.py")
+FLOODING = settings.CodeLocationSettings(name="flooding", file=HERE / "flooding_location.py")
+
+
+@contextlib.asynccontextmanager
+async def served(
+    locations: list[settings.CodeLocationSettings], load_timeout: float = 120.0
+) -> AsyncIterator[pool.EvaluatorPool]:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    built = pool.build(
+        locations,
+        REPO,
+        env,
+        processes=1,
+        max_concurrent=4,
+        retry_after=3600.0,
+        load_timeout=load_timeout,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(built.serve)
+        try:
+            yield built
+        finally:
+            await built.close()
+            tg.cancel_scope.cancel()
+
+
+async def test_a_location_hanging_on_import_holds_back_no_other() -> None:
+    async with served([HANGING, GOOD], load_timeout=600.0) as evaluators:
+        with anyio.fail_after(60):
+            while True:
+                hanging, good = await evaluators.catalogs()
+                if not good.loading:
+                    break
+        [answer] = await evaluators.evaluate_all([evaluation("skipper")])
+
+        assert hanging.loading
+        assert hanging.error is None
+        assert answer.ok
+
+
+async def test_a_load_past_its_timeout_fails_the_location_with_one_line() -> None:
+    async with served([HANGING], load_timeout=1.0) as evaluators:
+        with anyio.fail_after(60):
+            while True:
+                [hanging] = await evaluators.catalogs()
+                if hanging.error is not None:
+                    break
+                await anyio.sleep(0.05)
+        [failed] = await evaluators.evaluate_all([evaluation("x", location="hanging")])
+
+    assert hanging.error == "code location 'hanging' failed to load: timed out after 1 s"
+    assert failed.error == hanging.error  # failed at once, not loaded again before load_retry
+
+
+async def test_a_reload_kills_a_hanging_load_and_takes_the_new_workspace() -> None:
+    async with served([HANGING, GOOD], load_timeout=600.0) as evaluators:
+        await evaluators.catalogs()
+        location = evaluators._locations["hanging"]
+        [proc] = location._all
+        pid = proc.pid
+        assert pid is not None
+
+        with anyio.fail_after(10):  # killed at once: a loading process is not asked to close
+            await evaluators.reload([GOOD])
+        [good] = await pools.loaded(evaluators)
+
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert good.location == "good"
+    assert good.error is None
+
+
+async def test_output_of_user_code_is_bounded_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vigil.evaluation.pool")
+    async with served([FLOODING]) as evaluators:
+        [flooding] = await pools.loaded(evaluators)
+
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "location.output"]
+    text = "".join(r.getMessage() + "\n" for r in lines)
+    assert flooding.error is None
+    assert [s["name"] for s in flooding.schedules] == ["flood_schedule"]
+    assert {getattr(r, "location", None) for r in lines} == {"flooding"}
+    assert len(text) <= process.OUTPUT_LIMIT + 200
+    assert lines[-1].getMessage().startswith("... ")
+    assert lines[-1].getMessage().endswith(" more bytes of output cut")
+    assert max(len(r.getMessage()) for r in lines) <= process.LINE_LIMIT
+
+
+def test_the_output_bound_cuts_long_lines_and_counts_what_it_drops() -> None:
+    seen: list[str] = []
+    bound = process.OutputBound(seen.append, limit=30, line_limit=8)
+
+    bound.feed(b"one\ntw")
+    bound.feed(b"o\n" + b"z" * 20 + b"\nlast line here\n")
+    bound.flush()
+
+    assert seen[:3] == ["one", "two", "zzzzzzzz"]
+    assert seen[-1].endswith("more bytes of output cut")
+    assert sum(len(line) + 1 for line in seen[:-1]) <= 30
+
+
+PARENT = """
+import json, sys, anyio
+from vigil.evaluation import process
+
+async def main():
+    spec = json.dumps({"location": json.loads(sys.argv[1]), "base_dir": sys.argv[2]})
+    proc = process.EvaluationProcess(spec, {"PYTHONPATH": sys.argv[2]}, sys.argv[2])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(proc.start, 600.0)
+        while proc.pid is None:
+            await anyio.sleep(0.01)
+        print(proc.pid, flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+def test_a_child_hung_on_import_dies_with_its_killed_parent() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, HANGING.model_dump_json(), str(REPO)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        assert child.is_running()
+        parent.kill()
+        parent.wait(timeout=30)
+        gone, _ = psutil.wait_procs([child], timeout=30)
+        assert gone == [child]
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+        if parent.stdout is not None:
+            parent.stdout.close()

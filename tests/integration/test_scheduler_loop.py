@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.daemon.fakes import ManualClock
+from tests.integration import pools
 from tests.plugins import stalling_launcher
 from vigil import events, runs, storage, ticks
 from vigil.config import settings
@@ -64,10 +65,12 @@ async def rig(store_target: storage.StoreTarget) -> AsyncIterator[Rig]:
     store = await storage.open_store(store_target)
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     evaluators = pool.build([LOCATION], REPO, env, processes=1, max_concurrent=4, retry_after=60)
+    served = pools.serve(evaluators)
     try:
+        await pools.loaded(evaluators)
         yield Rig(store, evaluators)
     finally:
-        await evaluators.close()
+        await pools.stop(evaluators, served)
         await store.close()
 
 

@@ -171,6 +171,7 @@ def _evaluators(
         processes=scheduling.processes_per_location,
         max_concurrent=scheduling.max_concurrent_evaluations,
         retry_after=scheduling.load_retry,
+        load_timeout=scheduling.load_timeout,
     )
 
 

@@ -115,9 +115,12 @@ def instigation(
         return Builtins()
     scheduler_loop = scheduler.SchedulerLoop(shared, settings)
     sensor_loop = sensors.SensorLoop(shared, settings)
+    shared.pool.on_loaded(scheduler_loop.wake.set)
+    shared.pool.on_loaded(sensor_loop.wake.set)
     return Builtins(
         loops=(scheduler_loop, sensor_loop),
         services=(
+            service.Service("evaluations", shared.pool.serve, ready_on_start=True),
             service.Service("scheduler-timer", scheduler_loop.timer.run, ready_on_start=True),
             service.Service("sensors-timer", sensor_loop.timer.run, ready_on_start=True),
         ),

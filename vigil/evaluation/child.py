@@ -9,11 +9,13 @@ is not a request is answered with a failed answer.
 The protocol keeps its own copies of the pipes: file descriptor 1 then points to stderr,
 so whatever user code prints never corrupts an answer. SIGINT is ignored (a Ctrl-C in the
 daemon's terminal is the daemon's to handle); the process ends when the daemon closes the
-pipe or kills it.
+pipe or kills it, or (on Linux) when the daemon dies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import pathlib
@@ -28,6 +30,7 @@ from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import workspace
 from vigil.evaluation import evaluate, messages
 
+PR_SET_PDEATHSIG = 1
 Message = messages.Catalog | messages.LoadFailure | messages.Answer
 
 
@@ -61,7 +64,19 @@ def _load_error(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed when the process that started this one dies, so a child stuck in
+    user code (an import that never returns) does not outlive a SIGKILLed daemon or CLI."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reader, writer = _protocol_pipes()
     try:

@@ -14,14 +14,17 @@ that fails to answer gives a failed `Answer` too, so a loop reads one type.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
+import logging
 import pathlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from vigil import errors
 from vigil.config import settings as settings_mod
@@ -29,6 +32,8 @@ from vigil.evaluation import messages
 from vigil.evaluation import process as process_mod
 
 LOAD_TIMEOUT = 120.0
+CATALOG_WAIT = 2.0
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class LocationCatalog:
     schedules: tuple[Mapping[str, Any], ...] = ()
     sensors: tuple[Mapping[str, Any], ...] = ()
     error: str | None = None
+    loading: bool = False  # a load is under way and no process is ready yet
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,16 +79,21 @@ class Result:
 
 
 class LocationEvaluator:
-    """The processes of one code location."""
+    """The processes of one code location.
+
+    A process is loaded in the background when the pool serves (`EvaluatorPool.serve`), so
+    a location that is slow or hangs on import holds back nobody: `catalog` waits for it at
+    most `catalog_wait` and says it is still loading (the loops leave its instigators for
+    later). A load that passes `load_timeout` is killed and counts as a failed load.
+    """
 
     def __init__(
         self,
         settings: settings_mod.CodeLocationSettings,
         base_dir: pathlib.Path,
         environ: Mapping[str, str],
-        processes: int,
-        retry_after: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        limits: Limits,
+        hooks: Hooks,
     ) -> None:
         self.name = settings.location_name
         self.settings = settings
@@ -91,32 +102,36 @@ class LocationEvaluator:
         )
         self._environ = environ
         self._cwd = str(base_dir)
-        self._retry_after = retry_after
-        self._monotonic = monotonic
-        self._slots = anyio.Semaphore(processes)
+        self._limits = limits
+        self._hooks = hooks
+        self._slots = anyio.Semaphore(limits.processes)
         self._idle: list[process_mod.EvaluationProcess] = []
         self._all: set[process_mod.EvaluationProcess] = set()
         self._catalog: LocationCatalog | None = None
         self._failed_at: float | None = None
+        self._loading: anyio.Event | None = None
+        self._loading_since: float | None = None
+        self._generation = 0
         self.restarts = 0
 
     async def catalog(self) -> LocationCatalog:
-        """The location's catalog, starting a process if none reported one yet."""
-        if self._catalog is None or self._catalog.error is not None:
-            async with self._slots:
-                proc = await self._take()
-                if proc is not None:
-                    self._idle.append(proc)
-        assert self._catalog is not None
-        return self._catalog
+        """What the location last reported; a load is begun (and waited for at most
+        `catalog_wait`) when no process runs. While the location loads and no process is
+        ready, the catalog says so (`loading`), so its instigators wait for it."""
+        if not self._all:
+            loading = self._begin_load()
+            if loading is not None:
+                await self._await_load(loading, self._limits.catalog_wait)
+        last = self._catalog or LocationCatalog(self.name)
+        loading_now = self._loading is not None and not self._idle
+        return dataclasses.replace(last, loading=loading_now)
 
     async def evaluate(self, request: messages.Request, timeout: float) -> Result:  # noqa: ASYNC109
         async with self._slots:
             proc = await self._take()
             if proc is None:
-                assert self._catalog is not None
-                return Result.failed(str(self._catalog.error))
-            began = self._monotonic()
+                return Result.failed(self._not_ready())
+            began = self._limits.monotonic()
             try:
                 answer = await proc.call(request, timeout)
             except errors.EvaluationTimeout as exc:
@@ -126,34 +141,80 @@ class LocationEvaluator:
                 self._lost(proc)
                 return Result.failed(str(exc))
             self._idle.append(proc)
-            return Result(answer, seconds=self._monotonic() - began)
+            return Result(answer, seconds=self._limits.monotonic() - began)
+
+    def _not_ready(self) -> str:
+        error = None if self._catalog is None else self._catalog.error
+        return error or f"code location '{self.name}' did not load"
 
     async def _take(self) -> process_mod.EvaluationProcess | None:
-        """An idle process, or a new one; None while the location fails to load."""
-        if self._idle:
-            return self._idle.pop()
+        """An idle process, or a newly loaded one (a load ends within `load_timeout`);
+        None while the location fails to load."""
+        while not self._idle:
+            loading = self._loading or self._begin_load()
+            if loading is None:
+                return None
+            await loading.wait()
+        return self._idle.pop()
+
+    def _begin_load(self) -> anyio.Event | None:
+        """Start loading a process unless one is loading or the last load failed lately."""
+        if self._loading is not None:
+            return self._loading
         failed_at = self._failed_at
-        if failed_at is not None and self._monotonic() - failed_at < self._retry_after:
+        limits = self._limits
+        if failed_at is not None and limits.monotonic() - failed_at < limits.retry_after:
             return None
-        proc = process_mod.EvaluationProcess(self._spec, self._environ, self._cwd)
+        loading = self._loading = anyio.Event()
+        self._loading_since = self._limits.monotonic()
+        proc = process_mod.EvaluationProcess(
+            self._spec, self._environ, self._cwd, self._hooks.output_of(self.name)
+        )
         self._all.add(proc)
+        self._hooks.spawn(functools.partial(self._load, proc, loading, self._generation))
+        return loading
+
+    async def _await_load(self, loading: anyio.Event, wait: float) -> None:
+        with anyio.move_on_after(max(wait, 0.0)):
+            await loading.wait()
+
+    async def _load(
+        self, proc: process_mod.EvaluationProcess, loading: anyio.Event, generation: int
+    ) -> None:
+        """Load one process; its outcome is recorded before anyone waiting is told."""
         try:
-            hello = await proc.start(LOAD_TIMEOUT)
-        except errors.EvaluationError as exc:
-            error = f"code location '{self.name}' failed to load: {exc}"
-            hello = messages.LoadFailure(error)
-        if isinstance(hello, messages.LoadFailure):
+            hello = await self._hello(proc)
+            if generation != self._generation:  # closed meanwhile: the workspace was reloaded
+                await proc.kill()
+            elif isinstance(hello, messages.LoadFailure):
+                self._all.discard(proc)
+                self._failed(hello.error)
+                await proc.kill()
+            else:
+                self._failed_at = None
+                self._catalog = LocationCatalog(self.name, hello.schedules, hello.sensors)
+                self._idle.append(proc)
+        except BaseException:
             self._all.discard(proc)
             await proc.kill()
-            self._failed(hello.error)
-            return None
-        self._failed_at = None
-        self._catalog = LocationCatalog(self.name, hello.schedules, hello.sensors)
-        return proc
+            raise
+        finally:
+            if self._loading is loading:
+                self._loading = None
+            loading.set()
+        self._hooks.loaded()
+
+    async def _hello(
+        self, proc: process_mod.EvaluationProcess
+    ) -> messages.Catalog | messages.LoadFailure:
+        try:
+            return await proc.start(self._limits.load_timeout)
+        except errors.EvaluationError as exc:
+            return messages.LoadFailure(f"code location '{self.name}' failed to load: {exc}")
 
     def _failed(self, error: str) -> None:
         """What it defined when it last loaded stays known: those ticks fail with the error."""
-        self._failed_at = self._monotonic()
+        self._failed_at = self._limits.monotonic()
         last = self._catalog or LocationCatalog(self.name)
         self._catalog = LocationCatalog(self.name, last.schedules, last.sensors, error)
 
@@ -162,19 +223,69 @@ class LocationEvaluator:
         self.restarts += 1
 
     async def close(self) -> None:
-        """Stop its processes; the next request starts (and imports the code) afresh."""
+        """Stop its processes (one still loading is killed at once); the next request
+        starts (and imports the code) afresh."""
         procs, self._all, self._idle = list(self._all), set(), []
+        self._generation += 1
         self._failed_at = None
+        loading, self._loading = self._loading, None
+        if loading is not None:
+            loading.set()
         async with anyio.create_task_group() as tg:
             for proc in procs:
-                tg.start_soon(proc.close)
+                tg.start_soon(proc.close if proc.started else proc.kill)
 
 
-Factory = Callable[[settings_mod.CodeLocationSettings], LocationEvaluator]
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    processes: int
+    retry_after: float
+    load_timeout: float = LOAD_TIMEOUT
+    catalog_wait: float = CATALOG_WAIT
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class Hooks:
+    """What a location's evaluator asks of its pool: the task group of background loads,
+    a wake-up when one ends, and where user code's output goes."""
+
+    def __init__(self) -> None:
+        self.task_group: anyio.abc.TaskGroup | None = None
+        self.listeners: list[Callable[[], None]] = []
+        self.pending: list[Callable[[], Coroutine[Any, Any, None]]] = []
+
+    def spawn(self, load: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Load in the pool's task group; asked before the pool is served (a loop that
+        started first), the load waits for it."""
+        if self.task_group is None:
+            self.pending.append(load)
+        else:
+            self.task_group.start_soon(load)
+
+    def loaded(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def output_of(self, location: str) -> process_mod.Output:
+        def output(line: str) -> None:
+            logger.info(
+                "%s",
+                line,
+                extra={"event": "location.output", "location": location},
+            )
+
+        return output
+
+
+Factory = Callable[[settings_mod.CodeLocationSettings, Hooks], LocationEvaluator]
 
 
 class EvaluatorPool:
-    """Every code location's evaluator; `evaluate_all` is bounded and round-robin."""
+    """Every code location's evaluator; `evaluate_all` is bounded and round-robin.
+
+    `serve` (a daemon service) holds the task group in which processes load; the pool
+    answers only while it is served.
+    """
 
     def __init__(
         self,
@@ -183,8 +294,24 @@ class EvaluatorPool:
         max_concurrent: int,
     ) -> None:
         self._factory = factory
-        self._locations = {loc.location_name: factory(loc) for loc in locations}
+        self._hooks = Hooks()
+        self._locations = {loc.location_name: factory(loc, self._hooks) for loc in locations}
         self._limit = anyio.Semaphore(max_concurrent)
+
+    async def serve(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._hooks.task_group = tg
+            pending, self._hooks.pending = self._hooks.pending, []
+            for load in pending:
+                tg.start_soon(load)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._hooks.task_group = None
+
+    def on_loaded(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever a load ends (a location became ready, or failed)."""
+        self._hooks.listeners.append(listener)
 
     async def reload(self, locations: Sequence[settings_mod.CodeLocationSettings]) -> None:
         """Take a new workspace: every process is stopped, so the code is imported again.
@@ -196,7 +323,9 @@ class EvaluatorPool:
             name = settings.location_name
             kept = old.get(name)
             self._locations[name] = (
-                kept if kept is not None and kept.settings == settings else self._factory(settings)
+                kept
+                if kept is not None and kept.settings == settings
+                else self._factory(settings, self._hooks)
             )
         async with anyio.create_task_group() as tg:
             for loc in old.values():
@@ -259,8 +388,11 @@ def build(
     processes: int,
     max_concurrent: int,
     retry_after: float,
+    load_timeout: float = LOAD_TIMEOUT,
 ) -> EvaluatorPool:
-    def factory(settings: settings_mod.CodeLocationSettings) -> LocationEvaluator:
-        return LocationEvaluator(settings, base_dir, environ, processes, retry_after)
+    limits = Limits(processes, retry_after, load_timeout)
+
+    def factory(settings: settings_mod.CodeLocationSettings, hooks: Hooks) -> LocationEvaluator:
+        return LocationEvaluator(settings, base_dir, environ, limits, hooks)
 
     return EvaluatorPool(locations, factory, max_concurrent)

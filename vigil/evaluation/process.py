@@ -6,6 +6,12 @@ decoded here, once, into the types of `messages`. A process that passes the time
 killed (`EvaluationTimeout`); one that exits or breaks the protocol (a line that does not
 decode) is an `EvaluationError`. Either way the process is gone and the owner starts a new
 one.
+
+Whatever user code prints (the child points its fd 1 to fd 2) comes back on a pipe and is
+handed to `output` a line at a time, while the parent waits for a line of the protocol: at
+most `OUTPUT_LIMIT` bytes in the life of one process, lines cut at `LINE_LIMIT`; the rest is
+read and dropped (so the child never blocks on a full pipe) and counted in one note line.
+Nothing user code prints reaches the daemon's or the CLI's own streams unbounded.
 """
 
 from __future__ import annotations
@@ -24,16 +30,71 @@ from vigil import errors
 from vigil.evaluation import messages
 
 MAX_LINE = 64 * 1024 * 1024
+OUTPUT_LIMIT = 1024 * 1024
+LINE_LIMIT = 8 * 1024
 M = TypeVar("M")
+Output = Callable[[str], None]
+
+
+class OutputBound:
+    """The child's output as lines, at most `limit` bytes of it; the rest only counted."""
+
+    def __init__(self, emit: Output, limit: int = OUTPUT_LIMIT, line_limit: int = LINE_LIMIT):
+        self._emit = emit
+        self._limit = limit
+        self._line_limit = line_limit
+        self._partial = b""
+        self._passed = 0
+        self.dropped = 0
+        self._reported = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._passed >= self._limit:
+            self.dropped += len(data)
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line)
+        if len(self._partial) > self._line_limit:
+            self._line(self._partial)
+            self._partial = b""
+
+    def flush(self) -> None:
+        """Emit a partial last line, and a note of what was dropped since the last note."""
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+        if self.dropped > self._reported:
+            self._emit(f"... {self.dropped - self._reported} more bytes of output cut")
+            self._reported = self.dropped
+
+    def _line(self, line: bytes) -> None:
+        room = self._limit - self._passed
+        if room <= 0:
+            self.dropped += len(line) + 1
+            return
+        kept = line[: min(room, self._line_limit)]
+        self._passed += len(kept) + 1
+        self.dropped += len(line) - len(kept)
+        self._emit(kept.decode("utf-8", "replace").rstrip("\r"))
+
+
+def _ignore(line: str) -> None:
+    pass
 
 
 class EvaluationProcess:
-    def __init__(self, spec: str, environ: Mapping[str, str], cwd: str) -> None:
+    def __init__(
+        self, spec: str, environ: Mapping[str, str], cwd: str, output: Output = _ignore
+    ) -> None:
         self._spec = spec
         self._environ = dict(environ)
         self._cwd = cwd
         self._process: anyio.abc.Process | None = None
         self._lines: BufferedByteReceiveStream | None = None
+        self._output = OutputBound(output)
+        self.started = False  # its code location loaded (its catalog line was read)
 
     @property
     def pid(self) -> int | None:
@@ -49,13 +110,15 @@ class EvaluationProcess:
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=None,
+            stderr=subprocess.PIPE,
             cwd=self._cwd,
             env=self._environ,
         )
         assert self._process.stdout is not None
         self._lines = BufferedByteReceiveStream(self._process.stdout)
-        return await self._read(timeout, "to load its code location", messages.loaded_from_json)
+        hello = await self._read(timeout, "to load its code location", messages.loaded_from_json)
+        self.started = True
+        return hello
 
     async def call(
         self,
@@ -82,7 +145,7 @@ class EvaluationProcess:
         assert self._lines is not None
         try:
             with anyio.fail_after(timeout):
-                line = await self._lines.receive_until(b"\n", MAX_LINE)
+                line = await self._receive_line(self._lines)
         except TimeoutError:
             await self.kill()
             raise errors.EvaluationTimeout(f"timed out after {timeout:g} s") from None
@@ -98,6 +161,32 @@ class EvaluationProcess:
             raise errors.EvaluationError(
                 f"the evaluation process broke the protocol {doing}: {exc}"
             ) from None
+
+    async def _receive_line(self, lines: BufferedByteReceiveStream) -> bytes:
+        """The next protocol line, passing the child's output on meanwhile."""
+        line, ended = b"", None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pass_output)
+            try:
+                line = await lines.receive_until(b"\n", MAX_LINE)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
+                ended = exc  # raised below: a task group would wrap it in a group
+            finally:
+                tg.cancel_scope.cancel()
+                self._output.flush()
+        if ended is not None:
+            raise ended
+        return line
+
+    async def _pass_output(self) -> None:
+        process = self._process
+        if process is None or process.stderr is None:
+            return
+        try:
+            while True:
+                self._output.feed(await process.stderr.receive())
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
 
     async def kill(self) -> int | None:
         """Kill the process (if it runs) and reap it; its exit code."""

@@ -161,10 +161,13 @@ class Instigation:
         self._instigators[kind] = {(kind, "running"): running, (kind, "stopped"): known - running}
 
     async def catalogs(self) -> list[pool_mod.LocationCatalog]:
+        """The catalogs of the locations that can answer now. A location still loading
+        (slow, or hanging until its load timeout) is left out: its instigators wait for it,
+        and nobody else waits (the pool wakes the loops when a load ends)."""
         found = await self.pool.catalogs()
         for catalog in found:
             self._log_load_error(catalog)
-        return found
+        return [catalog for catalog in found if not catalog.loading]
 
     def _log_load_error(self, catalog: pool_mod.LocationCatalog) -> None:
         error = catalog.error
