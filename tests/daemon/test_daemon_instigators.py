@@ -295,3 +295,68 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(psutil.Error):
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     return False
+
+
+STUCK_LOCATION = """
+import threading
+
+from vigil import Definitions, SkipReason, job, schedule, sensor, step
+
+
+@step
+def other_noop() -> None:
+    return None
+
+
+other_job = job("other_noop", [other_noop])
+
+
+@schedule(cron="* * * * * *", job=other_job, timeout=600)
+def stuck_schedule() -> SkipReason:
+    threading.Event().wait()
+    return SkipReason("never")
+
+
+@sensor(job=other_job, minimum_interval=0.3, timeout=600)
+def elsewhere() -> SkipReason:
+    threading.Event().wait()
+    return SkipReason("never")
+
+
+defs = Definitions(jobs=[other_job], schedules=[stuck_schedule], sensors=[elsewhere])
+"""
+
+
+async def test_an_evaluation_that_hangs_holds_back_only_its_own_location(
+    sqlite_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    """A schedule and a sensor of one location hang inside their function (their timeout is
+    10 minutes): the schedules and sensors of the other location go on ticking meanwhile."""
+    instance = sqlite_instance
+    configure(instance, tmp_path, stall_marker=None)
+    (tmp_path / "other_instigators.py").write_text(STUCK_LOCATION)
+    now = time.time()
+    for name in ("schedule:every_second", "schedule:stuck_schedule"):
+        await set_status(instance, name, ticks.InstigatorStatus.RUNNING, now)
+    for name in ("sensor:counting", "sensor:elsewhere"):
+        await set_status(instance, name, ticks.InstigatorStatus.RUNNING, now)
+    await set_status(instance, "schedule:pair", ticks.InstigatorStatus.STOPPED)
+    daemon = daemons.start(env={"INSTIGATOR_DIR": str(tmp_path)})
+
+    await wait_for_ticks(instance, "schedule:stuck_schedule", 1)
+    await wait_for_ticks(instance, "sensor:elsewhere", 1)
+    seconds = await wait_for_ticks(instance, "schedule:every_second", 10, T.SKIPPED)
+    counting = await wait_for_ticks(instance, "sensor:counting", 10)
+
+    evaluated = [t.scheduled_time for t in seconds if t.status is T.SKIPPED]
+    assert max(b - a for a, b in itertools.pairwise(evaluated)) < 20.0
+    assert all(t.status is not T.FAILED for t in counting)
+    # One tick in flight and none planned after it while its lane is busy (the ticks due
+    # between `now` and the daemon's first iteration were MISSED by policy).
+    stuck = await ticks_of(instance, "schedule:stuck_schedule")
+    [in_flight] = [t for t in stuck if t.status is T.STARTED]
+    assert all(t.status is T.MISSED for t in stuck if t is not in_flight)
+    assert stuck[-1] == in_flight
+    assert [t.status for t in await ticks_of(instance, "sensor:elsewhere")] == [T.STARTED]
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0

@@ -118,6 +118,10 @@ class Loop(abc.ABC):
     async def reload(self, workspace: Sequence[settings.CodeLocationSettings]) -> None:  # noqa: B027
         """Take a reloaded workspace (SIGHUP); called between iterations. Default: nothing."""
 
+    async def drain(self) -> None:  # noqa: B027
+        """Finish work this loop started and left running (the daemon is stopping, after
+        its last iteration; bounded by the shutdown grace). Default: nothing."""
+
     def due_sooner(self) -> float | None:
         """A time sooner than `interval` after the last start at which the loop wants its next
         iteration (read after each iteration), or None. Default: None."""

@@ -136,6 +136,7 @@ class LoopRunner:
             deadline = self._clock.now()
             while await self._wait(deadline):
                 deadline = await self._turn()
+            await self.loop.drain()
         finally:
             self._state = loop_mod.LoopState.STOPPED
 

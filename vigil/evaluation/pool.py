@@ -309,6 +309,11 @@ class EvaluatorPool:
             finally:
                 self._hooks.task_group = None
 
+    def spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work` in the pool's task group (work that may outlive its caller, such as
+        a location's evaluations); before the pool is served, it waits for it."""
+        self._hooks.spawn(work)
+
     def on_loaded(self, listener: Callable[[], None]) -> None:
         """Call `listener` whenever a load ends (a location became ready, or failed)."""
         self._hooks.listeners.append(listener)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
+import math
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -26,6 +28,7 @@ import anyio
 from vigil import errors, runs, ticks
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
+from vigil.daemon import loop as loop_mod
 from vigil.evaluation import messages
 from vigil.evaluation import pool as pool_mod
 from vigil.scheduling import cron as cron_mod
@@ -324,3 +327,94 @@ class DueTimer:
                 continue
             self._wake()
             await self._changed.wait()
+
+
+class Lanes:
+    """Each code location's evaluations in flight, which may outlive an iteration.
+
+    A loop hands each location's ticks to that location's lane (one batch a location at a
+    time, run in the pool's task group) and waits until they all end or the loop is woken
+    (its next tick is due, a load ended). A lane still running then goes on alone: the loop
+    plans around its location (`busy`) and leaves its ticks alone, and the lane wakes the
+    loop when it ends. So an evaluation that hangs until its timeout holds back only the
+    instigators of its own location. A lane that fails (the store went away) is logged;
+    its ticks stay STARTED and the next iteration takes them up, as after a crash.
+    """
+
+    def __init__(self, shared: Instigation, wake: loop_mod.Wakeup, kind: str) -> None:
+        self._pool = shared.pool
+        self._clock = shared.clock
+        self._wake = wake
+        self._kind = kind
+        self._busy: set[str] = set()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def busy(self) -> frozenset[str]:
+        return frozenset(self._busy)
+
+    async def join(self) -> None:
+        """Until no lane runs (the daemon drains them as it stops)."""
+        await self._idle.wait()
+
+    async def run(
+        self,
+        ticks_by_location: Mapping[str, Sequence[ticks.Tick]],
+        work: Callable[[Sequence[ticks.Tick]], Awaitable[None]],
+    ) -> None:
+        """Start a lane per location; return once all end or the loop is woken."""
+        if not ticks_by_location:
+            return
+        batch = _Batch(set(ticks_by_location))
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        for location, found in ticks_by_location.items():
+            self._busy.add(location)
+            self._pool.spawn(functools.partial(self._lane, location, found, work, batch))
+        await clock_mod.wait_any(self._clock, math.inf, batch.done, self._wake)
+        batch.detached = not batch.done.is_set()
+
+    async def _lane(
+        self,
+        location: str,
+        found: Sequence[ticks.Tick],
+        work: Callable[[Sequence[ticks.Tick]], Awaitable[None]],
+        batch: _Batch,
+    ) -> None:
+        try:
+            await work(found)
+        except Exception as exc:
+            logger.error(
+                "%s evaluations of code location %s failed: %s",
+                self._kind,
+                location,
+                exc,
+                exc_info=exc,
+                extra={"event": "lane.failed", "location": location, "error": str(exc)},
+            )
+        finally:
+            self._busy.discard(location)
+            if not self._busy:
+                self._idle.set()
+            batch.left.discard(location)
+            if not batch.left:
+                batch.done.set()
+            if batch.detached:  # it outlived its iteration: its location is free again
+                self._wake.set()
+
+
+@dataclasses.dataclass
+class _Batch:
+    left: set[str]
+    done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    detached: bool = False
+
+
+def by_location(
+    pending: Sequence[ticks.Tick], location_of: Callable[[ticks.Tick], str]
+) -> dict[str, list[ticks.Tick]]:
+    """The ticks of each location, in their order."""
+    found: dict[str, list[ticks.Tick]] = {}
+    for tick in pending:
+        found.setdefault(location_of(tick), []).append(tick)
+    return found

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -59,6 +60,7 @@ class SchedulerLoop(loop.Loop):
         self.interval = settings.poll_interval
         self.timeout = 300.0
         self.timer = instigation.DueTimer(shared.clock, self.wake.set)
+        self._lanes = instigation.Lanes(shared, self.wake, "schedule")
         self._last: dict[str, float] | None = None
         self._next: dict[str, tuple[float, float]] = {}  # instigator -> (after, next tick)
         self._purged_at: float | None = None
@@ -70,6 +72,10 @@ class SchedulerLoop(loop.Loop):
         """SIGHUP: the evaluation processes (shared with the sensor loop) restart on the
         new workspace, importing the code afresh."""
         await self._shared.pool.reload(workspace)
+
+    async def drain(self) -> None:
+        """Ticks still being evaluated end before the daemon stops (within its grace)."""
+        await self._lanes.join()
 
     async def iterate(self) -> None:
         store, now = self._shared.store, self._shared.clock.now()
@@ -83,14 +89,17 @@ class SchedulerLoop(loop.Loop):
         self._shared.count_instigators("schedule", len(schedules), len(running))
         await self._ensure_states(running, states, now)
         last = await self._last_ticks()
-        plan = self._plan(running, states, last, now)
+        busy = self._lanes.busy()
+        free = [s for s in running if s.location not in busy]
+        plan = self._plan(free, states, last, now)
         await self._record_missed(plan.missed, now)
         started = await store.add_ticks(plan.run, T.STARTED, now)
-        pending = await self._with_interrupted(started, {s.instigator for s in running})
-        await self._run(pending, schedules)
+        pending = await self._with_interrupted(started, {s.instigator for s in free})
         for tick in pending:
             last[tick.instigator] = max(last.get(tick.instigator, 0.0), tick.scheduled_time)
-        self.timer.set_due(self._next_due(running, states, last))
+        self.timer.set_due(self._next_due(free, states, last))
+        lanes = instigation.by_location(pending, lambda t: schedules[t.instigator].location)
+        await self._lanes.run(lanes, functools.partial(self._run, schedules=schedules))
         await self._purge(now)
 
     async def _schedules(self) -> dict[str, instigation.ScheduleInfo]:
@@ -200,7 +209,7 @@ class SchedulerLoop(loop.Loop):
         return sorted(pending.values(), key=lambda t: (t.scheduled_time, t.tick_id))
 
     async def _run(
-        self, pending: Sequence[ticks.Tick], schedules: dict[str, instigation.ScheduleInfo]
+        self, pending: Sequence[ticks.Tick], *, schedules: dict[str, instigation.ScheduleInfo]
     ) -> None:
         for round_ in _rounds(pending):
             ready = await self._skip_overlaps(round_, schedules)

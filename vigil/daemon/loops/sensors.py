@@ -15,6 +15,7 @@ it never falls behind while events keep coming. Its first tick starts at the log
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -51,8 +52,13 @@ class SensorLoop(loop.Loop):
         self.interval = settings.poll_interval
         self.timeout = 300.0
         self.timer = instigation.DueTimer(shared.clock, self.wake.set)
+        self._lanes = instigation.Lanes(shared, self.wake, "sensor")
         self._last: dict[str, float] | None = None
         self._behind: set[str] = set()  # run status sensors with more events waiting
+
+    async def drain(self) -> None:
+        """Ticks still being evaluated end before the daemon stops (within its grace)."""
+        await self._lanes.join()
 
     async def iterate(self) -> None:
         store, now = self._shared.store, self._shared.clock.now()
@@ -65,14 +71,26 @@ class SensorLoop(loop.Loop):
         }
         self._shared.count_instigators("sensor", len(sensors), len(running))
         last = await self._last_ticks()
-        due = [s.instigator for s in running.values() if self._is_due(s, last, now)]
+        busy = self._lanes.busy()
+        free = {name: s for name, s in running.items() if s.location not in busy}
+        due = [s.instigator for s in free.values() if self._is_due(s, last, now)]
         started = await store.add_ticks([(name, now) for name in due], T.STARTED, now)
-        pending = await self._with_interrupted(started, running)
-        for start in range(0, len(pending), CHUNK):
-            await self._run_chunk(pending[start : start + CHUNK], running, states)
+        pending = await self._with_interrupted(started, free)
         for tick in pending:
             last[tick.instigator] = max(last.get(tick.instigator, 0.0), tick.scheduled_time)
-        self.timer.set_due(self._next_due(running.values(), last))
+        self.timer.set_due(self._next_due(free.values(), last))
+        lanes = instigation.by_location(pending, lambda t: free[t.instigator].location)
+        await self._lanes.run(lanes, functools.partial(self._run, running=free, states=states))
+
+    async def _run(
+        self,
+        pending: Sequence[ticks.Tick],
+        *,
+        running: Mapping[str, instigation.SensorInfo],
+        states: Mapping[str, ticks.InstigatorState],
+    ) -> None:
+        for start in range(0, len(pending), CHUNK):
+            await self._run_chunk(pending[start : start + CHUNK], running, states)
 
     async def _sensors(self) -> dict[str, instigation.SensorInfo]:
         found: dict[str, instigation.SensorInfo] = {}
