@@ -61,7 +61,7 @@ async def test_metrics_health_and_readiness_are_served(
     configure(instance, TICKER, http_port=port)
     daemon = daemons.start()
     await answers(port, "/readyz", 200)
-    assert (await answers(port, "/healthz", 200)).startswith("ok")
+    assert (await answers(port, "/healthz", 200)).startswith("ok: ")
     exposition = await answers(port, "/metrics", 200)
     for sample in (
         'vigil_loop_iterations_total{loop="ticker"}',
@@ -76,15 +76,16 @@ async def test_metrics_health_and_readiness_are_served(
     assert await daemon.exit_code() == 0
 
 
-async def test_a_hung_loop_fails_readiness_but_not_health(
+async def test_a_hung_loop_fails_health_as_it_stops_the_watchdog(
     instance: Instance, daemons: Daemons
 ) -> None:
     port = free_port()
     configure(instance, BLOCKER, http_port=port)
     daemon = daemons.start()
-    reason = await answers(port, "/readyz", 503, containing="hung")
-    assert "blocker" in reason
-    assert (await answers(port, "/healthz", 200)).startswith("ok")
+    reason = await answers(port, "/healthz", 503, containing="hung")
+    assert reason.startswith("loop blocker is hung: iteration running for ")
+    assert reason.count("\n") == 1  # one line
+    assert "blocker" in await answers(port, "/readyz", 503, containing="hung")
     daemon.send(signal.SIGTERM)
     assert await daemon.exit_code() == 0
 

@@ -36,7 +36,7 @@ class FakeMetrics:
 
 
 class Probes:
-    """What the daemon injects: supervisor alive, readiness with a reason."""
+    """What the daemon injects: liveness and readiness, each with a reason."""
 
     def __init__(self) -> None:
         self.alive = True
@@ -45,8 +45,8 @@ class Probes:
         self.hang = anyio.Event()
         self.hanging = False
 
-    def is_alive(self) -> bool:
-        return self.alive
+    def liveness(self) -> tuple[bool, str]:
+        return (True, "3 loops live") if self.alive else (False, "loop q is hung: 95s\nmore")
 
     async def readiness(self) -> tuple[bool, str]:
         if self.error is not None:
@@ -72,7 +72,7 @@ async def running(routes: http_mod.Routes) -> AsyncIterator[int]:
 
 
 def serving(probes: Probes) -> AbstractAsyncContextManager[int]:
-    return running(http_mod.daemon_routes(FakeMetrics(), probes.is_alive, probes.readiness))
+    return running(http_mod.daemon_routes(FakeMetrics(), probes.liveness, probes.readiness))
 
 
 @pytest.fixture
@@ -123,12 +123,13 @@ async def test_metrics_in_the_text_format(probes: Probes) -> None:
     assert reply.headers["connection"] == "close"
 
 
-async def test_healthz_follows_the_supervisor(probes: Probes) -> None:
+async def test_healthz_answers_the_liveness_and_its_reason_on_one_line(probes: Probes) -> None:
     async with serving(probes) as port:
-        assert (await request(port, "/healthz")).status == 200
+        live = await request(port, "/healthz")
         probes.alive = False
         reply = await request(port, "/healthz")
-    assert (reply.status, reply.body) == (503, b"supervisor not running\n")
+    assert (live.status, live.body) == (200, b"ok: 3 loops live\n")
+    assert (reply.status, reply.body) == (503, b"loop q is hung: 95s\n")
 
 
 async def test_readyz_gives_the_reason(probes: Probes) -> None:

@@ -56,6 +56,7 @@ class Response:
 Handler = Callable[[], Awaitable[Response]]
 Routes = Mapping[str, Handler]
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+LivenessCheck = Callable[[], tuple[bool, str]]
 
 
 class Exposition(Protocol):
@@ -66,11 +67,12 @@ class Exposition(Protocol):
     def render(self) -> bytes: ...
 
 
-def daemon_routes(metrics: Exposition, alive: Callable[[], bool], ready: ReadinessCheck) -> Routes:
-    """/metrics, /healthz (`alive()`: the supervisor runs), /readyz (`ready()`: ok, reason)."""
+def daemon_routes(metrics: Exposition, live: LivenessCheck, ready: ReadinessCheck) -> Routes:
+    """/metrics, /healthz (`live()`: ok, reason; the systemd watchdog's judgement),
+    /readyz (`ready()`: ok, reason)."""
     return {
         "/metrics": functools.partial(_metrics, metrics),
-        "/healthz": functools.partial(_healthz, alive),
+        "/healthz": functools.partial(_healthz, live),
         "/readyz": functools.partial(_readyz, ready),
     }
 
@@ -197,10 +199,11 @@ async def _metrics(metrics: Exposition) -> Response:
     return Response(HTTPStatus.OK.value, metrics.render(), metrics.content_type)
 
 
-async def _healthz(alive: Callable[[], bool]) -> Response:
-    if alive():
-        return _text(HTTPStatus.OK, "ok")
-    return _text(HTTPStatus.SERVICE_UNAVAILABLE, "supervisor not running")
+async def _healthz(live: LivenessCheck) -> Response:
+    ok, reason = live()
+    if ok:
+        return _text(HTTPStatus.OK, _one_line(f"ok: {reason}"))
+    return _text(HTTPStatus.SERVICE_UNAVAILABLE, _one_line(reason) or "not live")
 
 
 async def _readyz(ready: ReadinessCheck) -> Response:
