@@ -47,6 +47,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 LONG = os.environ.get("VIGIL_TEST_CHAOS_LONG") == "1"
 OUTAGE = 30.0 if LONG else 10.0  # seconds the server stays stopped
 READY_BOUND = 5.0  # seconds from the server's return to /readyz 200 (the issue's bound)
+# Seconds from the server's return until every loop's heartbeat is written again: a writer
+# the store refused retries every second; one that was not refused beats within its 5 s.
+HEARTBEAT_BOUND = 5.0 + READY_BOUND
 SAMPLE_PAUSE = 0.1  # seconds between two /readyz samples
 RUNS = 6  # queued runs of the workload
 DEFS = pathlib.Path(__file__).with_name("db_faults_defs.py")
@@ -56,8 +59,10 @@ E = events.EventType
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[pg_server.Server]:
-    """This module's own PostgreSQL server: its tests stop and restart it."""
-    started = pg_server.start(pg_server.find_bindir())
+    """This module's own PostgreSQL server: its tests stop and restart it. Durable (the
+    test servers' default turns fsync and synchronous_commit off, and then an immediate
+    restart loses the last transactions the server had acknowledged)."""
+    started = pg_server.start(pg_server.find_bindir(), durable=True)
     try:
         yield started
     finally:
@@ -157,7 +162,8 @@ class Fault:
 
     name: str
     gone: float
-    back: float
+    back: float  # time.monotonic()
+    back_wall: float = dataclasses.field(default_factory=time.time)  # the same, wall clock
 
 
 # the server ---------------------------------------------------------------------------------
@@ -182,10 +188,7 @@ async def stop_for(server: pg_server.Server, readiness: Readiness, seconds: floa
     await pg_ctl(server, "stop", "-m", "fast", "-w", "-t", "60")
     await readiness.wait_for(503, gone)
     await anyio.sleep(max(0.0, gone + seconds - time.monotonic()))  # the outage itself
-    options = (
-        f"-p {server.url.port} -k {server.directory} "
-        f"{pg_server.SERVER_OPTIONS} {pg_server.NOT_DURABLE}"
-    )
+    options = f"-p {server.url.port} -k {server.directory} {pg_server.SERVER_OPTIONS}"
     await pg_ctl(server, "start", "-w", "-t", "60", "-o", options)
     return Fault(f"stopped {seconds:g} s", gone, time.monotonic())
 
@@ -254,6 +257,9 @@ async def test_the_daemon_rides_out_a_database_fault_and_is_ready_again_promptly
         assert daemon.readiness.seen(503, done.gone), "/readyz never answered 503 in the fault"
         assert delay <= READY_BOUND, f"{done.name}: ready {delay:.2f} s after the server was back"
         assert daemon.daemon.process.poll() is None, "the daemon exited"
+        beats = await heartbeats_resumed(instance, done.back_wall)
+        print(f"{done.name}: every heartbeat written again {beats:.2f} s after the server was back")
+        assert beats <= HEARTBEAT_BOUND
 
         await crash.wait_until_ended(instance, run_ids)
         executions = crash.step_executions(tmp_path)
@@ -289,6 +295,22 @@ async def wait_for_a_started_run(instance: harness.Instance, run_ids: list[str])
         return any(r.status not in waiting for r in found.values())
 
     await eventually(started, 60.0)
+
+
+async def heartbeats_resumed(instance: harness.Instance, back: float) -> float:
+    """Seconds from `back` (wall clock) until every heartbeat row was written again.
+
+    A row is stamped when its write begins: one begun in the second before the server was
+    back (a retry while it was starting) and written once it was counts as written again.
+    """
+    async with crash.opened(instance) as store:
+
+        async def resumed() -> bool:
+            beats = await store.list_heartbeats()
+            return bool(beats) and all(beat.last_heartbeat >= back - 1.0 for beat in beats)
+
+        await eventually(resumed, 60.0)
+    return time.time() - back
 
 
 async def start_counts(instance: harness.Instance, run_ids: list[str]) -> dict[str, int]:
