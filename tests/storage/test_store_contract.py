@@ -499,6 +499,12 @@ async def test_a_store_at_head_reports_its_schema_current(store: storage.Store) 
     assert await store.schema_is_current()
 
 
+async def test_a_reachable_store_answers_a_ping_and_is_unchanged(store: storage.Store) -> None:
+    await store.ping()
+    await store.ping()
+    assert await store.list_runs() == []
+
+
 async def test_a_store_moved_to_another_schema_reports_it(store: sql.SqlStore) -> None:
     async with store.engine.begin() as conn:
         await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))

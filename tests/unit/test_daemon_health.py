@@ -168,6 +168,15 @@ def test_making_progress_is_false_only_when_a_loop_is_hung() -> None:
     assert health.making_progress([], NOW)
 
 
+def test_liveness_names_the_first_loop_that_is_not_live() -> None:
+    hung = stats(name="q", state=S.RUNNING, last_iteration_start=NOW - 100)
+    assert health.liveness([stats(), failing_stats()], NOW) == (True, "2 loops live")
+    ok, reason = health.liveness([stats(), hung], NOW)
+    assert not ok
+    assert reason.startswith("loop q is hung: iteration running for 1m40s")
+    assert "\n" not in reason
+
+
 def test_readiness_names_the_first_loop_that_is_not_healthy() -> None:
     assert health.readiness([stats()], NOW) == (True, "1 loop healthy")
     ok, reason = health.readiness([stats(), dataclasses.replace(failing_stats(), name="q")], NOW)

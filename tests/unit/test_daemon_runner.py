@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.daemon.fakes import BLOCK, ManualClock, ScriptedLoop
+from vigil import errors
 from vigil.config import settings
 from vigil.daemon import health, loop, runner
 
@@ -254,3 +256,143 @@ async def test_a_crash_is_logged_with_its_loop_error_and_delay(
     assert crashed[0].error == "ValueError: boom"  # type: ignore[attr-defined]
     assert crashed[0].restart_in == 1.0  # type: ignore[attr-defined]
     assert crashed[0].exc_info is not None
+
+
+# a crash because the store was away ------------------------------------------------------
+SLOW = settings.BackoffSettings(base=30.0, factor=2.0, cap=600.0, jitter=0.0)
+AWAY = errors.StoreUnavailable("cannot reach the store at test://: connection refused")
+
+
+class Store:
+    """The probe: the store's `ping`, answering while `up`; counts the times it was asked."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.pings = 0
+        self.hang = False
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if self.hang:
+            await anyio.sleep_forever()
+        await anyio.lowlevel.checkpoint()
+        if not self.up:
+            raise AWAY
+
+
+def probed(q: ScriptedLoop, clock: ManualClock, store: Store) -> runner.LoopRunner:
+    return runner.LoopRunner(
+        q, clock=clock, restart=SLOW, rand=lambda: 0.5, probe=store.ping, probe_interval=1.0
+    )
+
+
+async def test_a_loop_the_store_failed_restarts_as_soon_as_the_store_answers_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    r = probed(q, clock, store)
+    async with running(r):
+        await q.step(AWAY)
+        await clock.sleeping_until(1030.0)  # the backoff stands...
+        await clock.sleeping_until(1001.0)  # ...while the store is asked every second
+        assert store.pings == 1
+        clock.advance(1.0)
+        await clock.sleeping_until(1002.0)
+        store.up = True
+        clock.advance(1.0)
+        assert await q.step() == 2  # at once, not at 1030
+        assert clock.now() == 1002.0
+        await clock.sleeping_until(1012.0)
+        s = r.statistics()
+        assert (s.state, s.restarts, s.consecutive_failures) == (S.IDLE, 1, 0)
+    assert any(getattr(rec, "event", None) == "loop.store_back" for rec in caplog.records)
+
+
+async def test_the_backoff_starts_again_from_the_base_once_the_store_answered() -> None:
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    async with running(probed(q, clock, store)):
+        await q.step(AWAY)
+        await clock.sleeping_until(1001.0)
+        store.up = True
+        clock.advance(1.0)
+        await q.step(AWAY)  # the store answers pings, yet the loop fails again
+        await clock.sleeping_until(1001.0 + 30.0)  # the first delay again, not 60 s
+        assert clock.deadlines[-1] == 1031.0
+
+
+async def test_a_store_that_answers_at_once_does_not_cut_the_backoff_short() -> None:
+    # A loop that fails "unavailable" while pings answer is not restarted every second.
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    store.up = True
+    async with running(probed(q, clock, store)):
+        await q.step(AWAY)
+        for moment in (1001.0, 1002.0, 1003.0):
+            await clock.sleeping_until(moment)
+            clock.advance_to(moment)
+        await clock.sleeping_until(1004.0)
+        assert (q.calls, store.pings) == (1, 4)
+        clock.advance_to(1030.0)
+        assert await q.step() == 2
+
+
+async def test_a_crash_caused_by_the_store_deep_in_its_causes_probes_too() -> None:
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    try:
+        raise RuntimeError("tick failed") from AWAY
+    except RuntimeError as exc:
+        wrapped = exc
+    async with running(probed(q, clock, store)):
+        await q.step(ExceptionGroup("loop", [ValueError("x"), wrapped]))
+        await clock.sleeping_until(1001.0)
+        store.up = True
+        clock.advance(1.0)
+        assert await q.step() == 2
+
+
+async def test_other_crashes_never_probe_the_store() -> None:
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    async with running(probed(q, clock, store)):
+        await q.step(errors.StoreError("the store at test:// failed: bad SQL"))
+        await clock.sleeping_until(1030.0)
+        await anyio.wait_all_tasks_blocked()
+        assert store.pings == 0
+        assert clock.deadlines == [1030.0]
+
+
+async def test_a_probe_that_hangs_counts_as_unanswered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "PROBE_TIMEOUT", 0.01)  # real seconds a probe may take
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    store.hang = True
+    async with running(probed(q, clock, store)):
+        await q.step(AWAY)
+        await clock.sleeping_until(1001.0)
+        store.hang, store.up = False, True
+        clock.advance(1.0)
+        assert await q.step() == 2
+
+
+async def test_stop_while_waiting_for_the_store_returns_at_once() -> None:
+    clock, q, store = ManualClock(1000.0), ScriptedLoop("q"), Store()
+    r = probed(q, clock, store)
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            await tg.start(r.run)
+            await q.step(AWAY)
+            await clock.sleeping_until(1001.0)
+            r.stop()
+    assert r.statistics().state is S.STOPPED
+    assert clock.deadlines == []
+
+
+def test_the_store_is_found_in_causes_contexts_and_groups() -> None:
+    assert runner.store_unavailable(AWAY)
+    assert not runner.store_unavailable(ValueError("x"))
+    assert not runner.store_unavailable(errors.StoreError("refused"))
+    handling = KeyError("raised while handling it")
+    handling.__context__ = AWAY
+    assert runner.store_unavailable(handling)
+    handling.__suppress_context__ = True  # `raise ... from None`: not the cause
+    assert not runner.store_unavailable(handling)
+    group = BaseExceptionGroup("g", [ExceptionGroup("inner", [AWAY])])
+    assert runner.store_unavailable(group)

@@ -36,7 +36,7 @@ class FakeMetrics:
 
 
 class Probes:
-    """What the daemon injects: supervisor alive, readiness with a reason."""
+    """What the daemon injects: liveness and readiness, each with a reason."""
 
     def __init__(self) -> None:
         self.alive = True
@@ -45,8 +45,8 @@ class Probes:
         self.hang = anyio.Event()
         self.hanging = False
 
-    def is_alive(self) -> bool:
-        return self.alive
+    def liveness(self) -> tuple[bool, str]:
+        return (True, "3 loops live") if self.alive else (False, "loop q is hung: 95s\nmore")
 
     async def readiness(self) -> tuple[bool, str]:
         if self.error is not None:
@@ -72,7 +72,7 @@ async def running(routes: http_mod.Routes) -> AsyncIterator[int]:
 
 
 def serving(probes: Probes) -> AbstractAsyncContextManager[int]:
-    return running(http_mod.daemon_routes(FakeMetrics(), probes.is_alive, probes.readiness))
+    return running(http_mod.daemon_routes(FakeMetrics(), probes.liveness, probes.readiness))
 
 
 @pytest.fixture
@@ -123,12 +123,13 @@ async def test_metrics_in_the_text_format(probes: Probes) -> None:
     assert reply.headers["connection"] == "close"
 
 
-async def test_healthz_follows_the_supervisor(probes: Probes) -> None:
+async def test_healthz_answers_the_liveness_and_its_reason_on_one_line(probes: Probes) -> None:
     async with serving(probes) as port:
-        assert (await request(port, "/healthz")).status == 200
+        live = await request(port, "/healthz")
         probes.alive = False
         reply = await request(port, "/healthz")
-    assert (reply.status, reply.body) == (503, b"supervisor not running\n")
+    assert (live.status, live.body) == (200, b"ok: 3 loops live\n")
+    assert (reply.status, reply.body) == (503, b"loop q is hung: 95s\n")
 
 
 async def test_readyz_gives_the_reason(probes: Probes) -> None:
@@ -197,6 +198,72 @@ async def test_a_malformed_request_line_is_a_bad_request(
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414 Request-URI Too Long"),
+        (b"GET /" + b"a" * 20000, b"414 Request-URI Too Long"),  # refused before it ends
+        (b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", b"431 Request Header"),
+        (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"400 Bad Request"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", b"400 Bad Request"),
+        (b"GET / HTTP/1.1\r\nBad Name: y\r\n\r\n", b"400 Bad Request"),
+        (b"GET / HTTP/1.1\r\nX: a\nb\r\n\r\n", b"400 Bad Request"),
+        (b"\x00\xff\x16\x03\x01\r\n\r\n", b"400 Bad Request"),  # a TLS hello, say
+        (b"\r\n\r\n", b"400 Bad Request"),
+    ],
+)
+async def test_over_long_and_malformed_requests_get_their_status_and_no_traceback(
+    probes: Probes, data: bytes, status: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serving(probes) as port:
+        answer = await raw(port, data, close_write=False)
+        assert (await request(port, "/healthz")).status == 200  # and the server goes on
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:80]
+    assert [r for r in caplog.records if r.exc_info] == []
+
+
+async def test_a_request_line_up_to_the_limit_is_served(probes: Probes) -> None:
+    target = b"/healthz?" + b"a" * (http_mod.MAX_REQUEST_LINE - 30)
+    async with serving(probes) as port:
+        answer = await raw(port, b"GET " + target + b" HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_idle_and_slow_clients_never_keep_a_scrape_waiting(
+    probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twice as many idle connections as slots, and slowloris clients trickling bytes; the
+    # read timeout is long, so only the server's making room can let the scrape in.
+    monkeypatch.setattr(http_mod, "READ_TIMEOUT", 60.0)
+    async with serving(probes) as port, anyio.create_task_group() as clients:
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(64)]
+        for _ in range(4):
+            clients.start_soon(slowloris, port)
+        with anyio.fail_after(10):  # generous: an answer takes milliseconds
+            reply = await request(port, "/metrics")
+        assert reply.status == 200
+        assert reply.body == FakeMetrics().render()
+        for stream in idle:
+            await stream.aclose()
+        clients.cancel_scope.cancel()
+
+
+SLOWLORIS_PAUSE = 0.2  # seconds between two bytes of a slowloris client
+
+
+async def slowloris(port: int) -> None:
+    """Open a connection and send a request one byte at a time, again when closed."""
+    request_bytes = b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"z" * 1000
+    while True:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            try:
+                for byte in request_bytes:
+                    await stream.send(bytes([byte]))
+                    await anyio.sleep(SLOWLORIS_PAUSE)
+            except (anyio.BrokenResourceError, OSError):
+                continue
+
+
 async def test_an_oversized_head_is_refused(probes: Probes) -> None:
     huge = b"GET /metrics HTTP/1.1\r\nX-Filler: " + b"a" * (http_mod.MAX_HEAD + 10) + b"\r\n\r\n"
     async with serving(probes) as port:
@@ -229,14 +296,34 @@ async def test_a_route_that_raises_answers_500_and_the_server_goes_on() -> None:
         assert (await request(port, "/fine")).body == b"fine\n"
 
 
-async def test_connections_past_the_limit_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_idle_connection_makes_room_for_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(http_mod, "MAX_CONNECTIONS", 1)
-    routes = {"/ok": _ok}
-    async with running(routes) as port, await anyio.connect_tcp("127.0.0.1", port) as first:
-        await first.send(b"GET /ok HTTP/1.1\r\n")  # holds the only slot
-        assert await raw(port, b"GET /ok HTTP/1.1\r\n\r\n") == b""
-        await first.send(b"\r\n")
-        assert (await read_all(first)).startswith(b"HTTP/1.1 200 OK\r\n")
+    monkeypatch.setattr(http_mod, "READ_TIMEOUT", 60.0)  # only the eviction can make room
+    async with running({"/ok": _ok}) as port, await anyio.connect_tcp("127.0.0.1", port) as idle:
+        await idle.send(b"GET /ok HTTP/1.1\r\n")  # holds the only slot, sends no more
+        assert (await raw(port, b"GET /ok HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 OK")
+        assert await read_all(idle) == b""  # closed to make room
+
+
+async def test_a_new_connection_is_closed_while_every_slot_is_answering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_mod, "MAX_CONNECTIONS", 1)
+    release, entered = anyio.Event(), anyio.Event()
+
+    async def slow() -> http_mod.Response:
+        entered.set()
+        await release.wait()
+        return http_mod.Response(200, b"slow\n")
+
+    async with running({"/slow": slow}) as port, await anyio.connect_tcp("127.0.0.1", port) as busy:
+        await busy.send(b"GET /slow HTTP/1.1\r\n\r\n")
+        await entered.wait()
+        assert await raw(port, b"GET /slow HTTP/1.1\r\n\r\n") == b""
+        release.set()
+        assert (await read_all(busy)).startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 async def _ok() -> http_mod.Response:

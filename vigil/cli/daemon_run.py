@@ -78,7 +78,13 @@ def run(log_format: logs.LogFormat) -> None:
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = [*built.loops, *instigators.loops, *extension.build_loops(resolved, context)]
             daemon = runtime.Daemon(
-                settings.daemon, store, loops, identity=identity, clock=clock, rand=random.random
+                settings.daemon,
+                store,
+                loops,
+                identity=identity,
+                clock=clock,
+                rand=random.random,
+                probe=store.ping,
             )
             added = extras.build(
                 settings, st.environ, daemon, store, exported, coordinator, built, shared

@@ -4,7 +4,8 @@
 - the HTTP server (`/metrics`, `/healthz`, `/readyz`) when `http.enabled`;
 - a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
-  makes progress, STATUS=, STOPPING=1), a no-op outside systemd;
+  makes progress, STATUS=, STOPPING=1), a no-op outside systemd; `/healthz` answers by the
+  same judgement as the watchdog (`health.liveness`);
 - the metrics hooks for loop iterations and refused heartbeat writes, and, with a
   coordinator that has a run queue, for runs held back and launches in flight; with the
   scheduler and sensor loops, for ticks, timeouts, instigators; the run monitor's and the
@@ -78,8 +79,14 @@ def build(
     def loops_summary() -> str:
         return health.readiness(supervisor.statistics(), daemon.clock.now())[1]
 
+    def live() -> tuple[bool, str]:
+        """One judgement for /healthz and the systemd watchdog: every loop live."""
+        if not supervisor.alive:
+            return False, "supervisor not running"
+        return health.liveness(supervisor.statistics(), daemon.clock.now())
+
     def progressing() -> bool:
-        return health.making_progress(supervisor.statistics(), daemon.clock.now())
+        return live()[0]
 
     async def ready() -> tuple[bool, str]:
         try:
@@ -92,7 +99,7 @@ def build(
 
     services = []
     if settings.http.enabled:
-        routes = http.daemon_routes(exported, lambda: supervisor.alive, ready)
+        routes = http.daemon_routes(exported, live, ready)
         services.append(
             service.Service("http", functools.partial(http.serve, settings.http, routes))
         )

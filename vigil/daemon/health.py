@@ -11,8 +11,9 @@ In order, the first that holds:
 
 `failing` is checked before `late` on purpose: a loop waiting out its restart backoff has
 not completed an iteration for a while by design, and its error says more than its delay.
-A loop is *live* unless hung, down or stopped: the liveness check and the systemd
-watchdog fail only then (a failing or late loop is reported, not restarted away).
+A loop is *live* unless hung, down or stopped: the liveness check, the daemon's `/healthz`
+and the systemd watchdog fail only then, all three by `liveness` (a failing or late loop
+is reported, not restarted away).
 """
 
 from __future__ import annotations
@@ -127,9 +128,19 @@ def recorded_interval(info: Mapping[str, Any], default: float) -> float:
 
 
 # for the daemon's own HTTP and systemd services ----------------------------------------
+def liveness(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> tuple[bool, str]:
+    """(every loop live, a one-line reason naming the first that is not): what `/healthz`
+    answers, and whether the systemd watchdog may be fed."""
+    for stats in statistics:
+        verdict = judge_statistics(stats, now)
+        if not verdict.live:
+            return False, f"loop {stats.name} is {verdict.health}: {verdict.reason}"
+    return True, f"{len(statistics)} loop{'' if len(statistics) == 1 else 's'} live"
+
+
 def making_progress(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> bool:
     """Every loop is live (none hung): the systemd watchdog may be fed."""
-    return all(judge_statistics(s, now).live for s in statistics)
+    return liveness(statistics, now)[0]
 
 
 def readiness(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> tuple[bool, str]:

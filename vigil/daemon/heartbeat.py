@@ -2,9 +2,11 @@
 
 A `HeartbeatWriter` writes one row every `heartbeat_interval`, whatever its loop is doing,
 so a slow or stuck iteration never silences it; the row's `info` carries the loop's
-statistics (see `loop_info`). A write the store refuses is logged once and retried at the
-next beat; the loop never notices. When the writer is cancelled (the daemon stops) it
-writes a last heartbeat marked `stopped`, shielded and bounded by `FINAL_WRITE_TIMEOUT`.
+statistics (see `loop_info`). A write the store refuses is logged once and retried every
+`RETRY_INTERVAL` (or every beat, if that is sooner) until one passes, so heartbeats resume
+within a second or so of the store's return; the loop never notices. When the writer is
+cancelled (the daemon stops) it writes a last heartbeat marked `stopped`, shielded and
+bounded by `FINAL_WRITE_TIMEOUT`.
 
 Besides one row per loop, the supervisor writes its own row (loop `supervisor`), so a
 daemon with no loops is still seen by `vigil daemon status` and by a second daemon.
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 SUPERVISOR = "supervisor"
 FINAL_WRITE_TIMEOUT = 5.0
+RETRY_INTERVAL = 1.0  # seconds between two attempts while the store refuses heartbeats
 
 InfoSource = Callable[[], dict[str, Any]]
 StoreErrorObserver = Callable[[errors.StoreError], None]
@@ -167,8 +170,9 @@ class HeartbeatWriter:
         task_status.started()
         try:
             while True:
-                await self.beat()
-                await self._clock.sleep_until(self._clock.now() + self._interval)
+                wrote = await self.beat()
+                wait = self._interval if wrote else min(self._interval, RETRY_INTERVAL)
+                await self._clock.sleep_until(self._clock.now() + wait)
         except anyio.get_cancelled_exc_class():
             with anyio.move_on_after(FINAL_WRITE_TIMEOUT, shield=True):
                 await self.beat(stopped=True)

@@ -3,13 +3,22 @@
 A GET/HEAD-only HTTP/1.1 responder on an anyio TCP listener, so it lives in the daemon's
 task group and stops when that is cancelled, without a thread or a web framework (a few
 hundred kilobytes of RSS instead of tens of megabytes). Each connection carries one
-request and is closed after the response (`Connection: close`):
+request and is closed after the response (`Connection: close`: no keep-alive, so no idle
+connection outlives its answer):
 
-- the request head must arrive within `READ_TIMEOUT` and fit in `MAX_HEAD` bytes
-  (else 408 / 431); the request line must be exactly `METHOD SP /path SP HTTP/1.x`
-  (else 400); methods other than GET and HEAD get 405; headers and bodies are ignored;
-- at most `MAX_CONNECTIONS` are served at once; more are closed at once;
-- a route that raises answers 500 and the server goes on.
+- the request line and headers must arrive within `READ_TIMEOUT` (2 s, however slowly the
+  bytes trickle in; else 408); a request line over `MAX_REQUEST_LINE` bytes gets 414,
+  headers over `MAX_HEAD` bytes or `MAX_HEADERS` fields 431, a request line that is not
+  exactly `METHOD SP /path SP HTTP/1.x` or a header line that is not `name: value` 400;
+  methods other than GET and HEAD get 405; header values and bodies are ignored;
+- at most `MAX_CONNECTIONS` are served at once. When all are taken, the connection that
+  has waited longest for its request head is closed to make room: idle or slow clients
+  can delay nobody, so a scrape, which sends its request at once, is always answered;
+  only when every slot is answering a request is a new connection closed at once;
+- after the response the server stops writing and reads what the client still sends for
+  up to `LINGER` seconds, so a client refused mid-request reads its answer, not a reset;
+- a route that raises answers 500 and the server goes on; no request, however malformed,
+  puts a traceback in the log.
 
 Routes are plain coroutine functions of no argument returning a `Response`;
 `daemon_routes` builds the three the daemon serves from narrow inputs.
@@ -33,14 +42,19 @@ from vigil.config import settings as settings_mod
 
 logger = logging.getLogger(__name__)
 
-READ_TIMEOUT = 5.0  # seconds for the request head to arrive
+READ_TIMEOUT = 2.0  # seconds for the request line and headers to arrive, in all
 WRITE_TIMEOUT = 10.0  # seconds for the response to be taken
+LINGER = 1.0  # seconds to read what a client still sends after its answer
+LINGER_BYTES = 1 << 20  # bytes read (and dropped) at most while lingering
 READY_TIMEOUT = 5.0  # seconds the readiness check may take before /readyz answers 503
-MAX_HEAD = 8192  # bytes of request line and headers
+MAX_REQUEST_LINE = 8192  # bytes of the request line (method, target, version)
+MAX_HEAD = 8192  # bytes of the header lines after the request line
+MAX_HEADERS = 100  # header fields
 MAX_CONNECTIONS = 32
 TEXT = "text/plain; charset=utf-8"
 
-_REQUEST_LINE = re.compile(rb"(?P<method>[A-Z]{1,16}) (?P<target>/[!-~]{0,2048}) HTTP/1\.[01]")
+_REQUEST_LINE = re.compile(rb"(?P<method>[A-Z]{1,16}) (?P<target>/[!-~]*) HTTP/1\.[01]")
+_HEADER = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*")
 _END_OF_HEAD = b"\r\n\r\n"
 _CLIENT_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -56,6 +70,7 @@ class Response:
 Handler = Callable[[], Awaitable[Response]]
 Routes = Mapping[str, Handler]
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+LivenessCheck = Callable[[], tuple[bool, str]]
 
 
 class Exposition(Protocol):
@@ -66,11 +81,12 @@ class Exposition(Protocol):
     def render(self) -> bytes: ...
 
 
-def daemon_routes(metrics: Exposition, alive: Callable[[], bool], ready: ReadinessCheck) -> Routes:
-    """/metrics, /healthz (`alive()`: the supervisor runs), /readyz (`ready()`: ok, reason)."""
+def daemon_routes(metrics: Exposition, live: LivenessCheck, ready: ReadinessCheck) -> Routes:
+    """/metrics, /healthz (`live()`: ok, reason; the systemd watchdog's judgement),
+    /readyz (`ready()`: ok, reason)."""
     return {
         "/metrics": functools.partial(_metrics, metrics),
-        "/healthz": functools.partial(_healthz, alive),
+        "/healthz": functools.partial(_healthz, live),
         "/readyz": functools.partial(_readyz, ready),
     }
 
@@ -100,57 +116,123 @@ async def serve(
             extra={"event": "http.listening", "host": settings.host, "port": port},
         )
         task_status.started(port)
-        limiter = anyio.CapacityLimiter(MAX_CONNECTIONS)
-        await listener.serve(functools.partial(_connection, routes, limiter))
+        slots = _Slots(MAX_CONNECTIONS)
+        await listener.serve(functools.partial(_connection, routes, slots))
 
 
-async def _connection(
-    routes: Routes, limiter: anyio.CapacityLimiter, stream: anyio.abc.SocketStream
-) -> None:
+class _Slots:
+    """At most `limit` connections at once. One still waiting for its request head (or
+    lingering after its answer) may be closed to make room for a new one, the longest
+    waiting first; one being answered may not."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._waiting: dict[anyio.CancelScope, None] = {}  # in arrival order
+        self._answering: set[anyio.CancelScope] = set()
+
+    def take(self, scope: anyio.CancelScope) -> bool:
+        """A slot for the connection `scope` runs; False when every slot is answering."""
+        if len(self._waiting) + len(self._answering) >= self._limit:
+            if not self._waiting:
+                return False
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.cancel()
+        self._waiting[scope] = None
+        return True
+
+    def answering(self, scope: anyio.CancelScope) -> None:
+        """The connection sent its request: it may no longer be closed to make room."""
+        if scope in self._waiting:
+            del self._waiting[scope]
+            self._answering.add(scope)
+
+    def answered(self, scope: anyio.CancelScope) -> None:
+        """The answer is sent; lingering, the connection may be closed to make room again."""
+        if scope in self._answering:
+            self._answering.discard(scope)
+            self._waiting[scope] = None
+
+    def release(self, scope: anyio.CancelScope) -> None:
+        self._waiting.pop(scope, None)
+        self._answering.discard(scope)
+
+
+async def _connection(routes: Routes, slots: _Slots, stream: anyio.abc.SocketStream) -> None:
     async with stream:
-        try:
-            limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            return
-        try:
-            await _exchange(routes, stream)
-        except _CLIENT_GONE:
-            pass
-        except Exception:  # a bug here must not stop the server for everyone else
-            logger.exception("http connection failed", extra={"event": "http.error"})
-        finally:
-            limiter.release()
+        with anyio.CancelScope() as scope:
+            if not slots.take(scope):
+                return
+            try:
+                await _exchange(routes, stream, slots, scope)
+            except _CLIENT_GONE:
+                pass
+            except Exception:  # a bug here must not stop the server for everyone else
+                logger.exception("http connection failed", extra={"event": "http.error"})
+            finally:
+                slots.release(scope)
 
 
-async def _exchange(routes: Routes, stream: anyio.abc.SocketStream) -> None:
-    head_only, head = False, None
-    with anyio.move_on_after(READ_TIMEOUT) as reading:
+async def _exchange(
+    routes: Routes, stream: anyio.abc.SocketStream, slots: _Slots, scope: anyio.CancelScope
+) -> None:
+    head_only = False
+    head: bytes | Response = _text(HTTPStatus.REQUEST_TIMEOUT, "request timeout")
+    with anyio.move_on_after(READ_TIMEOUT):
         head = await _read_head(stream)
-    if reading.cancelled_caught:
-        response = _text(HTTPStatus.REQUEST_TIMEOUT, "request timeout")
-    elif head is None:
-        response = _text(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+    if isinstance(head, Response):
+        response = head
     else:
+        slots.answering(scope)
         head_only, response = await _answer(routes, head)
     with anyio.move_on_after(WRITE_TIMEOUT):
         await stream.send(_encode(response, head_only))
+    slots.answered(scope)
+    await _linger(stream)
 
 
-async def _read_head(stream: anyio.abc.SocketStream) -> bytes | None:
-    """The request line and headers; None when they exceed MAX_HEAD."""
+async def _read_head(stream: anyio.abc.SocketStream) -> bytes | Response:
+    """The request line and headers, or the refusal of a head too large."""
     buffer = bytearray()
     while (end := buffer.find(_END_OF_HEAD)) < 0:
-        if len(buffer) > MAX_HEAD:
-            return None
+        refusal = _too_large(buffer)
+        if refusal is not None:
+            return refusal
         buffer += await stream.receive(4096)
-    return bytes(buffer[:end]) if end <= MAX_HEAD else None
+    head = bytes(buffer[:end])
+    return _too_large(head) or head
+
+
+def _too_large(head: bytes | bytearray) -> Response | None:
+    """414 for a request line over its limit, 431 for header lines over theirs."""
+    line_end = head.find(b"\r\n")
+    line = len(head) if line_end < 0 else line_end
+    if line > MAX_REQUEST_LINE:
+        return _text(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+    if len(head) - line > MAX_HEAD + 2:
+        return _text(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large")
+    return None
+
+
+async def _linger(stream: anyio.abc.SocketStream) -> None:
+    """Stop writing, then drop what the client still sends until it closes (or LINGER)."""
+    await stream.send_eof()
+    dropped = 0
+    with anyio.move_on_after(LINGER):
+        while dropped < LINGER_BYTES:
+            dropped += len(await stream.receive(65536))
 
 
 async def _answer(routes: Routes, head: bytes) -> tuple[bool, Response]:
     """(HEAD request?, the response) for one request head."""
-    match = _REQUEST_LINE.fullmatch(head.split(b"\r\n", 1)[0])
+    line, *fields = head.split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         return False, _text(HTTPStatus.BAD_REQUEST, "bad request line")
+    if len(fields) > MAX_HEADERS:
+        return False, _text(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields")
+    if not all(_HEADER.fullmatch(field) for field in fields):
+        return False, _text(HTTPStatus.BAD_REQUEST, "bad header field")
     method = match["method"]
     if method not in (b"GET", b"HEAD"):
         allow = (("Allow", "GET, HEAD"),)
@@ -197,10 +279,11 @@ async def _metrics(metrics: Exposition) -> Response:
     return Response(HTTPStatus.OK.value, metrics.render(), metrics.content_type)
 
 
-async def _healthz(alive: Callable[[], bool]) -> Response:
-    if alive():
-        return _text(HTTPStatus.OK, "ok")
-    return _text(HTTPStatus.SERVICE_UNAVAILABLE, "supervisor not running")
+async def _healthz(live: LivenessCheck) -> Response:
+    ok, reason = live()
+    if ok:
+        return _text(HTTPStatus.OK, _one_line(f"ok: {reason}"))
+    return _text(HTTPStatus.SERVICE_UNAVAILABLE, _one_line(reason) or "not live")
 
 
 async def _readyz(ready: ReadinessCheck) -> Response:

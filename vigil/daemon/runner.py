@@ -7,6 +7,14 @@ exponential backoff with jitter, counted in consecutive crashes; a success reset
 `SystemExit` raised by a loop is a crash like any other (only the CLI exits); cancellation
 and `KeyboardInterrupt` belong to the process and propagate.
 
+A crash caused by the store being away (`StoreUnavailable`, anywhere in the error's causes
+or group) is waited out differently: the runner asks the injected `probe` (the store's
+`ping`) at once and then every `probe_interval`; once a probe that failed is followed by
+one that answers, the store is back: the loop restarts at once and its backoff starts
+again from the base. A probe answering at once (the store never looked away) leaves the
+backoff as it is, so a loop that keeps failing while the store answers is not restarted
+in a tight loop. Each probe is bounded by `PROBE_TIMEOUT` seconds.
+
 `stop()` ends the runner between iterations: a waiting loop returns at once, a running
 iteration finishes first (the supervisor bounds that with the shutdown grace).
 """
@@ -16,11 +24,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import anyio
 import anyio.abc
 
+from vigil import errors
 from vigil.config import settings
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop as loop_mod
@@ -30,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 MAX_ERRORS = 5
 MAX_MESSAGE = 1000
+PROBE_INTERVAL = 1.0  # seconds between two store probes while a loop waits for the store
+PROBE_TIMEOUT = 5.0  # seconds a probe may take before it counts as unanswered
 IterationObserver = Callable[[str, float], None]  # (loop name, seconds) after each iteration
+Probe = Callable[[], Awaitable[None]]  # returns once the store answers; raises while away
 
 
 @dataclasses.dataclass
@@ -81,12 +93,18 @@ class LoopRunner:
         restart: settings.BackoffSettings,
         rand: Callable[[], float],
         observe: IterationObserver | None = None,
+        probe: Probe | None = None,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.loop = loop
         self._clock = clock
         self._restart = restart
         self._rand = rand
         self._observe = observe
+        self._probe = probe
+        self._probe_interval = probe_interval
+        self._attempts = 0  # crashes counted by the backoff (reset when the store is back)
+        self._store_away = False  # the last crash was the store's
         self._stop = anyio.Event()
         self._pending_reload: tuple[settings.CodeLocationSettings, ...] | None = None
         self._state = loop_mod.LoopState.STARTING
@@ -142,12 +160,50 @@ class LoopRunner:
 
     async def _wait(self, deadline: float) -> bool:
         """Wait for the deadline or a wake-up (not in backoff); False once stopped."""
-        if self._state is loop_mod.LoopState.BACKOFF:
+        if self._state is loop_mod.LoopState.BACKOFF and self._store_away:
+            await self._wait_for_store(deadline)
+        elif self._state is loop_mod.LoopState.BACKOFF:
             await clock_mod.wait_any(self._clock, deadline, self._stop)
         else:
             self._state = loop_mod.LoopState.IDLE
             await clock_mod.wait_any(self._clock, deadline, self._stop, self.loop.wake)
         return not self._stop.is_set()
+
+    async def _wait_for_store(self, deadline: float) -> None:
+        """Back off until the deadline, or until the store is seen to come back."""
+        back = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_store, back)
+            await clock_mod.wait_any(self._clock, deadline, self._stop, back)
+            tg.cancel_scope.cancel()
+        if back.is_set() and not self._stop.is_set():
+            self._attempts = 0
+            logger.info(
+                "loop %s: the store answers again; restarting now",
+                self.name,
+                extra={"event": "loop.store_back", "loop": self.name},
+            )
+
+    async def _watch_store(self, back: anyio.Event) -> None:
+        """Probe now and every interval; set `back` once an answer follows a failure."""
+        seen_away = False
+        while True:
+            if not await self._store_answers():
+                seen_away = True
+            elif seen_away:
+                back.set()
+                return
+            await self._clock.sleep_until(self._clock.now() + self._probe_interval)
+
+    async def _store_answers(self) -> bool:
+        assert self._probe is not None
+        with anyio.move_on_after(PROBE_TIMEOUT):
+            try:
+                await self._probe()
+            except Exception:  # any failure means: not back yet
+                return False
+            return True
+        return False
 
     async def _turn(self) -> float:
         """One iteration; returns when the next one is due."""
@@ -168,6 +224,7 @@ class LoopRunner:
         self._report(end - start)
         if error is not None:
             return self._back_off(error, end)
+        self._attempts = 0
         self._state = loop_mod.LoopState.IDLE
         due = start + self.loop.interval
         sooner = self.loop.due_sooner()
@@ -185,7 +242,9 @@ class LoopRunner:
 
     def _back_off(self, error: BaseException, end: float) -> float:
         self._state = loop_mod.LoopState.BACKOFF
-        delay = restart_delay(self._restart, self._progress.consecutive_failures, self._rand)
+        self._attempts += 1
+        self._store_away = self._probe is not None and store_unavailable(error)
+        delay = restart_delay(self._restart, self._attempts, self._rand)
         logger.warning(
             "loop %s crashed (%s in a row); restarting in %.2fs",
             self.name,
@@ -197,6 +256,7 @@ class LoopRunner:
                 "loop": self.name,
                 "error": loop_error(error, end).headline,
                 "restart_in": round(delay, 3),
+                "store_away": self._store_away,
             },
         )
         return end + delay
@@ -222,3 +282,23 @@ def restart_delay(
         jitter=policy.jitter,
         rand=rand,
     )
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether the store being away caused `error`: a `StoreUnavailable` in its causes,
+    its context (unless suppressed with `from None`), or the members of a group."""
+    return any(isinstance(e, errors.StoreUnavailable) for e in _related(error, set()))
+
+
+def _related(error: BaseException, seen: set[int]) -> Iterator[BaseException]:
+    if id(error) in seen:
+        return
+    seen.add(id(error))
+    yield error
+    context = None if error.__suppress_context__ else error.__context__
+    for linked in (error.__cause__, context):
+        if linked is not None:
+            yield from _related(linked, seen)
+    if isinstance(error, BaseExceptionGroup):
+        for member in error.exceptions:
+            yield from _related(member, seen)

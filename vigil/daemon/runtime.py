@@ -69,7 +69,10 @@ class Daemon:
         identity: heartbeat.DaemonIdentity,
         clock: clock_mod.Clock,
         rand: Callable[[], float],
+        probe: runner_mod.Probe | None = None,
     ) -> None:
+        """`probe` (the store's `ping`) lets a loop that crashed because the store was
+        away restart as soon as the store answers again (see `runner`)."""
         self.identity = identity
         self.clock = clock
         self._settings = settings
@@ -79,7 +82,12 @@ class Daemon:
         restart = settings.restart_backoff
         self._runners = [
             runner_mod.LoopRunner(
-                loop, clock=clock, restart=restart, rand=rand, observe=self._iteration_ended
+                loop,
+                clock=clock,
+                restart=restart,
+                rand=rand,
+                observe=self._iteration_ended,
+                probe=probe,
             )
             for loop in loops
         ]

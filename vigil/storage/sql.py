@@ -625,6 +625,11 @@ class SqlStore(store.Store):
             return (await conn.execute(statement)).rowcount
 
     # lifecycle ----------------------------------------------------------------------
+    async def ping(self) -> None:
+        with target_mod.translate_errors(self._target):
+            async with self._engine.connect() as conn:
+                await conn.execute(_ping)
+
     async def schema_is_current(self) -> bool:
         async with self._read() as conn:
             status = await schema_version.read_status(conn)
@@ -658,6 +663,7 @@ class _QueueReader:
 
 
 # statements and rows -------------------------------------------------------------------
+_ping = sa.text("SELECT 1")
 _record_launch = (
     sa.update(schema.runs)
     .where(

@@ -18,7 +18,7 @@ roles it plays and no more, and a test's fake implements a handful of methods:
     InstigationStore   schedules' and sensors' state and their ticks
     HeartbeatReader    the daemons' heartbeats, read (status, one daemon per store)
     HeartbeatStore     HeartbeatReader + writing and pruning them (the daemon)
-    StoreLifecycle     the schema check and closing
+    StoreLifecycle     the reachability and schema checks, and closing
     Store              all of them: what `SqlStore` implements and `open_store` returns
 
 A part that needs several roles names their union next to it (e.g.
@@ -501,6 +501,11 @@ class HeartbeatStore(HeartbeatReader, Protocol):
 
 class StoreLifecycle(Protocol):
     """Whether the store is usable, and releasing it."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return once the database answered a trivial query; StoreUnavailable if it cannot
+        be reached. The cheapest verb: a daemon asks it every second while the store is away."""
 
     @abc.abstractmethod
     async def schema_is_current(self) -> bool:
