@@ -11,12 +11,17 @@ Whatever user code prints (the child points its fd 1 to fd 2) comes back on a pi
 handed to `output` a line at a time, while the parent waits for a line of the protocol: at
 most `OUTPUT_LIMIT` bytes in the life of one process, lines cut at `LINE_LIMIT`; the rest is
 read and dropped (so the child never blocks on a full pipe) and counted in one note line.
-Nothing user code prints reaches the daemon's or the CLI's own streams unbounded.
+Nothing user code prints reaches the daemon's or the CLI's own streams unbounded. The
+child leads a process group of its own, killed whole with it, so processes user code
+forked do not outlive it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -32,6 +37,7 @@ from vigil.evaluation import messages
 MAX_LINE = 64 * 1024 * 1024
 OUTPUT_LIMIT = 1024 * 1024
 LINE_LIMIT = 8 * 1024
+EXIT_GRACE = 0.5  # seconds a line may still arrive after the child exited
 M = TypeVar("M")
 Output = Callable[[str], None]
 
@@ -113,6 +119,7 @@ class EvaluationProcess:
             stderr=subprocess.PIPE,
             cwd=self._cwd,
             env=self._environ,
+            start_new_session=True,
         )
         assert self._process.stdout is not None
         self._lines = BufferedByteReceiveStream(self._process.stdout)
@@ -163,12 +170,18 @@ class EvaluationProcess:
             ) from None
 
     async def _receive_line(self, lines: BufferedByteReceiveStream) -> bytes:
-        """The next protocol line, passing the child's output on meanwhile."""
+        """The next protocol line, passing the child's output on meanwhile. A child that
+        exits ends the wait even when processes it forked still hold its pipe open."""
         line, ended = b"", None
         async with anyio.create_task_group() as tg:
+            reading = anyio.CancelScope()
             tg.start_soon(self._pass_output)
+            tg.start_soon(self._end_reading_on_exit, reading)
             try:
-                line = await lines.receive_until(b"\n", MAX_LINE)
+                with reading:
+                    line = await lines.receive_until(b"\n", MAX_LINE)
+                if reading.cancelled_caught:
+                    raise anyio.EndOfStream
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
                 ended = exc  # raised below: a task group would wrap it in a group
             finally:
@@ -177,6 +190,14 @@ class EvaluationProcess:
         if ended is not None:
             raise ended
         return line
+
+    async def _end_reading_on_exit(self, reading: anyio.CancelScope) -> None:
+        process = self._process
+        if process is None:
+            return
+        await process.wait()
+        await anyio.sleep(EXIT_GRACE)  # a line written just before the exit is still read
+        reading.cancel()
 
     async def _pass_output(self) -> None:
         process = self._process
@@ -196,6 +217,7 @@ class EvaluationProcess:
         with anyio.CancelScope(shield=True):
             if process.returncode is None:
                 process.kill()
+            _kill_group(process.pid)
             code = await process.wait()
             await process.aclose()
         return code
@@ -211,6 +233,13 @@ class EvaluationProcess:
             with anyio.move_on_after(5):
                 await process.wait()
             await self.kill()
+
+
+def _kill_group(pid: int) -> None:
+    """Kill what user code forked: the child leads a process group of its own (a group
+    id stays reserved while any member lives, so it never names another process)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _exit(code: int | None) -> str:
