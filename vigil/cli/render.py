@@ -10,20 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil import events, monitoring, runs
+from vigil.display import printable as printable  # the CLI's printers use render.printable
 
 E = events.EventType
 STEP_OUTCOMES = (E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.STEP_SKIPPED, E.STEP_RETRY)
 RUN_ENDS = (E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED)
 LOG_STREAMS = ("stdout.log", "stderr.log")
-
-
-def printable(text: str) -> str:
-    """The text on one terminal line: what is not printable (newlines, escapes, line
-    separators) written as Python escapes (`\\n`, `\\x1b`, `\\u2028`). For user-given names,
-    tags and cursors in tables and text; JSON output keeps the real value."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

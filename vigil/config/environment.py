@@ -22,6 +22,7 @@ from typing import Any
 
 import pydantic
 
+from vigil import display
 from vigil.config import settings as settings_mod
 
 PREFIX = "VIGIL_"
@@ -81,7 +82,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         if not upper.startswith(PREFIX) or _known(upper, names, open_ended):
             continue
         hint = _suggestion(upper, names)
-        lines.append(f"environment variable {variable}: no such setting{hint}")
+        lines.append(display.printable(f"environment variable {variable}: no such setting{hint}"))
     return lines
 
 

@@ -16,7 +16,7 @@ import pydantic_settings
 import yaml
 from sqlalchemy.engine import URL
 
-from vigil import errors
+from vigil import display, errors
 from vigil.config import environment, redact
 from vigil.config import settings as settings_mod
 from vigil.storage import engine
@@ -129,10 +129,12 @@ def _parse_yaml(path: pathlib.Path, text: str) -> dict[str, Any]:
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not take
+        return f"offset {exc.position}: character #x{exc.character:04x} is not allowed"
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
     if mark is None:
-        return str(problem)
+        return problem
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
@@ -142,7 +144,7 @@ def describe_validation_error(
     data: Mapping[str, Any],
     environ: Mapping[str, str],
 ) -> str:
-    lines = [_describe_one(err, path, data, environ) for err in exc.errors()]
+    lines = [display.printable(_describe_one(err, path, data, environ)) for err in exc.errors()]
     return "\n".join(lines)
 
 

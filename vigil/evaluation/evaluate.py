@@ -122,13 +122,13 @@ def normalize(result: Any, where: str) -> tuple[list[requests_mod.RunRequest], s
     if result is None:
         return [], None
     if isinstance(result, requests_mod.SkipReason):
-        return [], result.message
+        return [], _reason(result, where)
     if isinstance(result, requests_mod.RunRequest):
         return [result], None
     if isinstance(result, Iterable) and not isinstance(result, str | bytes | Mapping):
         items = list(result)
         found = [i for i in items if isinstance(i, requests_mod.RunRequest)]
-        skips = [i.message for i in items if isinstance(i, requests_mod.SkipReason)]
+        skips = [_reason(i, where) for i in items if isinstance(i, requests_mod.SkipReason)]
         if len(found) + len(skips) == len(items):
             return found, (skips[0] if skips and not found else None)
     shown = repr(result)
@@ -136,6 +136,12 @@ def normalize(result: Any, where: str) -> tuple[list[requests_mod.RunRequest], s
     raise BadAnswer(
         f"{where} returned {shown}: expected a RunRequest, a list of them, a SkipReason or None"
     )
+
+
+def _reason(skip: requests_mod.SkipReason, where: str) -> str:
+    if not isinstance(skip.message, str):
+        raise BadAnswer(f"{where} returned {skip!r}: a skip reason is a string")
+    return skip.message
 
 
 def _answer(
