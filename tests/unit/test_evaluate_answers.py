@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vigil import Definitions, RunRequest, job, schedule, sensor, step
+from vigil import Definitions, RunRequest, SkipReason, job, schedule, sensor, step
 from vigil.evaluation import evaluate, messages
 
 
@@ -49,6 +49,11 @@ def other_job() -> Any:
 
 
 @sensor(job=hello_job)
+def skip_not_text() -> Any:
+    return [SkipReason(0)]  # type: ignore[arg-type]
+
+
+@sensor(job=hello_job)
 def raises() -> Any:
     _helper()
 
@@ -72,6 +77,7 @@ DEFS = Definitions(
         bad_tags,
         bad_config,
         other_job,
+        skip_not_text,
         raises,
         raises_while_iterated,
     ],
@@ -109,6 +115,10 @@ DEFS = Definitions(
             messages.ScheduleRequest("schedule_42", 0.0),
             "schedule 'schedule_42' returned 42: expected a RunRequest, a list of them, "
             "a SkipReason or None",
+        ),
+        (
+            messages.SensorRequest("skip_not_text"),
+            "sensor 'skip_not_text' returned SkipReason(message=0): a skip reason is a string",
         ),
         (messages.SensorRequest("missing"), "this code location has no sensor named 'missing'"),
     ],
