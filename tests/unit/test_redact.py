@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from typing import Any
 
 import pytest
 
 from vigil.config import redact
+from vigil.daemon import logs
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,17 @@ def test_the_input_is_not_changed() -> None:
     data = {"password": "pw", "env": {"A": "1"}}
     redact.tree(data)
     assert data == {"password": "pw", "env": {"A": "1"}}
+
+
+@pytest.mark.parametrize("log_format", logs.FORMATS)
+def test_log_lines_mask_url_credentials(log_format: logs.LogFormat) -> None:
+    stream = io.StringIO()
+    formatter = logs.JsonFormatter() if log_format == "json" else logs.TextFormatter()
+    record = logging.LogRecord(
+        "user", logging.ERROR, __file__, 1, "cannot reach %s", ("postgresql://bob:pw@db/x",), None
+    )
+    record.dsn = "redis://:hunter2@cache/0"
+    stream.write(formatter.format(record))
+    assert "pw@" not in stream.getvalue()
+    assert "hunter2" not in stream.getvalue()
+    assert "bob:***@db" in stream.getvalue()
