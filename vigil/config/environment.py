@@ -14,6 +14,7 @@ not settings are listed here, once.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import types
 import typing
@@ -33,6 +34,7 @@ NOT_SETTINGS = frozenset({"VIGIL_CRASH_AT", "VIGIL_CRASH_MARKER"})
 NOT_SETTINGS_PREFIXES = ("VIGIL_TEST_",)
 
 
+@functools.cache
 def setting_names(
     model: type[pydantic.BaseModel] = settings_mod.InstanceSettings,
 ) -> tuple[frozenset[str], frozenset[str]]:
