@@ -51,13 +51,13 @@ from vigil.scheduling import ticks as tick_times
 
 T = TypeVar("T")
 FUZZ = settings(
-    max_examples=100,
+    max_examples=75,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-FEW = settings(FUZZ, max_examples=4)  # a process each: seconds on a loaded machine
+FEW = settings(FUZZ, max_examples=3)  # a process each: seconds on a loaded machine
 
 
 # what a user might write -------------------------------------------------------------------
