@@ -70,7 +70,15 @@ class ReexecutionError(VigilError):
 
 
 class PluginError(VigilError):
-    """A pluggable class (launcher, executor, coordinator) cannot be loaded or configured."""
+    """A pluggable class (launcher, executor, coordinator) cannot be loaded or configured.
+
+    `key` is the settings key it concerns (`run_launcher`), so the CLI can name the file or
+    environment variable that set it.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class LaunchError(VigilError):

@@ -27,15 +27,20 @@ def resolve_class(
     if ":" not in spec:
         known = ", ".join(sorted(builtins))
         raise errors.PluginError(
-            f"{kind}.type: unknown {kind} {spec!r}; use one of {known} or 'module:Class'"
+            f"{kind}.type: unknown {kind} {spec!r}; use one of {known} or 'module:Class'",
+            f"{kind}.type",
         )
     module_name, _, attr = spec.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise errors.PluginError(f"{kind}.type: cannot load {spec!r}: {exc}") from None
+        raise errors.PluginError(
+            f"{kind}.type: cannot load {spec!r}: {exc}", f"{kind}.type"
+        ) from None
     if not (isinstance(found, type) and issubclass(found, base)):
-        raise errors.PluginError(f"{kind}.type: {spec!r} is not a subclass of {base.__name__}")
+        raise errors.PluginError(
+            f"{kind}.type: {spec!r} is not a subclass of {base.__name__}", f"{kind}.type"
+        )
     return cast(type[T], found)
 
 
@@ -48,7 +53,7 @@ def options_for(kind: str, cls: Any, raw: Mapping[str, Any]) -> pydantic.BaseMod
         problems = "; ".join(
             f"{kind}.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        raise errors.PluginError(problems) from None
+        raise errors.PluginError(problems, f"{kind}.options") from None
 
 
 def build(

@@ -18,6 +18,7 @@ from vigil.scheduling import backoff
 
 S = runs.RunStatus
 R = runs.EndReason
+MAX_RETRIES = 1000  # as for run_retries.max_retries
 INSTIGATOR = "vigil/retries"  # the retry loop's instigator name; run keys "retry-of:RUN"
 
 
@@ -64,9 +65,14 @@ def policy_for(tags: Mapping[str, str], defaults: settings_mod.RunRetriesSetting
 def _max_retries(raw: str | None, default: int) -> int:
     if raw is None:
         return default
-    if not raw.strip().isdigit():
-        raise errors.TagError(f"tag {runs.TAG_MAX_RETRIES}={raw!r} is not a whole number >= 0")
-    return int(raw)
+    digits = raw.strip()
+    # ASCII digits only ('²' is a digit to str.isdigit, not to int), within the setting's bound.
+    plain = digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_RETRIES))
+    if not plain or int(digits) > MAX_RETRIES:
+        raise errors.TagError(
+            f"tag {runs.TAG_MAX_RETRIES}={raw!r} is not a whole number from 0 to {MAX_RETRIES}"
+        )
+    return int(digits)
 
 
 def _strategy(raw: str | None, default: str) -> Strategy:

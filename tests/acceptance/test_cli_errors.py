@@ -82,7 +82,7 @@ def test_config_show_redacts_secrets(instance: Instance) -> None:
     out = instance.vigil("config", "show", env={"VIGIL_STORE__POSTGRES__PASSWORD": "hunter2"})
     assert out.returncode == 0
     assert "hunter2" not in out.stdout
-    assert "password: '**********'" in out.stdout
+    assert "password: '***'" in out.stdout
 
 
 def test_config_check_names_a_loop_that_cannot_be_loaded(instance: Instance) -> None:

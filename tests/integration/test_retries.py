@@ -173,7 +173,7 @@ async def test_canceled_and_bad_tags_are_not_retried_and_do_not_stop_the_loop(
     assert len(await lineage(store, bad.run_id)) == 1
     assert len(await lineage(store, good.run_id)) == 2
     assert await notes(store, bad.run_id) == [
-        "no retry: tag vigil/max_retries='lots' is not a whole number >= 0"
+        "no retry: tag vigil/max_retries='lots' is not a whole number from 0 to 1000"
     ]
     assert await store.get_flag(retries.CURSOR_FLAG) >= 3
 

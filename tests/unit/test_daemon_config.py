@@ -46,7 +46,7 @@ def test_the_daemon_section_from_the_file_and_the_environment(
     [
         (
             "daemon:\n  heartbeat_interval: 0\n",
-            "daemon.heartbeat_interval: Input should be greater than 0",
+            "daemon.heartbeat_interval: Input should be greater than or equal to 0.01",
         ),
         ("daemon:\n  beat: 1\n", "daemon.beat: unknown key"),
         ("daemon:\n  restart_backoff: {jitter: 2}\n", "daemon.restart_backoff.jitter"),

@@ -71,8 +71,11 @@ def test_tags_override_the_settings() -> None:
 @pytest.mark.parametrize(
     ("tag", "value", "message"),
     [
-        (runs.TAG_MAX_RETRIES, "three", "vigil/max_retries='three' is not a whole number >= 0"),
+        (runs.TAG_MAX_RETRIES, "three", "max_retries='three' is not a whole number from 0 to 1000"),
         (runs.TAG_MAX_RETRIES, "-1", "vigil/max_retries='-1'"),
+        (runs.TAG_MAX_RETRIES, "\u00b2", "vigil/max_retries='\u00b2' is not a whole number"),
+        (runs.TAG_MAX_RETRIES, "1" * 5000, "is not a whole number from 0 to 1000"),
+        (runs.TAG_MAX_RETRIES, "1001", "vigil/max_retries='1001' is not a whole number"),
         (runs.TAG_RETRY_STRATEGY, "sometimes", "'sometimes' is not from_failure or all_steps"),
     ],
 )

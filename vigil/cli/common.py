@@ -16,7 +16,7 @@ import anyio
 import click
 
 from vigil import errors
-from vigil.config import loader
+from vigil.config import loader, redact
 from vigil.config import settings as settings_mod
 from vigil.storage import engine
 from vigil.storage import store as store_mod
@@ -79,6 +79,8 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
+        except errors.PluginError as exc:
+            fail(_with_origin(exc), EXIT_USAGE)
         except USAGE_ERRORS as exc:
             fail(str(exc), EXIT_USAGE)
         except errors.VigilError as exc:
@@ -87,8 +89,17 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+def _with_origin(exc: errors.PluginError) -> str:
+    """The plugin error, after the file or environment variable that configured the plugin."""
+    if exc.key is None:
+        return str(exc)
+    st = state()
+    return f"{loader.origin(st.home, st.environ, exc.key)}: {exc}"
+
+
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    """Print the error (any credentials in a URL masked) and exit with `code`."""
+    click.echo(f"error: {redact.text(message)}", err=True)
     sys.exit(code)
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from vigil import errors, submission, ticks
-from vigil.cli import common
+from vigil.cli import common, render
 from vigil.daemon.loops import instigation
 from vigil.daemon.loops import sensors as sensors_mod
 from vigil.definitions import workspace as workspace_mod
@@ -126,8 +126,8 @@ def _print_ticks(
                 describe(t.scheduled_time),
                 t.status.value,
                 ",".join(r[:8] for r in t.run_ids) or "-",
-                t.cursor or "-",
-                (note[-1] if note else "")[:100],
+                render.printable(t.cursor or "-"),
+                render.printable(note[-1] if note else "")[:100],
             )
         )
     click.echo(_table(rows))
@@ -323,11 +323,12 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
         click.echo(answer.error.rstrip(), err=True)
         raise SystemExit(common.EXIT_FAILURE)
     for r in answer.requests:
-        click.echo(f"run request: job {r.job} run_key {r.run_key} config {dict(r.run_config)}")
+        key = render.printable(str(r.run_key))
+        click.echo(f"run request: job {r.job} run_key {key} config {dict(r.run_config)}")
     if not answer.requests:
         click.echo(f"skipped: {answer.skip or 'no run requested'}")
     if answer.cursor_updated:
-        click.echo(f"new cursor (not stored): {answer.cursor}")
+        click.echo(f"new cursor (not stored): {render.printable(str(answer.cursor))}")
 
 
 async def _test_request(

@@ -10,7 +10,7 @@ from typing import TypeVar
 import click
 
 from vigil import assembly, errors
-from vigil.cli import common
+from vigil.cli import common, render
 from vigil.coordinators import queued
 
 T = TypeVar("T")
@@ -32,7 +32,8 @@ def queue_group(ctx: click.Context, as_json: bool) -> None:
         click.echo("no queued runs")
     for entry in entries:
         why = entry.reason or "launches next"
-        click.echo(f"{entry.run.run_id}  {entry.run.job_name:<20} {why}")
+        job = render.printable(entry.run.job_name)
+        click.echo(f"{entry.run.run_id}  {job:<20} {render.printable(why)}")
 
 
 @queue_group.command("pause")

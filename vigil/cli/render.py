@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil import events, monitoring, runs
+from vigil.display import printable as printable  # the CLI's printers use render.printable
 
 E = events.EventType
 STEP_OUTCOMES = (E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.STEP_SKIPPED, E.STEP_RETRY)
@@ -94,7 +95,7 @@ def run_table(found: Sequence[runs.Run], now: float) -> str:
         return "no runs"
     rows = [("RUN ID", "JOB", "STATUS", "CREATED", "DURATION")]
     rows += [
-        (r.run_id, r.job_name, r.status.value, _when(r.created_at), _duration(r, now))
+        (r.run_id, printable(r.job_name), r.status.value, _when(r.created_at), _duration(r, now))
         for r in found
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -122,7 +123,7 @@ def step_dicts(step_events: Sequence[events.Event]) -> dict[str, dict[str, Any]]
 def run_detail(run: runs.Run, step_events: Sequence[events.Event], now: float) -> str:
     lines = [
         f"run       {run.run_id}",
-        f"job       {run.job_name}  (code location {run.code_location})",
+        f"job       {printable(run.job_name)}  (code location {run.code_location})",
         f"status    {run.status.value}",
         f"created   {_when(run.created_at)}",
         f"started   {_when(run.start_time)}",
@@ -133,10 +134,11 @@ def run_detail(run: runs.Run, step_events: Sequence[events.Event], now: float) -
     if run.parent_run_id:
         lines.append(f"parent    {run.parent_run_id}  (root {run.root_run_id})")
     if run.tags:
-        lines.append("tags      " + ", ".join(f"{k}={v}" for k, v in sorted(run.tags.items())))
+        tags = sorted(run.tags.items())
+        lines.append("tags      " + ", ".join(f"{printable(k)}={printable(v)}" for k, v in tags))
     lines.append("steps")
     for name, entry in step_dicts(step_events).items():
-        lines.append(f"  {name:<24} {entry['status']}")
+        lines.append(f"  {printable(name):<24} {entry['status']}")
         if "error" in entry and entry["status"] == "FAILURE":
             lines.append(f"    error: {entry['error']}")
             lines.extend(

@@ -12,15 +12,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import pydantic
+import pydantic_settings
 import yaml
 from sqlalchemy.engine import URL
 
-from vigil import errors
+from vigil import display, errors
+from vigil.config import environment, redact
 from vigil.config import settings as settings_mod
 from vigil.storage import engine
 
 CONFIG_FILE = "vigil.yaml"
-ENV_PREFIX = "VIGIL_"
+ENV_PREFIX = environment.PREFIX
+SHOWN_INPUT = 80  # characters of a refused value shown in an error
 
 
 def home_from_env(environ: Mapping[str, str]) -> pathlib.Path:
@@ -63,11 +66,29 @@ def _build(
 ) -> settings_mod.InstanceSettings:
     path = home / CONFIG_FILE
     data = {} if text is None else _parse_yaml(path, text)
+    unknown = environment.unknown_variables(environ) + _unknown_top_level(path, data)
+    if unknown:
+        raise errors.ConfigError("\n".join(unknown))
     try:
         built = settings_mod.InstanceSettings(**data)
     except pydantic.ValidationError as exc:
         raise errors.ConfigError(describe_validation_error(exc, path, data, environ)) from None
+    except pydantic_settings.SettingsError as exc:
+        raise errors.ConfigError(_unparsable_variable(exc, environ)) from None
+    except RecursionError:
+        raise errors.ConfigError(f"{path}: the settings are nested too deeply") from None
     return built.model_copy(update={"home": home})
+
+
+def _unknown_top_level(path: pathlib.Path, data: Mapping[Any, Any]) -> list[str]:
+    """Top-level keys that are not names (`null:`, `1:`): pydantic takes only names there."""
+    return [f"{path}: {key!r}: unknown key" for key in data if not isinstance(key, str)]
+
+
+def _unparsable_variable(exc: pydantic_settings.SettingsError, environ: Mapping[str, str]) -> str:
+    """pydantic-settings names only the section whose variables it could not read."""
+    field = str(exc).partition('field "')[2].partition('"')[0]
+    return environment.unparsable(field, environ)
 
 
 def read_yaml(path: pathlib.Path) -> dict[str, Any]:
@@ -83,6 +104,11 @@ def _read_text(path: pathlib.Path) -> str | None:
         return None
     except OSError as exc:
         raise errors.ConfigError(f"{path}: cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError(
+            f"{path}: not a text file (UTF-8): byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start}"
+        ) from None
 
 
 def _parse_yaml(path: pathlib.Path, text: str) -> dict[str, Any]:
@@ -90,6 +116,11 @@ def _parse_yaml(path: pathlib.Path, text: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
+    except RecursionError:
+        raise errors.ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits, say
+        reason = "a number too long" if "digits" in str(exc) else str(exc)
+        raise errors.ConfigError(f"{path}: invalid YAML: {reason}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -98,10 +129,12 @@ def _parse_yaml(path: pathlib.Path, text: str) -> dict[str, Any]:
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not take
+        return f"offset {exc.position}: character #x{exc.character:04x} is not allowed"
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
     if mark is None:
-        return str(problem)
+        return problem
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
@@ -111,7 +144,7 @@ def describe_validation_error(
     data: Mapping[str, Any],
     environ: Mapping[str, str],
 ) -> str:
-    lines = [_describe_one(err, path, data, environ) for err in exc.errors()]
+    lines = [display.printable(_describe_one(err, path, data, environ)) for err in exc.errors()]
     return "\n".join(lines)
 
 
@@ -124,22 +157,40 @@ def _describe_one(
     expected = err["msg"]
     if err["type"] == "extra_forbidden":
         expected = "unknown key"
-    got = err.get("input")
-    shown = "" if err["type"] in {"extra_forbidden", "missing"} else f" (got {got!r})"
-    return f"{source}: {key}: {expected}{shown}"
+    shown = "" if err["type"] in {"extra_forbidden", "missing"} else _shown(loc, err.get("input"))
+    return redact.text(f"{source}: {key}: {expected}{shown}")
+
+
+def _shown(loc: list[str], got: Any) -> str:
+    """` (got VALUE)`, secrets masked, cut to SHOWN_INPUT characters."""
+    text = repr(redact.value(loc, got))
+    if len(text) > SHOWN_INPUT:
+        text = text[: SHOWN_INPUT - 3] + "..."
+    return f" (got {text})"
 
 
 def _source_of(
     loc: list[str], path: pathlib.Path, data: Mapping[str, Any], environ: Mapping[str, str]
 ) -> str:
-    env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
-    for size in range(len(loc), 0, -1):
-        name = ENV_PREFIX + "__".join(part.upper() for part in loc[:size])
-        if name in environ:
-            return f"environment variable {name}"
+    variable = environment.variable_of(loc, environ)
+    if variable is not None:
+        return f"environment variable {variable}"
     if loc and loc[0] in data:
         return str(path)
-    return f"{path} (or environment variable {env_name})"
+    below = environment.variables_below(loc[0], environ) if loc else []
+    if below:
+        return f"environment variable {', '.join(below)}"
+    return f"{path} (or environment variable {environment.name_of(loc)})"
+
+
+def origin(home: pathlib.Path, environ: Mapping[str, str], key: str) -> str:
+    """Where the setting at this key path (`run_launcher.options.env`) came from."""
+    path = home / CONFIG_FILE
+    try:
+        data = read_yaml(path)
+    except errors.ConfigError:
+        data = {}
+    return _source_of(key.split("."), path, data, environ)
 
 
 def store_target(instance: settings_mod.InstanceSettings) -> engine.StoreTarget:
@@ -179,6 +230,6 @@ def _postgres_password(pg: settings_mod.PostgresSettings) -> str | None:
 
 
 def redacted(instance: settings_mod.InstanceSettings) -> dict[str, Any]:
-    """The effective settings as plain data; secrets (SecretStr) dump as '**********'."""
-    dumped: dict[str, Any] = instance.model_dump(mode="json")
+    """The effective settings as plain data, every secret masked (see `redact`)."""
+    dumped: dict[str, Any] = redact.tree(instance.model_dump(mode="json"))
     return dumped

@@ -1,17 +1,43 @@
-"""The instance settings models: what `vigil.yaml` may say, frozen once validated."""
+"""The instance settings models: what `vigil.yaml` may say, frozen once validated.
+
+Every number has bounds an operator would find generous and a typo would not pass
+(`heartbeat_interval: 1e308` is refused, so are inf and nan): the types below carry them,
+and the plugins' own options use them too.
+"""
 
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+MIN_INTERVAL = 0.01  # seconds: the shortest interval, poll or timeout anywhere
+# The longest heartbeat interval: a daemon that died counts as down after 3 of them, so a
+# longer one would keep a second daemon out (and `liveness-check` green) for that long.
+MAX_HEARTBEAT_INTERVAL = HOUR
+MAX_COUNT = 1_000_000  # any count of runs, processes, connections or retries
+
+# Seconds between two looks, and how long something may take: 0.01 s to a day.
+Interval = Annotated[float, Field(ge=MIN_INTERVAL, le=DAY, allow_inf_nan=False)]
+# A wait that may be zero (a grace, a delay): up to a day.
+Delay = Annotated[float, Field(ge=0, le=DAY, allow_inf_nan=False)]
+# How long something is kept: a minute to ten years (in seconds).
+Keep = Annotated[float, Field(ge=MINUTE, le=3650 * DAY, allow_inf_nan=False)]
+# A multiplier between two backoff delays, and the fraction of a delay that is jitter.
+Factor = Annotated[float, Field(ge=1, le=100, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PostgresSettings(_Section):
@@ -23,9 +49,9 @@ class PostgresSettings(_Section):
     database: str = "vigil"
     password: SecretStr | None = None
     password_file: pathlib.Path | None = None
-    pool_size: int = Field(default=5, ge=1)
-    max_overflow: int = Field(default=10, ge=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    pool_size: int = Field(default=5, ge=1, le=1000)
+    max_overflow: int = Field(default=10, ge=0, le=1000)
+    connect_timeout: Interval = 10.0
 
 
 class StoreSettings(_Section):
@@ -33,7 +59,7 @@ class StoreSettings(_Section):
 
     kind: Literal["sqlite", "postgres"] = "sqlite"
     sqlite_path: pathlib.Path | None = None
-    busy_timeout: float = Field(default=30.0, gt=0)
+    busy_timeout: Interval = 30.0
     postgres: PostgresSettings = PostgresSettings()
 
 
@@ -80,44 +106,55 @@ class HttpSettings(_Section):
 class BackoffSettings(_Section):
     """Capped exponential backoff with jitter: base * factor**(n-1), at most cap, ± jitter."""
 
-    base: float = Field(default=1.0, ge=0)
-    factor: float = Field(default=2.0, ge=1)
-    cap: float = Field(default=60.0, gt=0)
-    jitter: float = Field(default=0.1, ge=0, le=1)
+    base: Delay = 1.0
+    factor: Factor = 2.0
+    cap: Interval = 60.0
+    jitter: Fraction = 0.1
 
 
 class DaemonSettings(_Section):
     """The daemon: heartbeats, shutdown, loop restarts, and extra loops by `module:Class`."""
 
-    heartbeat_interval: float = Field(default=5.0, gt=0)
-    heartbeat_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
-    shutdown_grace: float = Field(default=30.0, ge=0)
+    heartbeat_interval: float = Field(
+        default=5.0, ge=MIN_INTERVAL, le=MAX_HEARTBEAT_INTERVAL, allow_inf_nan=False
+    )
+    heartbeat_retention: Keep = 7 * DAY
+    shutdown_grace: Delay = 30.0
     restart_backoff: BackoffSettings = BackoffSettings()
     loops: tuple[PluginSettings, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _live_heartbeats_are_kept(self) -> DaemonSettings:
+        if self.heartbeat_retention < 3 * self.heartbeat_interval:
+            raise ValueError(
+                "heartbeat_retention must be at least 3 heartbeat intervals, or a live "
+                "daemon's heartbeats could be deleted"
+            )
+        return self
 
 
 class RetentionSettings(_Section):
     """How long ticks are kept: skipped ones (and missed) and the others, in days."""
 
-    skipped_days: float = Field(default=7.0, gt=0)
-    other_days: float = Field(default=90.0, gt=0)
-    purge_interval: float = Field(default=3600.0, gt=0)
+    skipped_days: float = Field(default=7.0, ge=0.01, le=3650, allow_inf_nan=False)
+    other_days: float = Field(default=90.0, ge=0.01, le=3650, allow_inf_nan=False)
+    purge_interval: Interval = HOUR
 
 
 class SchedulingSettings(_Section):
     """The daemon's scheduler and sensor loops and their evaluation processes."""
 
     enabled: bool = True
-    max_concurrent_evaluations: int = Field(default=8, ge=1)
-    processes_per_location: int = Field(default=1, ge=1)
+    max_concurrent_evaluations: int = Field(default=8, ge=1, le=1000)
+    processes_per_location: int = Field(default=1, ge=1, le=64)
     # How often the loops re-read the instigators' states (an operator's start or stop).
-    poll_interval: float = Field(default=5.0, gt=0)
+    poll_interval: Interval = 5.0
     # With catchup: none, a tick this many seconds late still runs.
-    catchup_grace: float = Field(default=60.0, ge=0)
+    catchup_grace: Delay = 60.0
     # A code location that failed to load is loaded again after this many seconds.
-    load_retry: float = Field(default=30.0, gt=0)
+    load_retry: Interval = 30.0
     # A code location that takes longer than this to import is killed: its load failed.
-    load_timeout: float = Field(default=120.0, gt=0, le=3600)
+    load_timeout: float = Field(default=120.0, gt=0, le=3600, allow_inf_nan=False)
     retention: RetentionSettings = RetentionSettings()
 
 
@@ -125,43 +162,44 @@ class RunMonitoringSettings(_Section):
     """The daemon's run monitor: no run stays STARTING, STARTED or CANCELING forever."""
 
     enabled: bool = True
-    poll_interval: float = Field(default=10.0, gt=0)
-    start_timeout: float = Field(default=120.0, gt=0)
-    cancel_timeout: float = Field(default=120.0, gt=0)
-    max_resume_attempts: int = Field(default=1, ge=0)
-    unknown_grace: float = Field(default=600.0, ge=0)
-    max_runtime: float | None = Field(default=None, gt=0)
-    health_check_timeout: float = Field(default=10.0, gt=0)
-    max_concurrent_checks: int = Field(default=16, ge=1)
+    poll_interval: Interval = 10.0
+    start_timeout: Interval = 120.0
+    cancel_timeout: Interval = 120.0
+    max_resume_attempts: int = Field(default=1, ge=0, le=100)
+    unknown_grace: Delay = 600.0
+    # A run may take long: up to 30 days.
+    max_runtime: float | None = Field(default=None, ge=1, le=30 * DAY, allow_inf_nan=False)
+    health_check_timeout: Interval = 10.0
+    max_concurrent_checks: int = Field(default=16, ge=1, le=1000)
 
 
 class RetryDelaySettings(_Section):
     """The wait before retry n: initial * factor**(n-1), at most max, ± jitter."""
 
-    initial: float = Field(default=0.0, ge=0)
-    factor: float = Field(default=2.0, ge=1)
-    max: float = Field(default=600.0, ge=0)
-    jitter: float = Field(default=0.1, ge=0, le=1)
+    initial: Delay = 0.0
+    factor: Factor = 2.0
+    max: Delay = 600.0
+    jitter: Fraction = 0.1
 
 
 class RunRetriesSettings(_Section):
     """The daemon's run retries: a failed run gets a child run while retries remain."""
 
     enabled: bool = True
-    poll_interval: float = Field(default=2.0, gt=0)
-    max_retries: int = Field(default=0, ge=0)
+    poll_interval: Interval = 2.0
+    max_retries: int = Field(default=0, ge=0, le=1000)
     retry_on_step_failure: bool = True
     strategy: Literal["from_failure", "all_steps"] = "from_failure"
     delay: RetryDelaySettings = RetryDelaySettings()
     retry_canceled: bool = False
     retry_max_runtime: bool = False
-    max_age: float = Field(default=86400.0, gt=0)  # older run ends are never retried
+    max_age: Keep = DAY  # older run ends are never retried
 
 
 class RunWorkerSettings(_Section):
     """The run worker: how long it rides out a store it cannot reach before giving up."""
 
-    store_outage_timeout: float = Field(default=600.0, gt=0, le=86400)
+    store_outage_timeout: Interval = 600.0
 
 
 class InstanceSettings(BaseSettings):

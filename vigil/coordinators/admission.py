@@ -43,7 +43,7 @@ class TagLimit(pydantic.BaseModel):
 
     key: str = pydantic.Field(min_length=1)
     value: str | None = None
-    limit: int = pydantic.Field(ge=0)
+    limit: int = pydantic.Field(ge=0, le=1_000_000)
     per_value: bool = False
 
     @pydantic.model_validator(mode="after")

@@ -23,6 +23,7 @@ import anyio
 import pydantic
 
 from vigil import errors, events, runs
+from vigil.config import settings as settings_mod
 from vigil.coordinators import admission, base
 from vigil.launchers import base as launchers
 from vigil.scheduling import backoff
@@ -34,14 +35,14 @@ PAUSED_FLAG = "queue.paused"
 
 
 class QueuedOptions(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    max_concurrent_runs: int = pydantic.Field(default=10, ge=-1)
+    max_concurrent_runs: int = pydantic.Field(default=10, ge=-1, le=settings_mod.MAX_COUNT)
     tag_concurrency_limits: tuple[admission.TagLimit, ...] = ()
-    poll_interval: float = pydantic.Field(default=1.0, gt=0)
-    max_inflight_launches: int = pydantic.Field(default=32, ge=1)
-    launch_timeout: float = pydantic.Field(default=60.0, gt=0)
-    launch_retries: int = pydantic.Field(default=3, ge=0)
+    poll_interval: settings_mod.Interval = 1.0
+    max_inflight_launches: int = pydantic.Field(default=32, ge=1, le=10_000)
+    launch_timeout: settings_mod.Interval = 60.0
+    launch_retries: int = pydantic.Field(default=3, ge=0, le=100)
 
     @property
     def limits(self) -> admission.Limits:

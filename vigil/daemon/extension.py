@@ -26,11 +26,11 @@ RESERVED_NAMES = frozenset({"supervisor", "queue", "scheduler", "sensors", "moni
 class LoopOptions(pydantic.BaseModel):
     """What every configured loop accepts; a loop's own `Options` may add to it."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str | None = pydantic.Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    interval: float = pydantic.Field(default=10.0, gt=0)
-    timeout: float = pydantic.Field(default=60.0, gt=0)
+    interval: settings_mod.Interval = 10.0
+    timeout: settings_mod.Interval = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,18 +80,22 @@ def _build(
     except Exception as exc:
         raise errors.PluginError(
             f"daemon.loops.{index}: {cls.__module__}:{cls.__qualname__} could not be built: "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}",
+            f"daemon.loops.{index}",
         ) from exc
 
 
 def _resolve(kind: str, plugin: settings_mod.PluginSettings) -> Resolved:
     if ":" not in plugin.type:
-        raise errors.PluginError(f"{kind}.type: {plugin.type!r} is not a 'module:Class'")
+        raise errors.PluginError(
+            f"{kind}.type: {plugin.type!r} is not a 'module:Class'", f"{kind}.type"
+        )
     no_builtins: dict[str, type[ExtensionLoop]] = {}
     cls, options = plugins.build(kind, plugin, no_builtins, ExtensionLoop)
     if not isinstance(options, LoopOptions):
         raise errors.PluginError(
-            f"{kind}.type: {plugin.type!r} declares Options that do not extend LoopOptions"
+            f"{kind}.type: {plugin.type!r} declares Options that do not extend LoopOptions",
+            f"{kind}.type",
         )
     return cls, options
 
@@ -103,8 +107,11 @@ def _name_of(cls: type[ExtensionLoop], options: LoopOptions) -> str:
 def _check_names(names: Sequence[str]) -> None:
     for name in names:
         if name in RESERVED_NAMES:
-            raise errors.PluginError(f"daemon.loops: the loop name {name!r} is reserved")
+            raise errors.PluginError(
+                f"daemon.loops: the loop name {name!r} is reserved", "daemon.loops"
+            )
         if names.count(name) > 1:
             raise errors.PluginError(
-                f"daemon.loops: two loops are named {name!r}; give one `options.name`"
+                f"daemon.loops: two loops are named {name!r}; give one `options.name`",
+                "daemon.loops",
             )

@@ -23,6 +23,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vigil.config import settings as settings_mod
 from vigil.daemon import heartbeat as heartbeat_mod
 from vigil.daemon import loop as loop_mod
 from vigil.storage import store as store_mod
@@ -123,8 +124,12 @@ def _judge_supervisor(info: Mapping[str, Any]) -> Verdict:
 
 
 def recorded_interval(info: Mapping[str, Any], default: float) -> float:
+    """The writer's heartbeat interval, at most the longest a setting allows: a heartbeat
+    stored with a huge one (before the bound) must not keep a dead daemon live for ever."""
     value = info.get("heartbeat_interval")
-    return float(value) if isinstance(value, int | float) and value > 0 else default
+    if not isinstance(value, int | float) or not value > 0:
+        return default
+    return min(float(value), settings_mod.MAX_HEARTBEAT_INTERVAL)
 
 
 # for the daemon's own HTTP and systemd services ----------------------------------------

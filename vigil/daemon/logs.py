@@ -10,7 +10,8 @@ JSON:  `{"time": ..., "level": "warning", "event": "loop.crashed", "loop": "flak
 
 The keys `event`, `loop` and `run_id` are always present in JSON (null when a line is about
 no loop or run), so a log pipeline can index them. A line from a library or user code that
-names no event has the event `log`. An attached exception adds `traceback`.
+names no event has the event `log`. An attached exception adds `traceback`. Credentials in
+a URL are masked in every line, whoever logged it (`config.redact.text`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import datetime
 import json
 import logging
 from typing import Any, Literal, TextIO
+
+from vigil.config import redact
 
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -58,7 +61,7 @@ class TextFormatter(logging.Formatter):
         line = f"{_timestamp(record)} {record.levelname} {event} {record.getMessage()}{pairs}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact.text(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +81,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return redact.text(json.dumps(data, default=str))
 
 
 def configure(log_format: LogFormat, stream: TextIO, level: int = logging.INFO) -> None:

@@ -1,19 +1,22 @@
 """Calling schedule and sensor functions and checking their answers (in the child process).
 
 `handle` takes one request and gives one answer, the types of `messages` (where the wire
-format is described): the runs asked for, or `Answer.failed` with the traceback of the
-function (or the check) that failed. Each requested run's job and config are checked here,
-where the code is loaded, so the daemon never imports it.
+format is described): the runs asked for, or `Answer.failed` with why: one line naming the
+function and what was expected when its answer is wrong (`BadAnswer`), the traceback of
+the user's own frames when the function raised. Each requested run's job and config are
+checked here, where the code is loaded, so the daemon never imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import pathlib
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from vigil import errors
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import requests as requests_mod
 from vigil.definitions import schedule as schedule_mod
@@ -21,6 +24,12 @@ from vigil.definitions import sensor as sensor_mod
 from vigil.evaluation import messages
 
 T = TypeVar("T")
+_VIGIL_DIR = pathlib.Path(__file__).resolve().parent.parent
+
+
+class BadAnswer(Exception):
+    """A function's answer vigil cannot use; the message names the function and what was
+    expected."""
 
 
 def catalog(location: str, defs: definitions_mod.Definitions) -> messages.Catalog:
@@ -42,8 +51,25 @@ def handle(defs: definitions_mod.Definitions, request: messages.Request) -> mess
                 return _sensor(defs, request)
             case messages.RunStatusRequest():
                 return _run_status(defs, request)
-    except Exception:
-        return messages.Answer.failed(traceback.format_exc())
+    except BadAnswer as exc:
+        return messages.Answer.failed(str(exc))
+    except Exception as exc:
+        return messages.Answer.failed(_raised(request, exc))
+
+
+def _raised(request: messages.Request, exc: Exception) -> str:
+    """The function's name and error, and the traceback from the user's first frame on."""
+    kind = "schedule" if isinstance(request, messages.ScheduleRequest) else "sensor"
+    tb = exc.__traceback__
+    while tb is not None and _is_vigil(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    # An error with no user frame at all is vigil's own: its whole traceback is kept.
+    shown = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    return f"{kind} '{request.name}' raised {type(exc).__name__}: {exc}\n{shown}"
+
+
+def _is_vigil(filename: str) -> bool:
+    return pathlib.Path(filename).resolve().is_relative_to(_VIGIL_DIR)
 
 
 def _schedule(
@@ -96,18 +122,26 @@ def normalize(result: Any, where: str) -> tuple[list[requests_mod.RunRequest], s
     if result is None:
         return [], None
     if isinstance(result, requests_mod.SkipReason):
-        return [], result.message
+        return [], _reason(result, where)
     if isinstance(result, requests_mod.RunRequest):
         return [result], None
     if isinstance(result, Iterable) and not isinstance(result, str | bytes | Mapping):
         items = list(result)
         found = [i for i in items if isinstance(i, requests_mod.RunRequest)]
-        skips = [i.message for i in items if isinstance(i, requests_mod.SkipReason)]
+        skips = [_reason(i, where) for i in items if isinstance(i, requests_mod.SkipReason)]
         if len(found) + len(skips) == len(items):
             return found, (skips[0] if skips and not found else None)
-    raise TypeError(
-        f"{where} returned {result!r}: expected a RunRequest, a list of them, a SkipReason or None"
+    shown = repr(result)
+    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    raise BadAnswer(
+        f"{where} returned {shown}: expected a RunRequest, a list of them, a SkipReason or None"
     )
+
+
+def _reason(skip: requests_mod.SkipReason, where: str) -> str:
+    if not isinstance(skip.message, str):
+        raise BadAnswer(f"{where} returned {skip!r}: a skip reason is a string")
+    return skip.message
 
 
 def _answer(
@@ -129,23 +163,26 @@ def _checked(
 ) -> messages.RequestedRun:
     job_name = _job_of(jobs, where, request)
     job = defs.get_job(job_name)
-    job.validate_run_config(request.run_config)
+    try:
+        job.validate_run_config(request.run_config)
+    except errors.RunConfigError as exc:
+        raise BadAnswer(f"{where} asked for job '{job_name}' with a bad {exc}") from None
     tags = {**job.tags, **request.tags}
     bad = [k for k, v in tags.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
-        raise TypeError(f"{where}: run request tags must be strings (bad: {bad})")
+        raise BadAnswer(f"{where}: run request tags must be strings (bad: {bad})")
     if request.run_key is not None and not isinstance(request.run_key, str):
-        raise TypeError(f"{where}: a run key must be a string (got {request.run_key!r})")
+        raise BadAnswer(f"{where}: a run key must be a string (got {request.run_key!r})")
     return messages.RequestedRun(job_name, dict(request.run_config), tags, request.run_key)
 
 
 def _job_of(jobs: tuple[str, ...], where: str, request: requests_mod.RunRequest) -> str:
     if request.job is not None:
         if request.job not in jobs:
-            raise ValueError(f"{where} asked for job '{request.job}', not one of its jobs {jobs}")
+            raise BadAnswer(f"{where} asked for job '{request.job}', not one of its jobs {jobs}")
         return request.job
     if len(jobs) != 1:
-        raise ValueError(f"{where} has jobs {jobs}: name one in RunRequest(job=...)")
+        raise BadAnswer(f"{where} has jobs {jobs}: name one in RunRequest(job=...)")
     return jobs[0]
 
 
@@ -157,5 +194,5 @@ def _keyed(request: requests_mod.RunRequest, default: str) -> requests_mod.RunRe
 
 def _find(found: T | None, kind: str, name: str) -> T:
     if found is None:
-        raise LookupError(f"this code location has no {kind} named '{name}'")
+        raise BadAnswer(f"this code location has no {kind} named '{name}'")
     return found

@@ -17,10 +17,10 @@ class MultiprocessOptions(pydantic.BaseModel):
     """`max_concurrent` step processes at once (default: the CPU count); on cancellation a
     step process gets `terminate_grace` seconds between SIGTERM and SIGKILL."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    max_concurrent: int | None = pydantic.Field(default=None, ge=1)
-    terminate_grace: float = pydantic.Field(default=5.0, ge=0.0)
+    max_concurrent: int | None = pydantic.Field(default=None, ge=1, le=4096)
+    terminate_grace: float = pydantic.Field(default=5.0, ge=0.0, le=3600.0)
 
 
 class MultiprocessExecutor(base.Executor):
