@@ -10,7 +10,8 @@ code starts with such a variable:
 - a run worker still needs them to build the same settings as its launcher: the launcher
   writes them (`hand_over`) to an anonymous file whose descriptor the worker is given
   (`vigil worker run --secret-fd N`); the worker reads it once and closes it
-  (`take_over`) before any user code is imported.
+  (`take_over`), and builds its settings with them `overlaid` on its environment for that
+  call only, before any user code is imported.
 
 A variable carries a secret when a word of its last key (`PASSWORD`, `SECRET`, `TOKEN`,
 `KEY`, ...) says so, or when its value is a JSON object with such a key inside. A key

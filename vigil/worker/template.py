@@ -4,7 +4,10 @@ A run worker started from scratch spends most of its life importing (SQLAlchemy,
 drivers, pydantic, vigil). The template imports all of that once; the launcher then asks
 it, one JSON line per run, to fork a worker. The forked worker starts its own session,
 sends its output to the run's worker log, takes the environment and directory of the
-request and runs the `vigil` command line given, as a fresh process would.
+request and runs the `vigil` command line given, as a fresh process would. The secret
+variables a request carries (`"secrets"`) never enter that environment: the child writes
+them to an anonymous file and appends `--secret-fd N` to the command line (see
+`vigil.config.secrets`). The template itself is started without them.
 
 The template is single-threaded and runs no event loop, so forking it is safe. It reaps
 its children and tells the launcher of each exit on the reply pipe, as a line of its own
