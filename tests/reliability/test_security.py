@@ -34,8 +34,6 @@ from tests import pg_server
 from tests.acceptance import harness
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.postgres
-
 PASSWORD = "pw-" + secrets.token_hex(12)
 LAUNCHER_SECRET = "launcher-" + secrets.token_hex(12)
 JOBS = pathlib.Path(__file__).with_name("security_jobs.py")
@@ -241,6 +239,7 @@ def assert_private(home: pathlib.Path) -> None:
     assert loose == []
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("prefork", [True, False], ids=["prefork", "popen"])
 async def test_cli_launched_steps_never_see_the_store_password(
     tmp_path: pathlib.Path, guarded_database: sa.engine.URL, prefork: bool
@@ -259,6 +258,7 @@ async def test_cli_launched_steps_never_see_the_store_password(
     assert_private(site.home)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("prefork", [True, False], ids=["prefork", "popen"])
 async def test_daemon_launched_steps_never_see_the_store_password(
     tmp_path: pathlib.Path, guarded_database: sa.engine.URL, prefork: bool
@@ -288,6 +288,7 @@ async def test_daemon_launched_steps_never_see_the_store_password(
     assert_private(site.home)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
 async def test_a_planted_output_is_refused_and_never_unpickled(
     tmp_path: pathlib.Path, guarded_database: sa.engine.URL, executor: str
