@@ -84,23 +84,31 @@ def _highest_system_bindir() -> str | None:
     return str(best / "bin")
 
 
-def start(bindir: pathlib.Path, durable: bool = False) -> Server:
-    """initdb and start a server in a new temporary directory; ready when it returns."""
+def start(bindir: pathlib.Path, durable: bool = False, password: str | None = None) -> Server:
+    """initdb and start a server in a new temporary directory; ready when it returns.
+
+    With `password`, TCP connections must give it (scram-sha-256; the URL carries it).
+    """
     as_postgres = os.geteuid() == 0
     directory = _make_directory(as_postgres)
     options = SERVER_OPTIONS if durable else f"{SERVER_OPTIONS} {NOT_DURABLE}"
     try:
-        return _start_in(directory, bindir, as_postgres, options)
+        return _start_in(directory, bindir, as_postgres, options, password)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
 
 
 def _start_in(
-    directory: pathlib.Path, bindir: pathlib.Path, as_postgres: bool, server_options: str
+    directory: pathlib.Path,
+    bindir: pathlib.Path,
+    as_postgres: bool,
+    server_options: str,
+    password: str | None = None,
 ) -> Server:
     data, port = directory / "data", _free_port()
-    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres"]
+    initdb += _auth_options(directory, as_postgres, password)
     _run(as_postgres, [*initdb, "--no-sync", "-E", "UTF8", "--locale=C"])
     options = f"-p {port} -k {directory} {server_options}"
     pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log")]
@@ -109,11 +117,27 @@ def _start_in(
     _run(as_postgres, start_cmd, log=directory / "server.log")
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = sa.engine.URL.create(
-        "postgresql+asyncpg", username="postgres", host="127.0.0.1", port=port, database="postgres"
+        "postgresql+asyncpg",
+        username="postgres",
+        password=password,
+        host="127.0.0.1",
+        port=port,
+        database="postgres",
     )
     server = Server(url=url, directory=directory, bindir=bindir, pid=pid, as_postgres=as_postgres)
     _run(as_postgres, [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)])
     return server
+
+
+def _auth_options(directory: pathlib.Path, as_postgres: bool, password: str | None) -> list[str]:
+    if password is None:
+        return ["--auth=trust"]
+    pwfile = directory / "pwfile"
+    pwfile.write_text(password + "\n")
+    if as_postgres:
+        user = pwd.getpwnam("postgres")
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
+    return ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
 
 
 def stop(server: Server) -> None:

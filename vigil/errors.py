@@ -13,6 +13,7 @@
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
     ├── MissingOutputs           a retry or resume whose reused outputs are gone
+    ├── OutputMismatch           a stored output whose bytes are not those its run recorded
     ├── DaemonAlreadyRunning     another live daemon uses this store (host, pid, heartbeat age)
     ├── EvaluationError          a schedule or sensor evaluation that failed outside the function
     │   └── EvaluationTimeout    an evaluation past its timeout (its process was killed)
@@ -87,6 +88,10 @@ class LaunchError(VigilError):
 
 class MissingOutputs(VigilError):
     """A run reuses outputs of its lineage that no run kept."""
+
+
+class OutputMismatch(VigilError):
+    """A stored step output is not the one its run recorded (digest); it is never loaded."""
 
 
 class DaemonAlreadyRunning(VigilError):

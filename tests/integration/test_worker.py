@@ -60,6 +60,12 @@ async def started_steps(store: storage.Store, run_id: str) -> list[str | None]:
     return [e.step for e in await store.get_events(run_id, event_types=(E.STEP_START,))]
 
 
+def stored_output(tmp_path: pathlib.Path, run_id: str, step: str) -> object:
+    """A stored output, read by the digest its file has (the worker under test wrote it)."""
+    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    return kept.get(run_id, step, kept.digest(run_id, step))
+
+
 async def test_a_run_goes_from_starting_to_success(
     store: storage.Store, tmp_path: pathlib.Path
 ) -> None:
@@ -72,7 +78,7 @@ async def test_a_run_goes_from_starting_to_success(
     assert stored.start_time is not None
     assert stored.end_time is not None
     assert await started_steps(store, run.run_id) == ["a", "b", "c"]
-    assert outputs.PickleOutputStore(tmp_path / "storage").get(run.run_id, "c") == 20
+    assert stored_output(tmp_path, run.run_id, "c") == 20
 
 
 async def test_a_subset_reuses_the_parents_outputs(
@@ -87,7 +93,7 @@ async def test_a_subset_reuses_the_parents_outputs(
     await store.add_run(child)
     assert await execute(store, settings, child) is S.SUCCESS
     assert await started_steps(store, child.run_id) == ["c"]
-    assert outputs.PickleOutputStore(tmp_path / "storage").get(child.run_id, "c") == 20
+    assert stored_output(tmp_path, child.run_id, "c") == 20
 
 
 async def test_resume_skips_the_steps_that_succeeded(
@@ -97,15 +103,20 @@ async def test_resume_skips_the_steps_that_succeeded(
     run = new_run(status=S.STARTED)
     await store.add_run(run)
     kept = outputs.PickleOutputStore(tmp_path / "storage")
-    kept.put(run.run_id, "a", 5)
-    kept.put(run.run_id, "b", 6)
+    digests = {"a": kept.put(run.run_id, "a", 5).digest, "b": kept.put(run.run_id, "b", 6).digest}
     now = time.time()
-    await store.append_events(
-        [events.NewEvent(run.run_id, E.STEP_SUCCESS, now, step=s) for s in ("a", "b")]
-    )
+    recorded = [
+        event
+        for s in ("a", "b")
+        for event in (
+            events.NewEvent(run.run_id, E.STEP_OUTPUT, now, step=s, data={"digest": digests[s]}),
+            events.NewEvent(run.run_id, E.STEP_SUCCESS, now, step=s),
+        )
+    ]
+    await store.append_events(recorded)
     assert await execute(store, settings, run, resume=True) is S.SUCCESS
     assert await started_steps(store, run.run_id) == ["c"]
-    assert kept.get(run.run_id, "c") == 60
+    assert stored_output(tmp_path, run.run_id, "c") == 60
 
 
 async def test_resume_takes_a_step_whose_output_is_stored_as_done(

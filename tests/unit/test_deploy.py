@@ -101,7 +101,14 @@ def test_unit_never_kills_launched_runs_and_outwaits_the_grace() -> None:
 
 def test_unit_environment_secrets_and_hardening() -> None:
     service = unit_service()
-    assert service["Environment"] == f"VIGIL_HOME={VIGIL_HOME}"
+    text = UNIT.read_text(encoding="utf-8")
+    environment = re.findall(r"^Environment=(.*)$", text, re.MULTILINE)
+    assert f"VIGIL_HOME={VIGIL_HOME}" in environment
+    # The password is a systemd credential read through password_file, never a variable.
+    name, _, source = service["LoadCredential"].partition(":")
+    assert source.startswith("/etc/")
+    assert f"VIGIL_STORE__POSTGRES__PASSWORD_FILE=%d/{name}" in environment
+    assert not re.search(r"^[^#]*PASSWORD=", text, re.MULTILINE)
     assert service["EnvironmentFile"].startswith("-/etc/")  # optional, out of the unit
     assert service["User"] not in ("", "root", "0")
     assert service["NoNewPrivileges"] == "yes"

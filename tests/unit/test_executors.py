@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import pathlib
+import pickle
 import signal
 import sys
 import threading
@@ -235,6 +237,10 @@ class Harness:
     def outputs(self) -> PickleOutputStore:
         return PickleOutputStore(self.tmp_path / "outputs")
 
+    def output(self, run_id: str, step_name: str) -> Any:
+        """A stored output, read by the digest its file has now (the tests wrote it)."""
+        return self.outputs.get(run_id, step_name, self.outputs.digest(run_id, step_name))
+
     @property
     def services(self) -> ExecutionServices:
         return ExecutionServices(
@@ -287,12 +293,16 @@ async def test_chain_runs_in_order_and_passes_outputs(executor: Executor, harnes
     result = await harness.run(executor, [c2, c0, c1])
     assert result == ExecutionResult(succeeded=("c0", "c1", "c2"))
     assert result.ok
-    assert harness.outputs.get("r1", "c2") == 3
+    assert harness.output("r1", "c2") == 3
     starts = [e.step for e in harness.sink.of(E.STEP_START)]
     assert starts == ["c0", "c1", "c2"]
     assert harness.kinds("c1") == [E.STEP_START, E.STEP_OUTPUT, E.STEP_SUCCESS]
     output = harness.sink.of(E.STEP_OUTPUT, "c2")[0]
-    assert output.data == {"locator": str(harness.tmp_path / "outputs/r1/c2"), "type": "int"}
+    assert output.data == {
+        "locator": str(harness.tmp_path / "outputs/r1/c2"),
+        "type": "int",
+        "digest": harness.outputs.digest("r1", "c2"),
+    }
     assert harness.sink.of(E.STEP_START, "c0")[0].data == {"attempt": 1}
     assert harness.sink.of(E.STEP_SUCCESS, "c0")[0].data == {"attempt": 1, "duration": 0.0}
     assert all(e.timestamp == NOW and e.run_id == "r1" for e in harness.sink.events)
@@ -301,7 +311,7 @@ async def test_chain_runs_in_order_and_passes_outputs(executor: Executor, harnes
 async def test_fan_out_and_fan_in(executor: Executor, harness: Harness) -> None:
     result = await harness.run(executor, [root, left, right, join])
     assert set(result.succeeded) == {"root", "left", "right", "join"}
-    assert harness.outputs.get("r1", "join") == 220
+    assert harness.output("r1", "join") == 220
 
 
 async def test_a_failure_skips_downstream_while_an_independent_branch_runs(
@@ -329,7 +339,7 @@ async def test_a_failure_skips_downstream_while_an_independent_branch_runs(
 async def test_a_retry_policy_retries_until_success(executor: Executor, harness: Harness) -> None:
     result = await harness.run(executor, [flaky])
     assert result.succeeded == ("flaky",)
-    assert harness.outputs.get("r1", "flaky") == 2
+    assert harness.output("r1", "flaky") == 2
     assert harness.kinds("flaky") == [
         E.STEP_START,
         E.STEP_RETRY,
@@ -361,7 +371,7 @@ async def test_stdout_and_stderr_go_to_compute_logs(executor: Executor, harness:
 
 async def test_config_is_validated_and_injected(executor: Executor, harness: Harness) -> None:
     await harness.run(executor, [configured], {"steps": {"configured": {"rows": "21"}}})
-    assert harness.outputs.get("r1", "configured") == "x42"
+    assert harness.output("r1", "configured") == "x42"
 
 
 async def test_context_log_emits_log_events(executor: Executor, harness: Harness) -> None:
@@ -373,21 +383,22 @@ async def test_context_log_emits_log_events(executor: Executor, harness: Harness
         ("WARNING", "w", {"n": 2}),
         ("ERROR", "e", {"n": 3}),
     ]
-    assert harness.outputs.get("r1", "chatty") == "r1/j/chatty/1"
+    assert harness.output("r1", "chatty") == "r1/j/chatty/1"
     assert all(e.timestamp == NOW and e.run_id == "r1" for e in harness.sink.of(E.LOG))
 
 
 async def test_inputs_come_from_a_parent_run(executor: Executor, harness: Harness) -> None:
     the_job = job.job("j", [source, double])
-    harness.outputs.put("parent", "source", 21)
+    stored = harness.outputs.put("parent", "source", 21)
     plan = StepPlan.from_failed_steps(
         "child", the_job, the_job.validate_run_config({}), ["double"], parent_run_id="parent"
     )
     assert plan.steps == ("double",)
     assert plan.input_runs == {"source": "parent"}
+    plan = dataclasses.replace(plan, input_digests={"source": stored.digest})
     result = await executor.execute(plan, harness.services)
     assert result.succeeded == ("double",)
-    assert harness.outputs.get("child", "double") == 42
+    assert harness.output("child", "double") == 42
     assert not harness.outputs.has("child", "source")
 
 
@@ -398,10 +409,57 @@ async def test_a_missing_upstream_output_fails_the_step(
     plan = StepPlan.for_steps(
         "child", the_job, the_job.validate_run_config({}), ["double"], parent_run_id="gone"
     )
+    plan = dataclasses.replace(plan, input_digests={"source": "sha256:" + "0" * 64})
     result = await executor.execute(plan, harness.services)
     assert result.failed == ("double",)
     failure = harness.sink.of(E.STEP_FAILURE)[0]
     assert failure.message == "NotFound: run 'gone' has no stored output for step 'source'"
+
+
+class Planted:
+    """A pickle that, once loaded, leaves a marker file: proof that it was unpickled."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+async def test_an_output_planted_over_a_parents_is_refused_unread(
+    executor: Executor, harness: Harness
+) -> None:
+    the_job = job.job("j", [source, double])
+    stored = harness.outputs.put("parent", "source", 21)
+    marker = harness.tmp_path / "unpickled"
+    with open(stored.locator, "wb") as planted:  # noqa: ASYNC230 - a small local file
+        pickle.dump(Planted(marker), planted)
+    plan = StepPlan.for_steps(
+        "child", the_job, the_job.validate_run_config({}), ["double"], parent_run_id="parent"
+    )
+    plan = dataclasses.replace(plan, input_digests={"source": stored.digest})
+    result = await executor.execute(plan, harness.services)
+    assert result.failed == ("double",)
+    [failure] = harness.sink.of(E.STEP_FAILURE)
+    assert failure.message == (
+        "OutputMismatch: output of step source from run parent does not match what that run "
+        "recorded: refusing to load it"
+    )
+    assert not marker.exists()
+
+
+async def test_an_upstream_without_a_recorded_digest_is_refused(
+    executor: Executor, harness: Harness
+) -> None:
+    the_job = job.job("j", [source, double])
+    harness.outputs.put("parent", "source", 21)
+    plan = StepPlan.for_steps(
+        "child", the_job, the_job.validate_run_config({}), ["double"], parent_run_id="parent"
+    )
+    result = await executor.execute(plan, harness.services)
+    assert result.failed == ("double",)
+    [failure] = harness.sink.of(E.STEP_FAILURE)
+    assert "has no recorded digest: refusing to load it" in failure.message
 
 
 async def test_an_output_that_does_not_pickle_fails_the_step(
@@ -440,7 +498,7 @@ async def test_a_crashed_step_is_retried(
 ) -> None:
     result = await harness.run(multiprocess, [crash_once])
     assert result.succeeded == ("crash_once",)
-    assert harness.outputs.get("r1", "crash_once") == "recovered"
+    assert harness.output("r1", "crash_once") == "recovered"
     retry = harness.sink.of(E.STEP_RETRY)[0]
     assert retry.data["error_type"] == "StepProcessCrashed"
 
@@ -542,13 +600,17 @@ def test_executor_options_are_validated() -> None:
 
 def test_pickle_output_store_round_trips_atomically(tmp_path: pathlib.Path) -> None:
     store = PickleOutputStore(tmp_path)
-    locator = store.put("r1", "s", {"a": [1, 2]})
-    assert locator == str(tmp_path / "r1" / "s")
-    assert store.get("r1", "s") == {"a": [1, 2]}
+    stored = store.put("r1", "s", {"a": [1, 2]})
+    assert stored.locator == str(tmp_path / "r1" / "s")
+    data = (tmp_path / "r1" / "s").read_bytes()
+    assert stored.digest == "sha256:" + hashlib.sha256(data).hexdigest() == store.digest("r1", "s")
+    assert store.get("r1", "s", stored.digest) == {"a": [1, 2]}
     assert store.has("r1", "s")
     assert not store.has("r1", "t")
     assert os.listdir(tmp_path / "r1") == ["s"]
     with pytest.raises(errors.NotFound, match="run 'r1' has no stored output for step 't'"):
-        store.get("r1", "t")
+        store.get("r1", "t", stored.digest)
+    with pytest.raises(errors.OutputMismatch, match="output of step s from run r1 does not"):
+        store.get("r1", "s", "sha256:" + "0" * 64)
     with pytest.raises(ValueError, match="cannot name"):
         store.put("..", "s", 1)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import click
 
 from vigil import assembly, errors, runs
 from vigil.cli import common
-from vigil.config import loader
+from vigil.config import loader, secrets
+from vigil.config import settings as settings_mod
 from vigil.storage import sql
 from vigil.worker import patience, worker
 from vigil.worker import template as template_mod
@@ -26,18 +28,25 @@ def worker_group() -> None:
 @click.argument("run_id")
 @click.option("--resume", is_flag=True, help="Continue a STARTED run whose worker died.")
 @click.option("--token", default=None, help="The launch token this worker was started with.")
+@click.option(
+    "--secret-fd",
+    type=int,
+    default=None,
+    help="A descriptor holding the secret settings variables (see vigil.config.secrets).",
+)
 @common.handle_errors
-def run(run_id: str, resume: bool, token: str | None) -> None:
+def run(run_id: str, resume: bool, token: str | None, secret_fd: int | None) -> None:
     """Execute one run to its end."""
     st = common.state()
-    executor = assembly.build_executor(st.settings)
+    settings = _settings_without_secret_variables(st.home, secret_fd)
+    executor = assembly.build_executor(settings)
 
     async def main() -> runs.RunStatus:
         # The first transaction (the run's start) checks the schema: see `open_store`.
-        async with common.opened_store(st.settings, worker=True) as store:
-            outage = st.settings.run_worker.store_outage_timeout
+        async with common.opened_store(settings, worker=True) as store:
+            outage = settings.run_worker.store_outage_timeout
             env = worker.WorkerEnv(
-                settings=st.settings,
+                settings=settings,
                 store=patience.PatientStore(store, outage),
                 executor=executor,
                 base_dir=pathlib.Path.cwd(),
@@ -49,6 +58,19 @@ def run(run_id: str, resume: bool, token: str | None) -> None:
     click.echo(f"{run_id} {status}")
     if status is not runs.RunStatus.SUCCESS:
         raise SystemExit(common.EXIT_FAILURE)
+
+
+def _settings_without_secret_variables(
+    home: pathlib.Path, secret_fd: int | None
+) -> settings_mod.InstanceSettings:
+    """The settings, built with the secret variables handed over on `secret_fd` and those
+    of this process's own environment, which are removed from it first: user code loaded
+    later (and the step processes forked from this one) finds none in `os.environ`."""
+    secret = secrets.scrub(os.environ)
+    if secret_fd is not None:
+        secret |= secrets.take_over(secret_fd)
+    with secrets.overlaid(os.environ, secret):
+        return loader.load_settings(home)
 
 
 @worker_group.command("template", hidden=True)
@@ -65,10 +87,10 @@ def template() -> None:
 
     home = common.state().home
 
-    def build_settings() -> None:
-        # Workers forked with this environment take these settings as they are, unless
-        # vigil.yaml changed since (see `loader.load_settings`).
-        with contextlib.suppress(errors.ConfigError):
+    def build_settings(secret: Mapping[str, str]) -> None:
+        # Workers forked with this environment and these secrets take these settings as
+        # they are, unless vigil.yaml changed since (see `loader.load_settings`).
+        with contextlib.suppress(errors.ConfigError), secrets.overlaid(os.environ, secret):
             loader.load_settings(home)
 
     # Before the first fork, so that every worker inherits it done (see the module doc).

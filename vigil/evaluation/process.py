@@ -32,6 +32,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from vigil import errors
+from vigil.config import secrets
 from vigil.evaluation import messages
 
 MAX_LINE = 64 * 1024 * 1024
@@ -95,7 +96,8 @@ class EvaluationProcess:
         self, spec: str, environ: Mapping[str, str], cwd: str, output: Output = _ignore
     ) -> None:
         self._spec = spec
-        self._environ = dict(environ)
+        # User code runs there and needs no store: no secret settings variable.
+        self._environ = secrets.public(environ)
         self._cwd = cwd
         self._process: anyio.abc.Process | None = None
         self._lines: BufferedByteReceiveStream | None = None

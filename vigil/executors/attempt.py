@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from vigil.executors import base, context, outputs
+from vigil import errors, filemodes
+from vigil.executors import base, context
 from vigil.executors import plan as plan_mod
 
 
@@ -20,6 +21,7 @@ from vigil.executors import plan as plan_mod
 class Success:
     locator: str
     type_name: str
+    digest: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,21 +47,36 @@ def run(
     plan: plan_mod.StepPlan,
     step: str,
     number: int,
-    store: outputs.OutputStore,
+    services: base.ExecutionServices,
     sink: base.EventSink,
-    clock: Callable[[], float],
 ) -> Outcome:
     """Attempt number `number` of `step`; its LOG events go to `sink`."""
     step_def = plan.job.steps[step]
-    log = context.StepLog(sink, plan.run_id, step, clock)
+    log = context.StepLog(sink, plan.run_id, step, services.clock)
     ctx = context.StepContext(plan.run_id, plan.job.name, step, number, plan.config_for(step), log)
     try:
-        inputs = {name: store.get(plan.source_run(name), name) for name in step_def.inputs}
+        inputs = {name: _input(plan, name, services) for name in step_def.inputs}
         value = step_def.invoke(ctx, plan.config_for(step), inputs)
-        locator = store.put(plan.run_id, step, value)
+        stored = services.outputs.put(plan.run_id, step, value)
     except BaseException as exc:  # the step's failure, whatever it is, is reported
         return Failure.from_exception(exc)
-    return Success(locator, type(value).__name__)
+    return Success(stored.locator, type(value).__name__, stored.digest)
+
+
+def _input(plan: plan_mod.StepPlan, upstream: str, services: base.ExecutionServices) -> Any:
+    """The output of `upstream`, read only as the bytes its run recorded: an upstream of
+    this plan by the digest its attempt returned, another run's by the plan's digest."""
+    source = plan.source_run(upstream)
+    if upstream in plan.steps:
+        digest = services.digests.get(upstream)
+    else:
+        digest = plan.input_digests.get(upstream)
+    if digest is None:
+        raise errors.OutputMismatch(
+            f"output of step {upstream} from run {source} has no recorded digest: "
+            "refusing to load it"
+        )
+    return services.outputs.get(source, upstream, digest)
 
 
 def log_paths(
@@ -67,7 +84,7 @@ def log_paths(
 ) -> tuple[pathlib.Path, pathlib.Path]:
     """The stdout and stderr files of a step (all attempts append to them)."""
     directory = compute_logs_dir / run_id / step
-    directory.mkdir(parents=True, exist_ok=True)
+    filemodes.private_dirs(directory)
     return directory / "stdout.log", directory / "stderr.log"
 
 

@@ -3,7 +3,7 @@
 An executor runs the steps of a `StepPlan` and reports everything through the event sink:
 
     STEP_START    data: attempt
-    STEP_OUTPUT   data: locator, type (the output's Python type name)
+    STEP_OUTPUT   data: locator, type (the output's Python type name), digest (of its bytes)
     STEP_SUCCESS  data: attempt, duration (seconds)
     STEP_RETRY    data: attempt (the one that failed), delay (seconds), error_type, message
     STEP_FAILURE  message "ErrorType: message"; data: error_type, message, traceback,
@@ -41,6 +41,9 @@ class ExecutionServices:
     compute_logs_dir: pathlib.Path
     clock: Callable[[], float]
     rand: Callable[[], float]
+    # The digest of each output this execution wrote, by step, filled as steps succeed (a
+    # step process, forked once its upstreams succeeded, inherits theirs).
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

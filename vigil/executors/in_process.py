@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import anyio.to_thread
 
+from vigil import filemodes
 from vigil.executors import attempt, base, lifecycle, progress
 from vigil.executors import plan as plan_mod
 
@@ -48,9 +49,9 @@ def _run_captured(
 ) -> attempt.Outcome:
     stdout_path, stderr_path = attempt.log_paths(services.compute_logs_dir, plan.run_id, step)
     with (
-        stdout_path.open("a", buffering=1, encoding="utf-8") as out,
-        stderr_path.open("a", buffering=1, encoding="utf-8") as err,
+        filemodes.private_open(stdout_path, "a", buffering=1, encoding="utf-8") as out,
+        filemodes.private_open(stderr_path, "a", buffering=1, encoding="utf-8") as err,
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
     ):
-        return attempt.run(plan, step, number, services.outputs, services.sink, services.clock)
+        return attempt.run(plan, step, number, services, services.sink)

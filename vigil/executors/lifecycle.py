@@ -77,7 +77,9 @@ async def _attempt(
     _emit(services, plan, step, _T.STEP_START, f"attempt {number}", {"attempt": number})
     outcome = await run_attempt(step, number)
     if isinstance(outcome, attempt.Success):
-        output = {"locator": outcome.locator, "type": outcome.type_name}
+        # Before the step counts as done: a downstream step reads it only by this digest.
+        services.digests[step] = outcome.digest
+        output = {"locator": outcome.locator, "type": outcome.type_name, "digest": outcome.digest}
         _emit(services, plan, step, _T.STEP_OUTPUT, f"output: {outcome.type_name}", output)
         duration = max(0.0, services.clock() - started)
         done = {"attempt": number, "duration": duration}

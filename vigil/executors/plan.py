@@ -15,7 +15,8 @@ class StepPlan:
     """The steps one run executes, in topological order.
 
     An upstream that is in `steps` is read from this run; any other upstream is read from
-    the run `input_runs` names for it (a parent run that already computed it).
+    the run `input_runs` names for it (a parent run that already computed it), and only if
+    its bytes have the digest `input_digests` gives (the one that run recorded).
     """
 
     run_id: str
@@ -23,6 +24,7 @@ class StepPlan:
     steps: tuple[str, ...]
     step_configs: Mapping[str, pydantic.BaseModel | None]
     input_runs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    input_digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         order = self.job.topological_order()

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from vigil import events
+from vigil import events, filemodes
 from vigil.executors import attempt, base
 from vigil.executors import plan as plan_mod
 
@@ -209,7 +209,7 @@ def _child_main(
     code = 0
     try:
         _prepare_child(services, plan.run_id, step)
-        outcome = attempt.run(plan, step, number, services.outputs, sink, services.clock)
+        outcome = attempt.run(plan, step, number, services, sink)
     except BaseException as exc:
         outcome = attempt.Failure.from_exception(exc)
     try:
@@ -256,7 +256,7 @@ def _prepare_child(services: base.ExecutionServices, run_id: str, step: str) -> 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     stdout_path, stderr_path = attempt.log_paths(services.compute_logs_dir, run_id, step)
     for fd, path in ((1, stdout_path), (2, stderr_path)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, filemodes.FILE_MODE)
         os.dup2(target, fd)
         os.close(target)
     # Fresh stream objects: the inherited ones may hold the parent's buffered text or locks.

@@ -25,7 +25,8 @@ import anyio
 import psutil
 import pydantic
 
-from vigil import errors, runs
+from vigil import errors, filemodes, runs
+from vigil.config import secrets
 from vigil.launchers import base, exits, template
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil rounds the start time to clock ticks
@@ -58,7 +59,7 @@ class SubprocessLauncher(base.RunLauncher):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._exits = exits.ExitBoard()
         self._template = template.TemplateClient(
-            options.python, self._worker_env(), context.working_directory, self._exits.record
+            options.python, self._worker_env()[0], context.working_directory, self._exits.record
         )
 
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
@@ -74,7 +75,7 @@ class SubprocessLauncher(base.RunLauncher):
             args += ["--token", run.launch_token]
         log_path = self.context.logs_dir / run.run_id / "worker.log"
         try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
+            filemodes.private_dirs(log_path.parent)
             if self._opts.prefork:
                 pid = await anyio.to_thread.run_sync(self._fork_from_template, args, log_path)
             else:
@@ -84,22 +85,19 @@ class SubprocessLauncher(base.RunLauncher):
         return ProcessInfo(socket.gethostname(), pid, _start_time(pid), str(log_path)).to_info()
 
     def _fork_from_template(self, args: list[str], log_path: pathlib.Path) -> int:
-        return self._template.spawn(
-            args, self._worker_env(), self.context.working_directory, log_path
-        )
+        env, secret = self._worker_env()
+        return self._template.spawn(args, env, self.context.working_directory, log_path, secret)
 
     def _popen(self, args: list[str], log_path: pathlib.Path) -> int:
-        with log_path.open("ab") as log:
-            child = subprocess.Popen(
-                [self._opts.python, "-m", "vigil", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.context.working_directory,
-                env=self._worker_env(),
-                start_new_session=True,
-                close_fds=True,
-            )
+        env, secret = self._worker_env()
+        secret_fd = secrets.hand_over(secret) if secret else None
+        if secret_fd is not None:
+            args = [*args, "--secret-fd", str(secret_fd)]
+        try:
+            child = self._start(args, env, log_path, secret_fd)
+        finally:
+            if secret_fd is not None:
+                os.close(secret_fd)
         self._children[child.pid] = child
         waiter = threading.Thread(
             target=self._await_child, args=(child,), name=f"vigil-wait-{child.pid}", daemon=True
@@ -107,14 +105,32 @@ class SubprocessLauncher(base.RunLauncher):
         waiter.start()
         return child.pid
 
+    def _start(
+        self, args: list[str], env: dict[str, str], log_path: pathlib.Path, secret_fd: int | None
+    ) -> subprocess.Popen[bytes]:
+        with filemodes.private_open(log_path, "ab") as log:
+            return subprocess.Popen(
+                [self._opts.python, "-m", "vigil", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.context.working_directory,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=() if secret_fd is None else (secret_fd,),
+            )
+
     def _await_child(self, child: subprocess.Popen[bytes]) -> None:
         self._exits.record(child.pid, child.wait())
 
-    def _worker_env(self) -> dict[str, str]:
+    def _worker_env(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The worker's environment, and the secret variables it gets on a descriptor
+        instead (see `vigil.config.secrets`)."""
         env = {k: v for k, v in self.context.environ.items() if k not in DAEMON_ONLY_ENV}
         env["VIGIL_HOME"] = str(self.context.home)
         env.update(self._opts.env)
-        return env
+        return secrets.split(env)
 
     async def terminate(self, run: runs.Run) -> bool:
         proc = self._worker_process(run)

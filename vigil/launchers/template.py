@@ -46,10 +46,23 @@ class TemplateClient:
         return proc.pid if proc is not None else None
 
     def spawn(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: pathlib.Path, log: pathlib.Path
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: pathlib.Path,
+        log: pathlib.Path,
+        secret: Mapping[str, str] | None = None,
     ) -> int:
-        """Fork a worker running `vigil <argv>`; returns its pid."""
-        request = {"argv": list(argv), "env": dict(env), "cwd": str(cwd), "log": str(log)}
+        """Fork a worker running `vigil <argv>`; returns its pid. `secret` variables go to
+        the worker on a descriptor, never into its environment (`--secret-fd`)."""
+        request: dict[str, Any] = {
+            "argv": list(argv),
+            "env": dict(env),
+            "cwd": str(cwd),
+            "log": str(log),
+        }
+        if secret:
+            request["secrets"] = dict(secret)
         with self._lock:
             reply = self._ask(json.dumps(request))
         if "pid" not in reply:

@@ -35,7 +35,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import errors
+from vigil import errors, filemodes
 
 # Execution option marking an engine whose transactions write (BEGIN IMMEDIATE on SQLite).
 WRITE_OPTION = "vigil_write"
@@ -148,7 +148,7 @@ async def connect_listener(engine: sa_asyncio.AsyncEngine, target: StoreTarget) 
 
 def _sqlite_engine(url: sa.engine.URL, target: StoreTarget) -> sa_asyncio.AsyncEngine:
     with translate_errors(target):
-        _make_parent_dir(url.database)
+        _make_database_file(url.database)
     engine = sa_asyncio.create_async_engine(
         url,
         pool_size=target.pool_size,
@@ -217,10 +217,11 @@ def _on_begin(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _make_parent_dir(database: str | None) -> None:
+def _make_database_file(database: str | None) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    pathlib.Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # Created here 0600: SQLite gives its -wal and -shm files the database file's mode.
+    filemodes.private_file(pathlib.Path(database).expanduser())
 
 
 # the error boundary ------------------------------------------------------------------

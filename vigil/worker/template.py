@@ -4,7 +4,10 @@ A run worker started from scratch spends most of its life importing (SQLAlchemy,
 drivers, pydantic, vigil). The template imports all of that once; the launcher then asks
 it, one JSON line per run, to fork a worker. The forked worker starts its own session,
 sends its output to the run's worker log, takes the environment and directory of the
-request and runs the `vigil` command line given, as a fresh process would.
+request and runs the `vigil` command line given, as a fresh process would. The secret
+variables a request carries (`"secrets"`) never enter that environment: the child writes
+them to an anonymous file and appends `--secret-fd N` to the command line (see
+`vigil.config.secrets`). The template itself is started without them.
 
 The template is single-threaded and runs no event loop, so forking it is safe. It reaps
 its children and tells the launcher of each exit on the reply pipe, as a line of its own
@@ -32,8 +35,10 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
+
+from vigil.config import secrets
 
 WARM_MODULES = (
     "sqlalchemy.dialects.sqlite.aiosqlite",
@@ -50,9 +55,10 @@ WARM_MODULES = (
 )
 
 RunCommand = Callable[[Sequence[str]], int]
+Prepare = Callable[[Mapping[str, str]], None]
 
 
-def _nothing() -> None:
+def _nothing(_secret: Mapping[str, str]) -> None:
     pass
 
 
@@ -60,22 +66,21 @@ def serve(
     run_command: RunCommand,
     requests: IO[str],
     replies: IO[str],
-    prepare: Callable[[], None] = _nothing,
+    prepare: Prepare = _nothing,
 ) -> None:
     """Answer fork requests until `requests` ends.
 
-    `prepare` runs here before each fork, to do once what every worker would do (the
-    CLI builds the settings); it must start no thread. Whatever it fails at, the worker
-    does again itself and reports, so its errors are not the template's.
+    `prepare` runs here before each fork with the request's secret variables, to do once
+    what every worker would do (the CLI builds the settings); it must start no thread.
+    Whatever it fails at, the worker does again itself and reports, so its errors are not
+    the template's.
     """
     _warm()
     gc.collect()
     gc.freeze()
     signal.signal(signal.SIGCHLD, _ExitNotices(replies.fileno()).reap)
     for line in requests:
-        with contextlib.suppress(Exception):
-            prepare()
-        replies.write(json.dumps(_handle(run_command, line)) + "\n")
+        replies.write(json.dumps(_handle(run_command, line, prepare)) + "\n")
         replies.flush()
 
 
@@ -85,9 +90,14 @@ def _warm() -> None:
             importlib.import_module(name)
 
 
-def _handle(run_command: RunCommand, line: str) -> dict[str, Any]:
+def _handle(run_command: RunCommand, line: str, prepare: Prepare) -> dict[str, Any]:
     try:
         request = json.loads(line)
+    except ValueError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    with contextlib.suppress(Exception):
+        prepare(request.get("secrets") or {})
+    try:
         pid = os.fork()
     except (ValueError, OSError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -106,7 +116,7 @@ def _become_worker(run_command: RunCommand, request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        code = run_command(request["argv"])
+        code = run_command(_with_secrets(request["argv"], request.get("secrets")))
     except BaseException as exc:  # the child must always reach os._exit
         print(f"worker template: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
@@ -116,8 +126,15 @@ def _become_worker(run_command: RunCommand, request: dict[str, Any]) -> None:
         os._exit(code)
 
 
+def _with_secrets(argv: Sequence[str], secret: Mapping[str, str] | None) -> list[str]:
+    """The command line, naming the descriptor that holds the secret variables, if any."""
+    if not secret:
+        return list(argv)
+    return [*argv, "--secret-fd", str(secrets.hand_over(secret))]
+
+
 def _redirect(log_path: str) -> None:
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)

@@ -166,10 +166,10 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
     outputs = _outputs(env.settings)
     if resume:
         done = await lineage.succeeded_steps(env.store, run.run_id)
-        recovered = [s for s in selected if s not in done and outputs.has(run.run_id, s)]
-        await _note_recovered(env, run, recovered)
+        recovered = await _recover(env, outputs, run, [s for s in selected if s not in done])
         selected = [s for s in selected if s not in done and s not in recovered]
-    input_runs = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
+    sources = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
+    input_runs = {step: source.run_id for step, source in sources.items()}
     await _note_reuse(env, run, input_runs)
     return plan_mod.StepPlan(
         run_id=run.run_id,
@@ -177,27 +177,49 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
         steps=tuple(selected),
         step_configs=configs,
         input_runs=input_runs,
+        input_digests={step: source.digest for step, source in sources.items()},
     )
 
 
-async def _note_recovered(env: WorkerEnv, run: runs.Run, steps: Sequence[str]) -> None:
-    """Record the success of steps that finished before the worker died: their output is
-    stored (written atomically, last thing a step does) but their events were not yet
-    (a worker writes a step's last events with the run's end). They are not run again."""
+async def _recover(
+    env: WorkerEnv, outputs: outputs_mod.OutputStore, run: runs.Run, candidates: Sequence[str]
+) -> list[str]:
+    """Steps that finished before the worker died: their output is stored (written
+    atomically, last thing a step does) but their events were not yet (a worker writes a
+    step's last events with the run's end). Their STEP_OUTPUT, with the digest of the file
+    as found, and STEP_SUCCESS are recorded now; they are not run again. A file whose
+    digest differs from one this run did record is not taken: the step runs again."""
+    recorded = await lineage.recorded_outputs(env.store, run.run_id)
+    found: dict[str, str] = {}
+    for step in candidates:
+        if outputs.has(run.run_id, step):
+            digest = outputs.digest(run.run_id, step)
+            if recorded.get(step, digest) == digest:
+                found[step] = digest
+    await _note_recovered(env, run, found)
+    return list(found)
+
+
+async def _note_recovered(env: WorkerEnv, run: runs.Run, digests: dict[str, str]) -> None:
     message = "finished before the worker died (its output is stored); not run again"
-    batch = [
-        events.NewEvent(
-            run.run_id,
-            E.STEP_SUCCESS,
-            env.clock(),
-            step=step,
-            message=message,
-            data={"recovered": True},
-        )
-        for step in steps
-    ]
+    batch: list[events.NewEvent] = []
+    for step, digest in digests.items():
+        output = {"digest": digest, "recovered": True}
+        batch.append(_step_event(env, run, step, E.STEP_OUTPUT, "output: recovered", output))
+        batch.append(_step_event(env, run, step, E.STEP_SUCCESS, message, {"recovered": True}))
     if batch:
         await env.store.append_events(batch)
+
+
+def _step_event(
+    env: WorkerEnv,
+    run: runs.Run,
+    step: str,
+    kind: events.EventType,
+    message: str,
+    data: dict[str, object],
+) -> events.NewEvent:
+    return events.NewEvent(run.run_id, kind, env.clock(), step=step, message=message, data=data)
 
 
 async def _note_reuse(env: WorkerEnv, run: runs.Run, input_runs: dict[str, str]) -> None:
