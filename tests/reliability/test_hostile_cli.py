@@ -114,7 +114,7 @@ def test_a_hostile_location_fails_alone(
 
     checked = sqlite_instance.vigil("definitions", "check")
     assert checked.returncode == 2, checked
-    assert f"error: code location 'bad' failed to load: " in checked.stderr
+    assert "error: code location 'bad' failed to load: " in checked.stderr
     assert reason in checked.stderr
     assert "'good'" not in checked.stderr
     assert_no_traceback(checked)
@@ -124,7 +124,8 @@ def test_a_hostile_location_fails_alone(
     assert listed.returncode == 0, listed
     assert "job hello: greet" in listed.stdout
     warning = [line for line in listed.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warning) == 1 and "code location 'bad' failed to load" in warning[0]
+    assert len(warning) == 1
+    assert "code location 'bad' failed to load" in warning[0]
     assert reason in warning[0]
     assert_none_left(pids)
 
