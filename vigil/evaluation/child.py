@@ -9,11 +9,13 @@ is not a request is answered with a failed answer.
 The protocol keeps its own copies of the pipes: file descriptor 1 then points to stderr,
 so whatever user code prints never corrupts an answer. SIGINT is ignored (a Ctrl-C in the
 daemon's terminal is the daemon's to handle); the process ends when the daemon closes the
-pipe or kills it.
+pipe or kills it. On Linux the kernel kills it when its parent dies (`PR_SET_PDEATHSIG`),
+so a location hung in its import never outlives a daemon or CLI killed with SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pathlib
@@ -28,6 +30,7 @@ from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import workspace
 from vigil.evaluation import evaluate, messages
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Message = messages.Catalog | messages.LoadFailure | messages.Answer
 
 
@@ -61,8 +64,19 @@ def _load_error(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     reader, writer = _protocol_pipes()
     try:
         location = _load(json.loads(argv[1]))
