@@ -19,7 +19,10 @@ from tests.acceptance.harness import IMMEDIATE, Instance, run_id_of
 
 LOAD_TIMEOUT = 3
 HEALTHY = """\
-from vigil import Definitions, job, schedule, step
+import sys
+import threading
+
+from vigil import Definitions, job, schedule, sensor, step
 
 
 @step
@@ -34,7 +37,14 @@ hello = job("hello", [greet])
 def nightly() -> None: ...
 
 
-defs = Definitions(jobs=[hello], schedules=[nightly])
+@sensor(job=hello, timeout=2)
+def stuck() -> None:
+    sys.stdout.write("y" * 10**7)
+    sys.stdout.flush()
+    threading.Event().wait()
+
+
+defs = Definitions(jobs=[hello], schedules=[nightly], sensors=[stuck])
 """
 # Each hostile module first appends the pid of every process it runs in to PIDS.
 RECORD = """\
@@ -197,3 +207,18 @@ def test_output_of_user_code_is_bounded_and_kept_off_stdout(
     assert listed.stderr.startswith("[bad] xxxx")
     assert len(listed.stderr) < 2 * 1024 * 1024
     assert f"... {10**8 - 1024 * 1024} more bytes of output cut" in listed.stderr
+
+
+def test_a_sensor_that_floods_and_hangs_in_sensor_test_is_cut_and_killed(
+    sqlite_instance: Instance, tmp_path: pathlib.Path
+) -> None:
+    configure(sqlite_instance, tmp_path, HOSTILE["sysexit"][0])
+
+    tested = sqlite_instance.vigil("sensor", "test", "stuck")
+
+    assert tested.returncode == 1, tested
+    assert "error: code location 'good': timed out after 2 s" in tested.stderr
+    assert f"... {10**7 - 1024 * 1024} more bytes of output cut" in tested.stderr
+    assert len(tested.stderr) < 2 * 1024 * 1024
+    assert tested.stdout == ""
+    assert_no_traceback(tested)

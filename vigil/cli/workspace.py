@@ -171,15 +171,16 @@ class Workspace:
         request: messages.Request,
         timeout: float,  # noqa: ASYNC109 - the process's deadline
     ) -> messages.Answer:
-        """One request to a loaded location's process; its failure as a failed answer."""
+        """One request to a loaded location's process; EvaluationError (naming the location)
+        when the process does not answer in time or dies."""
         proc = self._processes.get(location)
         if proc is None:
-            return messages.Answer.failed(f"code location '{location}' is not loaded")
+            raise errors.EvaluationError(f"code location '{location}' is not loaded")
         try:
             return await proc.call(request, timeout)
         except errors.EvaluationError as exc:
             self._processes.pop(location, None)
-            return messages.Answer.failed(f"code location '{location}': {exc}")
+            raise type(exc)(f"code location '{location}': {exc}") from None
 
     async def close(self) -> None:
         """Kill every process still running (and what it forked)."""
