@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from vigil import errors
 from vigil.cli import workspace
 from vigil.config import settings
-from vigil.evaluation import messages, process
+from vigil.evaluation import messages
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -66,22 +64,3 @@ async def test_a_job_found_nowhere_names_the_failed_locations(ws: workspace.Work
     expected = r"^no job named 'nope' \(known jobs: [a-z, ]+\); code location 'broken' failed"
     with pytest.raises(errors.UnknownJob, match=expected):
         await workspace.job_location(ws, "nope")
-
-
-def copied(data: bytes, limit: int) -> list[str]:
-    read_end, write_end = os.pipe()
-    lines: list[str] = []
-    reader = threading.Thread(target=process.copy_output, args=(read_end, lines.append, limit))
-    reader.start()
-    with open(write_end, "wb") as pipe:
-        pipe.write(data)
-    reader.join()
-    return lines
-
-
-def test_output_is_handed_on_by_line_then_cut_with_a_count() -> None:
-    assert copied(b"a\nbb\nccc", 100) == ["a", "bb", "ccc"]
-    assert copied(b"a\nbb\nccc\n", 5) == ["a", "bb", "... 4 more bytes of output cut"]
-    assert copied(b"hello\n" * 10, 13) == ["hello", "hello", "h", "... 47 more bytes of output cut"]
-    long = copied(b"x" * 300_000, 10)
-    assert long == ["x" * 10, "... 299990 more bytes of output cut"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -61,7 +62,7 @@ record()
 """
 HOSTILE = {
     "hang": ("import threading\nthreading.Event().wait()\n", f"timed out after {LOAD_TIMEOUT} s"),
-    "exit0": ("os._exit(0)\n", "exited with code 0"),
+    "exit0": ("os._exit(0)\n", "exit code 0"),
     "sysexit": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
     "segfault": ("import ctypes\nctypes.string_at(0)\n", "killed by signal 11"),
     "forks": (
@@ -103,6 +104,11 @@ def alive(pid: int) -> bool:
 def assert_none_left(pids: pathlib.Path) -> None:
     recorded = [int(line) for line in pids.read_text().split()] if pids.exists() else []
     assert [pid for pid in recorded if alive(pid)] == []
+
+
+def cut_bytes(stderr: str) -> int:
+    """The bytes of output the notes say were cut."""
+    return sum(int(n) for n in re.findall(r"\.\.\. (\d+) more bytes of output cut", stderr))
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
@@ -206,7 +212,7 @@ def test_output_of_user_code_is_bounded_and_kept_off_stdout(
     assert "x" * 100 not in listed.stdout
     assert listed.stderr.startswith("[bad] xxxx")
     assert len(listed.stderr) < 2 * 1024 * 1024
-    assert f"... {10**8 - 1024 * 1024} more bytes of output cut" in listed.stderr
+    assert cut_bytes(listed.stderr) > 10**8 - 2 * 1024 * 1024
 
 
 def test_a_sensor_that_floods_and_hangs_in_sensor_test_is_cut_and_killed(
@@ -218,7 +224,7 @@ def test_a_sensor_that_floods_and_hangs_in_sensor_test_is_cut_and_killed(
 
     assert tested.returncode == 1, tested
     assert "error: code location 'good': timed out after 2 s" in tested.stderr
-    assert f"... {10**7 - 1024 * 1024} more bytes of output cut" in tested.stderr
+    assert 0 < cut_bytes(tested.stderr) < 10**7
     assert len(tested.stderr) < 2 * 1024 * 1024
     assert tested.stdout == ""
     assert_no_traceback(tested)

@@ -116,8 +116,7 @@ class SchedulingSettings(_Section):
     catchup_grace: float = Field(default=60.0, ge=0)
     # A code location that failed to load is loaded again after this many seconds.
     load_retry: float = Field(default=30.0, gt=0)
-    # How long a code location may take to load (import) in its evaluation process, the
-    # CLI's included; past it the process is killed and the location fails to load.
+    # A code location that takes longer than this to import is killed: its load failed.
     load_timeout: float = Field(default=120.0, gt=0, le=3600)
     retention: RetentionSettings = RetentionSettings()
 

@@ -9,12 +9,12 @@ is not a request is answered with a failed answer.
 The protocol keeps its own copies of the pipes: file descriptor 1 then points to stderr,
 so whatever user code prints never corrupts an answer. SIGINT is ignored (a Ctrl-C in the
 daemon's terminal is the daemon's to handle); the process ends when the daemon closes the
-pipe or kills it. On Linux the kernel kills it when its parent dies (`PR_SET_PDEATHSIG`),
-so a location hung in its import never outlives a daemon or CLI killed with SIGKILL.
+pipe or kills it, or (on Linux) when the daemon dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -30,7 +30,7 @@ from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import workspace
 from vigil.evaluation import evaluate, messages
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_SET_PDEATHSIG = 1
 Message = messages.Catalog | messages.LoadFailure | messages.Answer
 
 
@@ -87,18 +87,19 @@ def _load_error(exc: BaseException) -> str:
 
 
 def _die_with_parent() -> None:
+    """Linux: be killed when the process that started this one dies, so a child stuck in
+    user code (an import that never returns) does not outlive a SIGKILLed daemon or CLI."""
     if not sys.platform.startswith("linux"):
         return
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     reader, writer = _protocol_pipes()
     try:
         location = _load(json.loads(argv[1]))

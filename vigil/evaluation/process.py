@@ -7,12 +7,14 @@ killed (`EvaluationTimeout`); one that exits or breaks the protocol (a line that
 decode) is an `EvaluationError`. Either way the process is gone and the owner starts a new
 one.
 
-The process leads its own process group, and `kill` kills the group: what user code forked
-goes with it. With `output`, what the process writes on its stderr (user code's prints
-included: the child points its fd 1 there) is read through a pipe by a thread and handed
-to `output` line by line, at most OUTPUT_LIMIT bytes per process; the rest is read and
-dropped, and one line `... N more bytes of output cut` says so when the pipe closes.
-Without it, the process shares the owner's stderr.
+Whatever user code prints (the child points its fd 1 to fd 2) comes back on a pipe and is
+handed to `output` a line at a time, while the parent waits for a line of the protocol: at
+most `OUTPUT_LIMIT` bytes in the life of one process, lines cut at `LINE_LIMIT`; the rest is
+read and dropped (so the child never blocks on a full pipe) and counted in one note line.
+Nothing user code prints reaches the daemon's or the CLI's own streams unbounded.
+
+The process leads its own process group and `kill` SIGKILLs the group (before reaping the
+leader, so its id cannot have been reused): what user code forked dies with it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -35,23 +36,71 @@ from vigil import errors
 from vigil.evaluation import messages
 
 MAX_LINE = 64 * 1024 * 1024
-OUTPUT_LIMIT = 1024 * 1024  # bytes of a process's output handed on; the rest is cut
-OUTPUT_DRAIN = 2.0  # seconds to wait, after a kill, for the output's pipe to close
+OUTPUT_LIMIT = 1024 * 1024
+LINE_LIMIT = 8 * 1024
 M = TypeVar("M")
 Output = Callable[[str], None]
 
 
+class OutputBound:
+    """The child's output as lines, at most `limit` bytes of it; the rest only counted."""
+
+    def __init__(self, emit: Output, limit: int = OUTPUT_LIMIT, line_limit: int = LINE_LIMIT):
+        self._emit = emit
+        self._limit = limit
+        self._line_limit = line_limit
+        self._partial = b""
+        self._passed = 0
+        self.dropped = 0
+        self._reported = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._passed >= self._limit:
+            self.dropped += len(data)
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line)
+        if len(self._partial) > self._line_limit:
+            self._line(self._partial)
+            self._partial = b""
+
+    def flush(self) -> None:
+        """Emit a partial last line, and a note of what was dropped since the last note."""
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+        if self.dropped > self._reported:
+            self._emit(f"... {self.dropped - self._reported} more bytes of output cut")
+            self._reported = self.dropped
+
+    def _line(self, line: bytes) -> None:
+        room = self._limit - self._passed
+        if room <= 0:
+            self.dropped += len(line) + 1
+            return
+        kept = line[: min(room, self._line_limit)]
+        self._passed += len(kept) + 1
+        self.dropped += len(line) - len(kept)
+        self._emit(kept.decode("utf-8", "replace").rstrip("\r"))
+
+
+def _ignore(line: str) -> None:
+    pass
+
+
 class EvaluationProcess:
     def __init__(
-        self, spec: str, environ: Mapping[str, str], cwd: str, output: Output | None = None
+        self, spec: str, environ: Mapping[str, str], cwd: str, output: Output = _ignore
     ) -> None:
         self._spec = spec
         self._environ = dict(environ)
         self._cwd = cwd
-        self._output = output
         self._process: anyio.abc.Process | None = None
         self._lines: BufferedByteReceiveStream | None = None
-        self._pump: threading.Thread | None = None
+        self._output = OutputBound(output)
+        self.started = False  # its code location loaded (its catalog line was read)
 
     @property
     def pid(self) -> int | None:
@@ -63,28 +112,20 @@ class EvaluationProcess:
     ) -> messages.Catalog | messages.LoadFailure:
         """Start the process and return its catalog line (which may say the load failed)."""
         command = [sys.executable, "-m", "vigil.evaluation.child", self._spec]
-        read_end, write_end = os.pipe() if self._output is not None else (None, None)
-        try:
-            self._process = await anyio.open_process(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=write_end,
-                cwd=self._cwd,
-                env=self._environ,
-                start_new_session=True,
-            )
-        finally:
-            if write_end is not None:
-                os.close(write_end)
-        if read_end is not None and self._output is not None:
-            self._pump = threading.Thread(
-                target=copy_output, args=(read_end, self._output), daemon=True
-            )
-            self._pump.start()
+        self._process = await anyio.open_process(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self._cwd,
+            env=self._environ,
+            start_new_session=True,
+        )
         assert self._process.stdout is not None
         self._lines = BufferedByteReceiveStream(self._process.stdout)
-        return await self._read(timeout, "loaded its code location", messages.loaded_from_json)
+        hello = await self._read(timeout, "to load its code location", messages.loaded_from_json)
+        self.started = True
+        return hello
 
     async def call(
         self,
@@ -100,7 +141,7 @@ class EvaluationProcess:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             await self.kill()
             raise errors.EvaluationError(f"the evaluation process is gone ({exc})") from None
-        return await self._read(timeout, "answered", messages.Answer.from_json)
+        return await self._read(timeout, "to answer", messages.Answer.from_json)
 
     async def _read(
         self,
@@ -111,35 +152,60 @@ class EvaluationProcess:
         assert self._lines is not None
         try:
             with anyio.fail_after(timeout):
-                line = await self._lines.receive_until(b"\n", MAX_LINE)
+                line = await self._receive_line(self._lines)
         except TimeoutError:
             await self.kill()
             raise errors.EvaluationTimeout(f"timed out after {timeout:g} s") from None
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
             code = await self.kill()
             raise errors.EvaluationError(
-                f"the evaluation process {_exit(code)} before it had {doing}"
+                f"the evaluation process exited ({_exit(code)}) {doing}"
             ) from exc
         try:
             return decode(json.loads(line))
         except ValueError as exc:
             await self.kill()
             raise errors.EvaluationError(
-                f"the evaluation process broke the protocol before it had {doing}: {exc}"
+                f"the evaluation process broke the protocol {doing}: {exc}"
             ) from None
 
+    async def _receive_line(self, lines: BufferedByteReceiveStream) -> bytes:
+        """The next protocol line, passing the child's output on meanwhile."""
+        line, ended = b"", None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pass_output)
+            try:
+                line = await lines.receive_until(b"\n", MAX_LINE)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
+                ended = exc  # raised below: a task group would wrap it in a group
+            finally:
+                tg.cancel_scope.cancel()
+                self._output.flush()
+        if ended is not None:
+            raise ended
+        return line
+
+    async def _pass_output(self) -> None:
+        process = self._process
+        if process is None or process.stderr is None:
+            return
+        try:
+            while True:
+                self._output.feed(await process.stderr.receive())
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+
     async def kill(self) -> int | None:
-        """Kill the process and its process group, reap it; its exit code."""
+        """Kill the process (if it runs) and reap it; its exit code."""
         process, self._process = self._process, None
-        pump, self._pump = self._pump, None
         if process is None:
             return None
         with anyio.CancelScope(shield=True):
-            _kill_group(process.pid)
+            if process.returncode is None:  # unreaped: its group id is still its own
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
             code = await process.wait()
             await process.aclose()
-            if pump is not None:
-                await anyio.to_thread.run_sync(pump.join, OUTPUT_DRAIN)
         return code
 
     async def close(self) -> None:
@@ -157,54 +223,7 @@ class EvaluationProcess:
 
 def _exit(code: int | None) -> str:
     if code is None:
-        return "exited"
+        return "exit code unknown"
     if code < 0:
-        return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _kill_group(pid: int) -> None:
-    """SIGKILL the process's group (it leads it; unreaped, its id cannot be reused)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def copy_output(fd: int, output: Output, limit: int = OUTPUT_LIMIT) -> None:
-    """Read `fd` to its end, handing `output` whole lines (a line longer than what is left
-    in pieces) until `limit` bytes were handed, then one line counting the bytes cut."""
-    bound = _Bound(output, limit)
-    pending = b""
-    with open(fd, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            if bound.full:
-                bound.cut += len(chunk)
-                continue
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                bound.hand(line + b"\n")
-            if len(pending) >= bound.room:
-                bound.hand(pending)
-                pending = b""
-    bound.hand(pending)
-    if bound.cut:
-        output(f"... {bound.cut} more bytes of output cut")
-
-
-class _Bound:
-    def __init__(self, output: Output, limit: int) -> None:
-        self._output = output
-        self.room = limit
-        self.cut = 0
-
-    @property
-    def full(self) -> bool:
-        return self.room <= 0
-
-    def hand(self, data: bytes) -> None:
-        if not data:
-            return
-        kept = data[: max(self.room, 0)]
-        if kept:
-            self._output(kept.rstrip(b"\n").decode(errors="replace"))
-        self.room -= len(kept)
-        self.cut += len(data) - len(kept)
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
