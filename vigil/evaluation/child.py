@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import json
 import os
 import pathlib
@@ -53,30 +52,25 @@ def _send(writer: IO[bytes], message: Message) -> None:
     writer.flush()
 
 
-@dataclasses.dataclass(frozen=True)
 class _Location:
     """The code location's settings as the parent validated and sent them (reading them
     with the settings model would import pydantic-settings: a third of this process's start)."""
 
-    location_name: str
-    module: str | None
-    file: pathlib.Path | None
-    attribute: str | None
-    working_directory: pathlib.Path | None
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.module: str | None = data.get("module")
+        self.file = _path(data.get("file"))
+        self.attribute: str | None = data.get("attribute")
+        self.working_directory = _path(data.get("working_directory"))
+        stem = self.file.stem if self.file is not None else None
+        self.location_name: str = data.get("name") or self.module or str(stem)
 
-    @classmethod
-    def from_spec(cls, data: dict[str, Any]) -> _Location:
-        def path(key: str) -> pathlib.Path | None:
-            return None if data.get(key) is None else pathlib.Path(data[key])
 
-        name = data.get("name") or data.get("module") or pathlib.Path(data["file"]).stem
-        return cls(
-            name, data.get("module"), path("file"), data.get("attribute"), path("working_directory")
-        )
+def _path(value: str | None) -> pathlib.Path | None:
+    return None if value is None else pathlib.Path(value)
 
 
 def _load(spec: dict[str, Any]) -> workspace.CodeLocation:
-    location: Any = _Location.from_spec(spec["location"])
+    location: Any = _Location(spec["location"])
     return workspace.load_location(location, pathlib.Path(spec["base_dir"]))
 
 

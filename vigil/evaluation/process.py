@@ -12,9 +12,6 @@ handed to `output` a line at a time, while the parent waits for a line of the pr
 most `OUTPUT_LIMIT` bytes in the life of one process, lines cut at `LINE_LIMIT`; the rest is
 read and dropped (so the child never blocks on a full pipe) and counted in one note line.
 Nothing user code prints reaches the daemon's or the CLI's own streams unbounded.
-
-The process leads its own process group and `kill` SIGKILLs the group (before reaping the
-leader, so its id cannot have been reused): what user code forked dies with it.
 """
 
 from __future__ import annotations
@@ -196,7 +193,12 @@ class EvaluationProcess:
             return
 
     async def kill(self) -> int | None:
-        """Kill the process (if it runs) and reap it; its exit code."""
+        """Kill the process (if it runs) and reap it; its exit code.
+
+        The process leads its own process group (`start_new_session`): the whole group is
+        SIGKILLed before the leader is reaped (so its id cannot have been reused), and what
+        user code forked dies with it.
+        """
         process, self._process = self._process, None
         if process is None:
             return None
