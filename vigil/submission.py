@@ -1,8 +1,12 @@
-"""Turning a user's request into a run record, and waiting for a run to end."""
+"""Turning a user's request into a run record, and waiting for a run to end.
+
+`checked_run` makes the run from what a code location's evaluation process checked (the
+CLI's way: user code stays out of its process); `new_run` checks it in this process, for
+`vigil job execute`, which loads the code location itself.
+"""
 
 from __future__ import annotations
 
-import pathlib
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,17 +14,28 @@ from typing import Any
 import anyio
 
 from vigil import runs
-from vigil.config import settings as settings_mod
 from vigil.definitions import workspace as workspace_mod
+from vigil.evaluation import messages
 from vigil.storage import store as store_mod
 
 POLL_FIRST = 0.005
 POLL_MAX = 0.05
 
 
-def workspace_of(settings: settings_mod.InstanceSettings) -> workspace_mod.Workspace:
-    """The workspace's code locations, loaded; relative paths from the current directory."""
-    return workspace_mod.load_workspace(settings.workspace, pathlib.Path.cwd())
+def checked_run(checked: messages.RequestedRun, location: str, now: float) -> runs.Run:
+    """A NOT_STARTED run of what an evaluation process checked (its tags already merged)."""
+    run_id = str(uuid.uuid4())
+    return runs.Run(
+        run_id=run_id,
+        job_name=checked.job,
+        status=runs.RunStatus.NOT_STARTED,
+        run_config=dict(checked.run_config),
+        tags=dict(checked.tags),
+        code_location=location,
+        root_run_id=run_id,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def new_run(

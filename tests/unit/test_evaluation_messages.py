@@ -145,3 +145,36 @@ def test_a_malformed_message_is_a_value_error_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(named)):
         decode(data)
+
+
+JOB = messages.JobInfo(
+    "counted",
+    (messages.StepInfo("load"), messages.StepInfo("count", ("load",))),
+    "counts rows",
+    {"team": "data"},
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        messages.Catalog("jobs", jobs=(JOB, messages.JobInfo("bare"))),
+        JOB,
+        messages.RunCheckRequest("counted", {"steps": {"count": {"rows": 2}}}, {"a": "b"}),
+        messages.RunCheckRequest("counted"),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_the_clis_messages_round_trip(message: Any) -> None:
+    assert type(message).from_json(wire(message.to_json())) == message
+
+
+def test_a_run_check_is_a_request_and_a_step_names_its_inputs() -> None:
+    request = messages.RunCheckRequest("counted", {}, {"a": "b"})
+
+    assert messages.request_from_json(wire(request.to_json())) == request
+    assert JOB.step_names == ("load", "count")
+    with pytest.raises(ValueError, match=r"^step: field 'inputs' must list strings"):
+        messages.StepInfo.from_json({"name": "s", "inputs": [1]})
+    with pytest.raises(ValueError, match=r"^catalog: missing field 'jobs'"):
+        messages.Catalog.from_json({"ok": True, "location": "x", "schedules": [], "sensors": []})

@@ -46,6 +46,7 @@ class CliState:
     home: pathlib.Path
     environ: Mapping[str, str]
     _settings: settings_mod.InstanceSettings | None = None
+    load_timeout: float | None = None  # --load-timeout, over scheduling.load_timeout
 
     @property
     def settings(self) -> settings_mod.InstanceSettings:

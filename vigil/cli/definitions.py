@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
 from vigil import executors, runs, submission
-from vigil.cli import common
-from vigil.definitions import sensor as sensor_mod
+from vigil.cli import common, workspace
+from vigil.definitions import workspace as workspace_mod
 from vigil.worker import worker
 
 
@@ -20,45 +22,60 @@ def definitions_group() -> None:
 
 
 @definitions_group.command("list")
+@workspace.load_timeout_option
 @common.handle_errors
 def list_definitions() -> None:
-    """List each code location's jobs (and their steps), schedules and sensors."""
-    workspace = submission.workspace_of(common.state().settings)
-    for location in workspace.locations:
+    """List each code location's jobs (and their steps), schedules and sensors.
+
+    A location that fails to load is left out with a warning on stderr.
+    """
+    locations = workspace.all_locations()
+    for location in locations:
+        if location.catalog is None:
+            continue
         click.echo(f"{location.name}")
-        defs = location.definitions
-        for job in defs.jobs:
-            steps = " -> ".join(job.topological_order())
-            click.echo(f"  job {job.name}: {steps}")
-        for s in defs.schedules:
+        for job in location.jobs:
+            click.echo(f"  job {job.name}: {' -> '.join(job.step_names)}")
+        for s in location.schedules:
             click.echo(
-                f"  schedule {s.name}: {s.cron.expression} ({s.timezone}) -> job {s.job}, "
-                f"default {s.default_status.value.lower()}"
+                f"  schedule {s['name']}: {s['cron']} ({s['timezone']}) -> job {s['job']}, "
+                f"default {str(s['default_status']).lower()}"
             )
-        for sensor in defs.sensors:
-            click.echo(f"  sensor {sensor.name}: {_sensor_line(sensor)}")
+        for sensor in location.sensors:
+            click.echo(f"  sensor {sensor['name']}: {_sensor_line(sensor)}")
+    workspace.warn(location for location in locations if location.error is not None)
+    for conflict in workspace.conflicts(locations):
+        click.echo(f"warning: {conflict}", err=True)
 
 
-def _sensor_line(sensor: sensor_mod.SensorDef) -> str:
-    jobs = ", ".join(sensor.jobs) or "no job"
-    every = f"every {sensor.minimum_interval:g}s"
-    default = f"default {sensor.default_status.value.lower()}"
-    if sensor.run_status is None:
+def _sensor_line(sensor: Mapping[str, Any]) -> str:
+    jobs = ", ".join(sensor["jobs"]) or "no job"
+    every = f"every {sensor['minimum_interval']:g}s"
+    default = f"default {str(sensor['default_status']).lower()}"
+    if sensor["run_status"] is None:
         return f"{every} -> {jobs}, {default}"
-    watched = ", ".join(sensor.monitored_jobs) or "any job"
-    return f"runs of {watched} reaching {sensor.run_status.value}, {every} -> {jobs}, {default}"
+    watched = ", ".join(sensor["monitored_jobs"]) or "any job"
+    return f"runs of {watched} reaching {sensor['run_status']}, {every} -> {jobs}, {default}"
 
 
 @definitions_group.command("check")
+@workspace.load_timeout_option
 @common.handle_errors
 def check() -> None:
-    """Load every code location; report the first error with its file and line."""
-    workspace = submission.workspace_of(common.state().settings)
-    jobs = sum(len(loc.definitions.jobs) for loc in workspace.locations)
-    schedules = sum(len(loc.definitions.schedules) for loc in workspace.locations)
-    sensors = sum(len(loc.definitions.sensors) for loc in workspace.locations)
+    """Load every code location, each in its own process; report each one that fails (with
+    its file and line), and exit 2 if any did."""
+    locations = workspace.all_locations()
+    problems = [str(loc.error) for loc in locations if loc.error is not None]
+    problems += workspace.conflicts(locations)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        raise SystemExit(common.EXIT_USAGE)
+    jobs = sum(len(loc.jobs) for loc in locations)
+    schedules = sum(len(loc.schedules) for loc in locations)
+    sensors = sum(len(loc.sensors) for loc in locations)
     click.echo(
-        f"ok: {len(workspace.locations)} code locations, {jobs} jobs, "
+        f"ok: {len(locations)} code locations, {jobs} jobs, "
         f"{schedules} schedules, {sensors} sensors"
     )
 
@@ -74,17 +91,18 @@ def job_group() -> None:
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path)
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V")
+@workspace.load_timeout_option
 @common.handle_errors
 def execute(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...]) -> None:
     """Run JOB in this process with the in-process executor (for development).
 
-    The run is recorded in the store like any other.
+    The job's code location is found in evaluation processes, then only that location is
+    loaded here. The run is recorded in the store like any other.
     """
     st = common.state()
     run_config = common.read_run_config(config_path)
-    run = submission.new_run(
-        submission.workspace_of(st.settings), job, run_config, common.parse_tags(tags), time.time()
-    )
+    loaded = workspace_mod.Workspace([_load_location_of(job)])
+    run = submission.new_run(loaded, job, run_config, common.parse_tags(tags), time.time())
     run = _as_starting(run)
 
     async def main() -> runs.RunStatus:
@@ -102,6 +120,19 @@ def execute(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...]) -
     click.echo(f"{run.run_id} {status}")
     if status is not runs.RunStatus.SUCCESS:
         raise SystemExit(common.EXIT_FAILURE)
+
+
+def _load_location_of(job: str) -> workspace_mod.CodeLocation:
+    """Only the code location defining `job`, loaded in this process."""
+
+    async def main() -> tuple[workspace.Location, list[workspace.Location]]:
+        async with workspace.opened() as ws:
+            return await workspace.job_location(ws, job), ws.failures
+
+    found, failures = common.run_async(main)
+    workspace.warn(failures)
+    settings = next(s for s in common.state().settings.workspace if s.location_name == found.name)
+    return workspace_mod.load_location(settings, pathlib.Path.cwd())
 
 
 def _as_starting(run: runs.Run) -> runs.Run:

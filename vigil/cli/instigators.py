@@ -1,8 +1,10 @@
 """`vigil schedule ...` and `vigil sensor ...`: state, ticks, previews and a dry run.
 
-The CLI loads the workspace itself (it is not the daemon), so `list` shows what the code
-defines beside what the store keeps; an instigator the store knows but the code no longer
-defines is listed as orphaned (and can still be stopped), never dropped silently.
+The CLI asks the code locations (each in its own evaluation process, `cli/workspace.py`)
+what they define, so `list` shows what the code defines beside what the store keeps; an
+instigator the store knows but the code no longer defines is listed as orphaned (and can
+still be stopped), never dropped silently; while a code location fails to load, such an
+instigator is listed as unknown (the failed location may define it), with a warning.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from typing import Any, TypeVar
 
 import click
 
-from vigil import errors, submission, ticks
-from vigil.cli import common, render
+from vigil import errors, ticks
+from vigil.cli import common, render, workspace
 from vigil.daemon.loops import instigation
 from vigil.daemon.loops import sensors as sensors_mod
-from vigil.definitions import workspace as workspace_mod
-from vigil.evaluation import evaluate, messages
+from vigil.evaluation import messages
 from vigil.scheduling import ticks as tick_times
 from vigil.storage import store as store_mod
 
@@ -37,10 +38,6 @@ def _with_store(action: Callable[[instigation.LoopStore], Awaitable[R]]) -> R:
             return await action(store)
 
     return common.run_async(main)
-
-
-def _workspace() -> workspace_mod.Workspace:
-    return submission.workspace_of(common.state().settings)
 
 
 def _utc(instant: float | None) -> str:
@@ -76,9 +73,14 @@ async def _states(store: store_mod.InstigationStore, kind: K) -> dict[str, ticks
     return {s.name: s for s in await store.list_instigators() if s.kind is kind}
 
 
-def _orphans(kind: K, states: dict[str, ticks.InstigatorState], known: set[str]) -> list[_Listed]:
+def _orphans(
+    kind: K, states: dict[str, ticks.InstigatorState], known: set[str], complete: bool
+) -> list[_Listed]:
+    """Stored instigators no loaded location defines: orphaned, or unknown while some
+    location failed to load (`complete` false)."""
+    word = "orphaned" if complete else "unknown"
     return [
-        _Listed(ticks.split_id(name)[1], "orphaned", {"stored_status": state.status.value})
+        _Listed(ticks.split_id(name)[1], word, {"stored_status": state.status.value})
         for name, state in sorted(states.items())
         if name not in known
     ]
@@ -157,24 +159,28 @@ def schedule_group() -> None:
 @common.handle_errors
 def list_schedules(as_json: bool) -> None:
     """Every schedule with its status and next tick; orphaned ones (code gone) too."""
-    workspace = _workspace()
+    locations = workspace.all_locations()
     states = _with_store(lambda store: _states(store, K.SCHEDULE))
     now = time.time()
     listed: list[_Listed] = []
-    for location in workspace.locations:
-        for s in location.definitions.schedules:
-            state = states.get(s.instigator)
+    for location in locations:
+        for data in location.schedules:
+            s = instigation.schedule_info(location.name, data)
             detail = {
                 "cron": s.cron.expression,
-                "timezone": s.timezone,
-                "job": s.job,
+                "timezone": str(data["timezone"]),
+                "job": str(data["job"]),
                 "location": location.name,
                 "next_tick": tick_times.describe(tick_times.next_tick(s.cron, s.zone, now), s.zone),
             }
-            listed.append(_Listed(s.name, _status_word(s.default_status, state), detail))
-    known = {s.instigator for loc in workspace.locations for s in loc.definitions.schedules}
-    listed += _orphans(K.SCHEDULE, states, known)
+            listed.append(
+                _Listed(s.name, _status_word(s.default_status, states.get(s.instigator)), detail)
+            )
+    known = {ticks.instigator_id(K.SCHEDULE, n) for loc in locations for n in loc.names("schedule")}
+    failures = [loc for loc in locations if loc.error is not None]
+    listed += _orphans(K.SCHEDULE, states, known, complete=not failures)
     _print_listed(listed, ("cron", "timezone", "job", "next_tick"), as_json)
+    workspace.warn(failures)
 
 
 @schedule_group.command("start")
@@ -182,7 +188,7 @@ def list_schedules(as_json: bool) -> None:
 @common.handle_errors
 def start_schedule(name: str) -> None:
     """Run the schedule from now on (no catch-up of ticks before now)."""
-    _workspace().find_schedule(name)
+    workspace.locate("schedule", name)
     _set_status(K.SCHEDULE, name, St.RUNNING, known=True)
 
 
@@ -191,7 +197,7 @@ def start_schedule(name: str) -> None:
 @common.handle_errors
 def stop_schedule(name: str) -> None:
     """Stop the schedule (an orphaned one too)."""
-    known = any(loc.definitions.get_schedule(name) for loc in _workspace().locations)
+    known = workspace.lookup("schedule", name) is not None
     _set_status(K.SCHEDULE, name, St.STOPPED, known=known)
 
 
@@ -201,7 +207,8 @@ def stop_schedule(name: str) -> None:
 @common.handle_errors
 def preview(name: str, count: int) -> None:
     """The schedule's next ticks, in its time zone and in UTC."""
-    _, s = _workspace().find_schedule(name)
+    location, data = workspace.locate("schedule", name)
+    s = instigation.schedule_info(location.name, data)
     for t in tick_times.preview(s.cron, s.zone, time.time(), count):
         click.echo(f"{tick_times.describe(t, s.zone)}  ({_utc(t)} UTC)")
 
@@ -214,10 +221,8 @@ def preview(name: str, count: int) -> None:
 def schedule_ticks(name: str, limit: int, as_json: bool) -> None:
     """The schedule's latest ticks, newest first (an orphaned schedule's too)."""
     instigator = ticks.instigator_id(K.SCHEDULE, name)
-    zone: Any = None
-    for location in _workspace().locations:
-        found = location.definitions.get_schedule(name)
-        zone = found.zone if found is not None else zone
+    found = workspace.lookup("schedule", name)
+    zone = instigation.schedule_info(found[0].name, found[1]).zone if found else None
     listed = _with_store(lambda store: store.list_ticks(instigator, limit=limit))
 
     def describe(t: float) -> str:
@@ -237,23 +242,26 @@ def sensor_group() -> None:
 @common.handle_errors
 def list_sensors(as_json: bool) -> None:
     """Every sensor with its status and cursor; orphaned ones (code gone) too."""
-    workspace = _workspace()
+    locations = workspace.all_locations()
     states = _with_store(lambda store: _states(store, K.SENSOR))
     listed: list[_Listed] = []
-    for location in workspace.locations:
-        for s in location.definitions.sensors:
+    for location in locations:
+        for data in location.sensors:
+            s = instigation.sensor_info(location.name, data)
             state = states.get(s.instigator)
             detail = {
-                "jobs": ",".join(s.jobs) or "-",
+                "jobs": ",".join(data["jobs"]) or "-",
                 "minimum_interval": f"{s.minimum_interval:g}s",
                 "watches": s.run_status.value if s.run_status else "-",
                 "location": location.name,
                 "cursor": state.cursor if state is not None and state.cursor else "-",
             }
             listed.append(_Listed(s.name, _status_word(s.default_status, state), detail))
-    known = {s.instigator for loc in workspace.locations for s in loc.definitions.sensors}
-    listed += _orphans(K.SENSOR, states, known)
+    known = {ticks.instigator_id(K.SENSOR, n) for loc in locations for n in loc.names("sensor")}
+    failures = [loc for loc in locations if loc.error is not None]
+    listed += _orphans(K.SENSOR, states, known, complete=not failures)
     _print_listed(listed, ("jobs", "minimum_interval", "watches", "cursor"), as_json)
+    workspace.warn(failures)
 
 
 @sensor_group.command("start")
@@ -261,7 +269,7 @@ def list_sensors(as_json: bool) -> None:
 @common.handle_errors
 def start_sensor(name: str) -> None:
     """Run the sensor from now on."""
-    _workspace().find_sensor(name)
+    workspace.locate("sensor", name)
     _set_status(K.SENSOR, name, St.RUNNING, known=True)
 
 
@@ -270,7 +278,7 @@ def start_sensor(name: str) -> None:
 @common.handle_errors
 def stop_sensor(name: str) -> None:
     """Stop the sensor (an orphaned one too)."""
-    known = any(loc.definitions.get_sensor(name) for loc in _workspace().locations)
+    known = workspace.lookup("sensor", name) is not None
     _set_status(K.SENSOR, name, St.STOPPED, known=known)
 
 
@@ -297,7 +305,7 @@ def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
     if new_cursor is not None and clear:
         raise click.UsageError("give --set or --clear, not both")
     if new_cursor is not None or clear:
-        _workspace().find_sensor(name)
+        workspace.locate("sensor", name)
         _with_store(
             lambda store: store.set_instigator_cursor(instigator, K.SENSOR, new_cursor, time.time())
         )
@@ -311,14 +319,13 @@ def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
 @click.option("--cursor", "given_cursor", default=None, help="Evaluate with this cursor.")
 @common.handle_errors
 def test_sensor(name: str, given_cursor: str | None) -> None:
-    """Evaluate the sensor once, in this process, and show what it asks for; launches nothing.
+    """Evaluate the sensor once, in its code location's process, and show what it asks for;
+    launches nothing.
 
     The stored cursor is used (or --cursor) and left as it is. A run status sensor sees
     the events after its cursor (from the start of the log if it has none), at most 500.
     """
-    location, s = _workspace().find_sensor(name)
-    request = _with_store(lambda store: _test_request(store, s, given_cursor))
-    answer = evaluate.handle(location.definitions, request)
+    answer = common.run_async(lambda: _test(name, given_cursor))
     if answer.error is not None:
         click.echo(answer.error.rstrip(), err=True)
         raise SystemExit(common.EXIT_FAILURE)
@@ -331,8 +338,18 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
         click.echo(f"new cursor (not stored): {render.printable(str(answer.cursor))}")
 
 
+async def _test(name: str, given_cursor: str | None) -> messages.Answer:
+    async with workspace.opened() as ws:
+        location, data = await workspace.instigator_location(ws, "sensor", name)
+        workspace.warn(ws.failures)
+        s = instigation.sensor_info(location.name, data)
+        async with common.opened_store(common.state().settings) as store:
+            request = await _test_request(store, s, given_cursor)
+        return await ws.ask(location.name, request, s.timeout)
+
+
 async def _test_request(
-    store: instigation.LoopStore, s: Any, given: str | None
+    store: instigation.LoopStore, s: instigation.SensorInfo, given: str | None
 ) -> messages.Request:
     states = await store.list_instigators([s.instigator])
     stored = states[0].cursor if states else None

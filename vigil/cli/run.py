@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import time
+from typing import Any
 
 import anyio
 import click
 
 from vigil import assembly, errors, events, reexecution, runs, submission
-from vigil.cli import common, render
-from vigil.definitions import workspace as workspace_mod
+from vigil.cli import common, render, workspace
+from vigil.evaluation import messages
 from vigil.storage import store as store_mod
 
 FOLLOW_POLL = 0.25
@@ -32,20 +34,44 @@ def run_group() -> None:
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@workspace.load_timeout_option
 @common.handle_errors
 def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wait: bool) -> None:
-    """Submit a run of JOB through the configured coordinator and launcher."""
+    """Submit a run of JOB through the configured coordinator and launcher.
+
+    The job is found and its config checked in its code location's evaluation process;
+    other locations are not waited for (a failed one is a warning).
+    """
     st = common.state()
-    run_config = common.read_run_config(config_path)
-    tag_map = common.parse_tags(tags)
-    workspace = submission.workspace_of(st.settings)
-    run = submission.new_run(workspace, job, run_config, tag_map, time.time())
+    request = messages.RunCheckRequest(
+        job, common.read_run_config(config_path), common.parse_tags(tags)
+    )
 
     async def main() -> runs.Run:
+        run = await _checked_run(request)
         async with common.opened_store(st.settings) as store:
             return await _submit(store, run, wait)
 
     _report(common.run_async(main), wait)
+
+
+async def _checked_run(request: messages.RunCheckRequest) -> runs.Run:
+    """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise)."""
+    _check_json(request.run_config)
+    async with workspace.opened() as ws:
+        location = await workspace.job_location(ws, request.job)
+        answer = await ws.ask(location.name, request, ws.load_timeout)
+        workspace.warn(ws.failures)
+    if answer.error is not None or len(answer.requests) != 1:
+        raise errors.RunConfigError(answer.error or "the run check gave no run")
+    return submission.checked_run(answer.requests[0], location.name, time.time())
+
+
+def _check_json(run_config: Any) -> None:
+    try:
+        json.dumps(run_config)
+    except (TypeError, ValueError) as exc:
+        raise errors.RunConfigError(f"run config: not JSON data ({exc})") from None
 
 
 async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run:
@@ -98,12 +124,15 @@ def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> N
         reexecution.Mode.STEPS if steps is not None else reexecution.Mode(mode or "from_failure")
     )
     names = [name.strip() for name in (steps or "").split(",") if name.strip()]
-    workspace = submission.workspace_of(st.settings)
 
     async def main() -> runs.Run:
         async with common.opened_store(st.settings) as store:
             parent = await store.get_run(run_id)
-            _check_reexecution(workspace, parent, chosen, names)
+            async with workspace.opened() as ws:
+                job = (await workspace.job_location(ws, parent.job_name)).job(parent.job_name)
+                workspace.warn(ws.failures)
+            assert job is not None
+            _check_reexecution(job, parent, chosen, names)
             child = reexecution.child_run(parent, chosen, time.time(), steps=names)
             return await _submit(store, child, wait)
 
@@ -111,15 +140,15 @@ def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> N
 
 
 def _check_reexecution(
-    workspace: workspace_mod.Workspace,
+    job: messages.JobInfo,
     parent: runs.Run,
     mode: reexecution.Mode,
     steps: list[str],
 ) -> None:
     """The job still exists and has the steps named; a run that succeeded has no failure."""
-    _, job = workspace.find_job(parent.job_name)
     for step in steps:
-        job.upstream(step)  # NotFound names the job and the step
+        if step not in job.step_names:
+            raise errors.NotFound(f"job '{job.name}' has no step named '{step}'")
     if mode is reexecution.Mode.FROM_FAILURE and parent.status is runs.RunStatus.SUCCESS:
         raise errors.ReexecutionError(
             f"run {parent.run_id} succeeded: nothing to re-execute from a failure "

@@ -17,13 +17,16 @@ import sysconfig
 import traceback
 import types
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from vigil import errors
-from vigil.config import settings as settings_mod
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import job as job_mod
 from vigil.definitions import schedule as schedule_mod
 from vigil.definitions import sensor as sensor_mod
+
+if TYPE_CHECKING:  # not at run time: an evaluation process never imports pydantic-settings
+    from vigil.config import settings as settings_mod
 
 _VIGIL_DIR = pathlib.Path(__file__).resolve().parent.parent
 _STDLIB_DIRS = tuple(

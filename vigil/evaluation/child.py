@@ -25,7 +25,6 @@ import traceback
 from typing import IO, Any
 
 from vigil import errors
-from vigil.config import settings as settings_mod
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import workspace
 from vigil.evaluation import evaluate, messages
@@ -53,8 +52,25 @@ def _send(writer: IO[bytes], message: Message) -> None:
     writer.flush()
 
 
+class _Location:
+    """The code location's settings as the parent validated and sent them (reading them
+    with the settings model would import pydantic-settings: a third of this process's start)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.module: str | None = data.get("module")
+        self.file = _path(data.get("file"))
+        self.attribute: str | None = data.get("attribute")
+        self.working_directory = _path(data.get("working_directory"))
+        stem = self.file.stem if self.file is not None else None
+        self.location_name: str = data.get("name") or self.module or str(stem)
+
+
+def _path(value: str | None) -> pathlib.Path | None:
+    return None if value is None else pathlib.Path(value)
+
+
 def _load(spec: dict[str, Any]) -> workspace.CodeLocation:
-    location = settings_mod.CodeLocationSettings.model_validate(spec["location"])
+    location: Any = _Location(spec["location"])
     return workspace.load_location(location, pathlib.Path(spec["base_dir"]))
 
 

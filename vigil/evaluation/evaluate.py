@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from vigil import errors
 from vigil.definitions import definitions as definitions_mod
+from vigil.definitions import job as job_mod
 from vigil.definitions import requests as requests_mod
 from vigil.definitions import schedule as schedule_mod
 from vigil.definitions import sensor as sensor_mod
@@ -38,7 +39,13 @@ def catalog(location: str, defs: definitions_mod.Definitions) -> messages.Catalo
         location,
         tuple(s.describe() for s in defs.schedules),
         tuple(s.describe() for s in defs.sensors),
+        tuple(job_info(j) for j in defs.jobs),
     )
+
+
+def job_info(job: job_mod.JobDef) -> messages.JobInfo:
+    steps = tuple(messages.StepInfo(name, job.upstream(name)) for name in job.topological_order())
+    return messages.JobInfo(job.name, steps, job.description, dict(job.tags))
 
 
 def handle(defs: definitions_mod.Definitions, request: messages.Request) -> messages.Answer:
@@ -51,6 +58,8 @@ def handle(defs: definitions_mod.Definitions, request: messages.Request) -> mess
                 return _sensor(defs, request)
             case messages.RunStatusRequest():
                 return _run_status(defs, request)
+            case messages.RunCheckRequest():
+                return run_check(defs, request)
     except BadAnswer as exc:
         return messages.Answer.failed(str(exc))
     except Exception as exc:
@@ -59,6 +68,8 @@ def handle(defs: definitions_mod.Definitions, request: messages.Request) -> mess
 
 def _raised(request: messages.Request, exc: Exception) -> str:
     """The function's name and error, and the traceback from the user's first frame on."""
+    if isinstance(request, messages.RunCheckRequest):  # run_check answers its own errors
+        return "".join(traceback.format_exception(exc))
     kind = "schedule" if isinstance(request, messages.ScheduleRequest) else "sensor"
     tb = exc.__traceback__
     while tb is not None and _is_vigil(tb.tb_frame.f_code.co_filename):
@@ -115,6 +126,30 @@ def _run_status(
         made, _ = normalize(s.fn(context) if s.wants_context else s.fn(), where)
         found += [_keyed(r, f"run:{item.run_id}/{i}") for i, r in enumerate(made)]
     return _answer(defs, s.jobs, where, found, None if found else "no run requested")
+
+
+def run_check(
+    defs: definitions_mod.Definitions, request: messages.RunCheckRequest
+) -> messages.Answer:
+    """The run as it will be submitted (its tags over the job's), or one line saying why not.
+
+    A config model of the user's that raises something else than a validation error is
+    reported as a bad run config too, in one line.
+    """
+    try:
+        job = defs.get_job(request.job)
+        job.validate_run_config(request.run_config)
+    except errors.VigilError as exc:
+        return messages.Answer.failed(str(exc))
+    except Exception as exc:
+        return messages.Answer.failed(f"run config: job '{request.job}': {_one_line(exc)}")
+    tags = {**job.tags, **request.tags}
+    return messages.Answer((messages.RequestedRun(job.name, dict(request.run_config), tags),))
+
+
+def _one_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
 
 
 def normalize(result: Any, where: str) -> tuple[list[requests_mod.RunRequest], str | None]:

@@ -4,9 +4,11 @@ Each message is a frozen type with one codec, `to_json()` and `from_json(data)`,
 both sides; `from_json` raises `ValueError` naming the field that is missing or wrong. The
 process sends first, once:
 
-- `Catalog`: `{"ok": true, "location", "schedules": [...], "sensors": [...]}`, the
-  `describe()` of each schedule and sensor; or `LoadFailure`: `{"ok": false, "error"}`
-  when the code location failed to load (the process then exits).
+- `Catalog`: `{"ok": true, "location", "schedules": [...], "sensors": [...], "jobs":
+  [JobInfo]}`, the `describe()` of each schedule and sensor and each job's `JobInfo`
+  `{name, description, steps: [{name, inputs}] in topological order, tags}`; or
+  `LoadFailure`: `{"ok": false, "error"}` when the code location failed to load (the
+  process then exits).
 
 Then the daemon writes one request a line (`request_from_json` reads any of them):
 
@@ -15,10 +17,14 @@ Then the daemon writes one request a line (`request_from_json` reads any of them
 - `RunStatusRequest`: `{"kind": "run_status", "name", "items": [RunStatusItem], "new_cursor"}`
   with each `RunStatusItem` `{run_id, job_name, status, tags, event_id, timestamp, message}`;
   `new_cursor` is the daemon's own (the cursor it commits if the tick ends well).
+- `RunCheckRequest`: `{"kind": "run_check", "job", "run_config", "tags"}` (the CLI's: check
+  a run before it is submitted)
 
 and the process answers each with one `Answer`: `{"ok": true, "requests": [RequestedRun],
 "skip": reason or null, "cursor": str or null, "cursor_updated": bool}` with each
-`RequestedRun` `{job, run_config, tags, run_key}`, or `{"ok": false, "error": text}`.
+`RequestedRun` `{job, run_config, tags, run_key}`, or `{"ok": false, "error": text}`. A
+run check is answered with the one run it checked (its tags merged over the job's), or a
+failed answer whose error is one line (`no job named ...`, `run config: ...`).
 """
 
 from __future__ import annotations
@@ -85,12 +91,65 @@ def _ok(data: Any, what: str) -> tuple[Mapping[str, Any], bool]:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One step of a job: its name and the steps whose outputs it takes."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+
+    def to_json(self) -> JSON:
+        return {"name": self.name, "inputs": list(self.inputs)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        found, what = _object(data, "step"), "step"
+        inputs = _list(found, what, "inputs")
+        if not all(isinstance(i, str) for i in inputs):
+            raise ValueError(f"{what}: field 'inputs' must list strings")
+        return cls(_text(found, what, "name"), tuple(inputs))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What the CLI shows and checks of a job without importing it: steps in order, tags."""
+
+    name: str
+    steps: tuple[StepInfo, ...] = ()
+    description: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.steps)
+
+    def to_json(self) -> JSON:
+        return {
+            "name": self.name,
+            "steps": [s.to_json() for s in self.steps],
+            "description": self.description,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        found, what = _object(data, "job"), "job"
+        return cls(
+            _text(found, what, "name"),
+            tuple(StepInfo.from_json(s) for s in _objects(found, what, "steps")),
+            _maybe_text(found, what, "description"),
+            _strings(found, what, "tags"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Catalog:
-    """What a code location defines: the `describe()` of its schedules and sensors."""
+    """What a code location defines: the `describe()` of its schedules and sensors, and
+    its jobs."""
 
     location: str
     schedules: tuple[Mapping[str, Any], ...] = ()
     sensors: tuple[Mapping[str, Any], ...] = ()
+    jobs: tuple[JobInfo, ...] = ()
 
     def to_json(self) -> JSON:
         return {
@@ -98,6 +157,7 @@ class Catalog:
             "location": self.location,
             "schedules": [dict(s) for s in self.schedules],
             "sensors": [dict(s) for s in self.sensors],
+            "jobs": [j.to_json() for j in self.jobs],
         }
 
     @classmethod
@@ -109,6 +169,7 @@ class Catalog:
             _text(found, "catalog", "location"),
             tuple(_objects(found, "catalog", "schedules")),
             tuple(_objects(found, "catalog", "sensors")),
+            tuple(JobInfo.from_json(j) for j in _objects(found, "catalog", "jobs")),
         )
 
 
@@ -253,11 +314,39 @@ class RunStatusRequest:
         )
 
 
-Request = ScheduleRequest | SensorRequest | RunStatusRequest
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunCheckRequest:
+    """Check a run of `job` with this config and these tags, as `vigil run launch` would
+    submit it: the job exists here and the config validates against its steps' models."""
+
+    job: str
+    run_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> JSON:
+        return {
+            "kind": "run_check",
+            "job": self.job,
+            "run_config": dict(self.run_config),
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        found, what = _object(data, "run check request"), "run check request"
+        return cls(
+            _text(found, what, "job"),
+            dict(_field(found, what, "run_config", dict)),
+            _strings(found, what, "tags"),
+        )
+
+
+Request = ScheduleRequest | SensorRequest | RunStatusRequest | RunCheckRequest
 REQUEST_KINDS: Mapping[str, type[Request]] = {
     "schedule": ScheduleRequest,
     "sensor": SensorRequest,
     "run_status": RunStatusRequest,
+    "run_check": RunCheckRequest,
 }
 
 

@@ -212,7 +212,12 @@ class EvaluationProcess:
             return
 
     async def kill(self) -> int | None:
-        """Kill the process (if it runs) and reap it; its exit code."""
+        """Kill the process (if it runs) and reap it; its exit code.
+
+        The process leads its own process group (`start_new_session`): the whole group is
+        SIGKILLed before the leader is reaped (so its id cannot have been reused), and what
+        user code forked dies with it.
+        """
         process, self._process = self._process, None
         if process is None:
             return None
