@@ -74,14 +74,18 @@ def max_runtime(run: runs.Run, default: float | None) -> float | None:
     raw = run.tags.get(runs.TAG_MAX_RUNTIME)
     if raw is None:
         return default
+    return parse_max_runtime(raw, f"run {run.run_id}: ")
+
+
+def parse_max_runtime(raw: str, where: str = "") -> float:
+    """A `vigil/max_runtime` tag's seconds; raises TagError (prefixed by `where`)."""
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0 or value == float("inf"):
         raise errors.TagError(
-            f"run {run.run_id}: tag {runs.TAG_MAX_RUNTIME}={raw!r} is not a number of "
-            "seconds greater than 0"
+            f"{where}tag {runs.TAG_MAX_RUNTIME}={raw!r} is not a number of seconds greater than 0"
         )
     return value
 

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 
-from vigil import errors, runs
+from vigil import errors, monitoring, runs
 from vigil.config import settings as settings_mod
 from vigil.scheduling import backoff
 
@@ -60,6 +60,15 @@ def policy_for(tags: Mapping[str, str], defaults: settings_mod.RunRetriesSetting
         max_retries=_max_retries(tags.get(runs.TAG_MAX_RETRIES), defaults.max_retries),
         strategy=_strategy(tags.get(runs.TAG_RETRY_STRATEGY), defaults.strategy),
     )
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """The vigil/ tags the daemon reads later (retries, strategy, max runtime) must parse
+    now, where the run is submitted; raises TagError naming the tag."""
+    _max_retries(tags.get(runs.TAG_MAX_RETRIES), 0)
+    _strategy(tags.get(runs.TAG_RETRY_STRATEGY), Strategy.FROM_FAILURE.value)
+    if runs.TAG_MAX_RUNTIME in tags:
+        monitoring.parse_max_runtime(tags[runs.TAG_MAX_RUNTIME])
 
 
 def _max_retries(raw: str | None, default: int) -> int:

@@ -166,3 +166,29 @@ def test_a_refused_tag_creates_no_run(sqlite_instance: Instance) -> None:
     assert one_line_error_usage.returncode == 2
     assert "Traceback" not in one_line_error_usage.stderr
     assert run_count(sqlite_instance) == 0
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "vigil/max_runtime=abc",
+        "vigil/max_runtime=-5",
+        "vigil/max_retries=x",
+        "vigil/retry_strategy=?",
+    ],
+)
+def test_a_vigil_tag_the_daemon_could_not_read_is_refused_at_launch(
+    sqlite_instance: Instance, tag: str
+) -> None:
+    """Before, such a run was accepted and only the monitor or retries loop refused it."""
+    name = tag.split("=")[0]
+    one_line_error(sqlite_instance.vigil("run", "launch", "hello", "--tag", tag), f"tag {name}=")
+    assert run_count(sqlite_instance) == 0
+
+
+def test_a_run_config_refused_by_its_job_names_the_file(sqlite_instance: Instance) -> None:
+    config = sqlite_instance.cwd / "flaky.yaml"
+    config.write_text("steps: {fail_once: {config: {marker: [1, 2]}}}\n")
+    line = one_line_error(sqlite_instance.vigil("run", "launch", "flaky", "--config", str(config)))
+    assert line.startswith(f"error: {config}: run config: ")
+    assert run_count(sqlite_instance) == 0

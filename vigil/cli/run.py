@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import click
 
-from vigil import assembly, errors, events, reexecution, runs, submission
+from vigil import assembly, errors, events, reexecution, retrying, runs, submission
 from vigil.cli import common, render, workspace
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
@@ -48,23 +48,29 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
     )
 
     async def main() -> runs.Run:
-        run = await _checked_run(request)
+        run = await _checked_run(request, config_path)
         async with common.opened_store(st.settings) as store:
             return await _submit(store, run, wait)
 
     _report(common.run_async(main), wait)
 
 
-async def _checked_run(request: messages.RunCheckRequest) -> runs.Run:
-    """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise)."""
+async def _checked_run(
+    request: messages.RunCheckRequest, source: pathlib.Path | None = None
+) -> runs.Run:
+    """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise;
+    a config error names `source`, the run config file, when there is one)."""
     _check_json(request.run_config)
     async with workspace.opened() as ws:
         location = await workspace.job_location(ws, request.job)
         answer = await ws.ask(location.name, request, ws.load_timeout)
         workspace.warn(ws.failures)
     if answer.error is not None or len(answer.requests) != 1:
-        raise errors.RunConfigError(answer.error or "the run check gave no run")
-    return submission.checked_run(answer.requests[0], location.name, time.time())
+        error = answer.error or "the run check gave no run"
+        raise errors.RunConfigError(f"{source}: {error}" if source is not None else error)
+    checked = answer.requests[0]
+    retrying.check_tags(checked.tags)  # a tag the daemon reads later is refused now
+    return submission.checked_run(checked, location.name, time.time())
 
 
 def _check_json(run_config: Any) -> None:
