@@ -3,10 +3,11 @@ overshoots nothing.
 
 On PostgreSQL: runs queued under a global limit and a tag limit, schedules on a per-second
 cron (catch-up policies latest, all and none in turn), sensors with run keys
-(`chaos_defs.py`); a real `vigil daemon run` is SIGKILLed after a seeded random delay
-(from its start: some kills land while it imports, most while its loops work), restarted
-once its heartbeats are stale, again and again. Then the last daemon catches up, the
-instigators are stopped, the runs drain and the daemon stops on SIGTERM. Afterwards:
+(`chaos_defs.py`); a real `vigil daemon run` is SIGKILLed at a seeded random moment (one
+kill in five while it starts, the others 0 to 6 s after it logged its start, its loops at
+work), restarted once its heartbeats are stale, again and again. Then the last daemon
+catches up, the instigators are stopped, the runs drain and the daemon stops on SIGTERM.
+Afterwards:
 
 - every run ended SUCCESS once, its one step ran exactly once (the step's own log line),
   nothing ended by the start timeout; no run was started by a second worker without a
@@ -64,7 +65,9 @@ LONG = chaos_long()
 SIZE = Size(300, 20, 5, 20, 600.0) if LONG else Size(40, 4, 2, 3, 180.0)
 GLOBAL_LIMIT = 10
 TAG_LIMIT = 3
-ALIVE = (0.5, 6.0)  # seconds a daemon runs before its SIGKILL, drawn uniformly
+STARTING_SHARE = 0.2  # of the kills, while the daemon starts
+STARTING = (0.2, 2.0)  # seconds from its process start to such a kill, drawn uniformly
+ALIVE = (0.0, 6.0)  # seconds from "daemon started" to the other kills
 GRACE = 2.0  # scheduling.catchup_grace: a `none` tick this late still runs
 SENSOR_INTERVAL = 1.0
 SUBMIT_BATCH = 100
@@ -88,7 +91,7 @@ async def test_a_daemon_killed_at_random_loses_repeats_and_overshoots_nothing(
     killed: list[Killed] = []
     for _ in range(SIZE.kills):
         daemon = daemons.start(env=env)
-        killed.append(await kill_after(daemon, delays.uniform(*ALIVE)))
+        killed.append(await kill_at_random(daemon, delays))
         await harness.wait_until_stale(instance)
     last = daemons.start(env=env)
     await drain(instance, last, time.time())
@@ -162,26 +165,39 @@ async def submit(instance: Instance, count: int) -> None:
 # the kills -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Killed:
-    """A daemon SIGKILLed after `alive` seconds, and its descendants (pid, start time) then."""
+    """A daemon SIGKILLed `alive` seconds into a phase (starting: since its process began;
+    running: since it logged its start), and its descendants (pid, start time) then."""
 
     pid: int
+    phase: str
     alive: float
     descendants: tuple[tuple[int, float], ...]
 
 
-async def kill_after(daemon: Daemon, delay: float) -> Killed:
-    """Let the daemon run `delay` seconds (it must not exit meanwhile), then SIGKILL it."""
+async def kill_at_random(daemon: Daemon, rng: random.Random) -> Killed:
+    """SIGKILL the daemon at a random moment: while it starts (STARTING_SHARE of the kills,
+    within its first seconds), else once it said it started, after a random delay."""
+    if rng.random() < STARTING_SHARE:
+        delay, phase = rng.uniform(*STARTING), "starting"
+    else:
+        delay, phase = rng.uniform(*ALIVE), "running"
+        await daemon.logged("daemon.started", 120.0)
+    await stays_up(daemon, delay)
+    descendants = _descendants(daemon.pid)
+    daemon.send(signal.SIGKILL)
+    assert await daemon.exit_code() == -signal.SIGKILL
+    return Killed(daemon.pid, phase, delay, descendants)
+
+
+async def stays_up(daemon: Daemon, seconds: float) -> None:
+    """Wait `seconds`, failing at once if the daemon exits meanwhile."""
 
     async def exited() -> bool:
         return daemon.process.poll() is not None
 
-    with anyio.move_on_after(delay):
-        await eventually(exited, delay + 1.0)
+    with anyio.move_on_after(seconds):
+        await eventually(exited, seconds + 1.0)
     assert daemon.process.poll() is None, f"the daemon exited by itself:\n{daemon.log()}"
-    descendants = _descendants(daemon.pid)
-    daemon.send(signal.SIGKILL)
-    assert await daemon.exit_code() == -signal.SIGKILL
-    return Killed(daemon.pid, delay, descendants)
 
 
 def _descendants(pid: int) -> tuple[tuple[int, float], ...]:
@@ -323,10 +339,11 @@ async def summarize(
         for run_id in found:
             resumed += checks.resumes(await store.get_events(run_id))
         limits = await replay(store, found)
-    alive = ", ".join(f"{k.alive:.1f}" for k in killed)
+    alive = ", ".join(f"{k.alive:.1f}{k.phase[0]}" for k in killed)
     return (
         f"crash chaos ({'long' if LONG else 'short'} form): {len(found)} runs {dict(statuses)} "
-        f"made by {dict(made_by)}; {len(killed)} SIGKILLs after {alive} s; resumes {resumed}; "
+        f"made by {dict(made_by)}; {len(killed)} SIGKILLs after {alive} s (s: starting, "
+        f"r: running); resumes {resumed}; "
         f"most in flight {limits.most}/{GLOBAL_LIMIT}, pool=narrow {limits.most_tagged}/"
         f"{TAG_LIMIT}; ticks {dict(tick_counts)}; {seconds:.0f} s"
     )
