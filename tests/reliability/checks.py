@@ -7,7 +7,9 @@ store, the event log and the evaluation log hold, each returning the problems it
   commit order (see bench/queue.py `claim_times`): the most runs in flight at once, in all
   and per tag limit.
 - `schedule_problems`: one schedule's ticks: one per cron second from its first to its
-  last, none left STARTED or FAILED, MISSED exactly where its catch-up policy says, and
+  last (but for the ticks the scheduler counts without recording them: those before the
+  last `MAX_MISSED_RECORDED + max_catchup_ticks` of one plan, after a long downtime), none
+  left STARTED or FAILED, MISSED exactly where its catch-up policy says, and
   each evaluated tick evaluated by one live daemon at most (a daemon killed mid-tick may
   leave it to the next one; the same daemon never evaluates a tick twice).
 - `sensor_problems`: a sensor's run keys leave no gap (a cursor moved past a key whose run
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from tests.reliability import chaos_defs
 from vigil import events, runs, ticks
+from vigil.daemon.loops import scheduler
 
 E = events.EventType
 T = ticks.TickStatus
@@ -119,29 +123,40 @@ def schedule_problems(
 ) -> list[str]:
     """Everything wrong with one schedule's ticks (see the module docstring)."""
     ordered = sorted(found, key=lambda t: t.scheduled_time)
-    problems = _gaps(name, ordered)
+    groups: dict[float, list[ticks.Tick]] = collections.defaultdict(list)
+    for tick in ordered:
+        groups[tick.created_at].append(tick)
+    keep = scheduler.MAX_MISSED_RECORDED + policy.max_catchup_ticks
+    after_unrecorded = {int(g[0].scheduled_time) for g in groups.values() if len(g) == keep}
+    problems = _gaps(name, ordered, after_unrecorded)
     problems += [
         f"{name}: tick {t.scheduled_time:.0f} left {t.status} {t.error or ''}"
         for t in ordered
         if t.status in (T.STARTED, T.FAILED)
     ]
-    groups: dict[float, list[ticks.Tick]] = collections.defaultdict(list)
-    for tick in ordered:
-        groups[tick.created_at].append(tick)
     for group in groups.values():
         problems += _policy_problems(name, group, policy)
     problems += _evaluation_problems(name, ordered, evaluations, killed)
     return problems
 
 
-def _gaps(name: str, ordered: Sequence[ticks.Tick]) -> list[str]:
+def _gaps(name: str, ordered: Sequence[ticks.Tick], after_unrecorded: set[int]) -> list[str]:
+    """Seconds without a tick, but for those just before a plan that kept its most."""
     seconds = [int(t.scheduled_time) for t in ordered]
     problems = [f"{name}: tick {s} twice" for s, n in collections.Counter(seconds).items() if n > 1]
-    if seconds:
-        missing = sorted(set(range(seconds[0], seconds[-1] + 1)) - set(seconds))
-        if missing:
-            problems.append(f"{name}: no tick for the seconds {missing[:20]} ({len(missing)})")
+    missing: list[int] = []
+    for before, after in itertools.pairwise(sorted(set(seconds))):
+        if after - before > 1 and after not in after_unrecorded:
+            missing += range(before + 1, after)
+    if missing:
+        problems.append(f"{name}: no tick for the seconds {missing[:20]} ({len(missing)})")
     return problems
+
+
+def unrecorded(found: Sequence[ticks.Tick]) -> int:
+    """How many ticks the scheduler counted without recording them (the gaps)."""
+    seconds = sorted({int(t.scheduled_time) for t in found})
+    return sum(after - before - 1 for before, after in itertools.pairwise(seconds))
 
 
 def _policy_problems(name: str, group: Sequence[ticks.Tick], policy: Policy) -> list[str]:
