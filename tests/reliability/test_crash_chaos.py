@@ -4,10 +4,10 @@ overshoots nothing.
 On PostgreSQL: runs queued under a global limit and a tag limit, schedules on a per-second
 cron (catch-up policies latest, all and none in turn), sensors with run keys
 (`chaos_defs.py`); a real `vigil daemon run` is SIGKILLed at a seeded random moment (one
-kill in five while it starts, the others 0 to 8 s after it logged its start, its loops at
-work), restarted once its heartbeats are stale, again and again. Then the last daemon
-catches up, the instigators are stopped, the runs drain and the daemon stops on SIGTERM.
-Afterwards:
+kill in five while it starts, the others 0 to 8 s (5 s short) after it logged its start,
+its loops at work), restarted once its heartbeats are stale, again and again. Then the
+last daemon catches up, the instigators are stopped, the runs drain and the daemon stops
+on SIGTERM. Afterwards:
 
 - every run ended SUCCESS once, its one step ran exactly once (the step's own log line),
   nothing ended by the start timeout; no run was started by a second worker without a
@@ -67,7 +67,7 @@ GLOBAL_LIMIT = 10
 TAG_LIMIT = 3
 STARTING_SHARE = 0.2  # of the kills, while the daemon starts
 STARTING = (0.2, 2.0)  # seconds from its process start to such a kill, drawn uniformly
-ALIVE = (0.0, 8.0)  # seconds from "daemon started" to the other kills
+ALIVE = (0.0, 8.0 if LONG else 5.0)  # seconds from "daemon started" to the other kills
 GRACE = 2.0  # scheduling.catchup_grace: a `none` tick this late still runs
 SENSOR_INTERVAL = 1.0
 SUBMIT_BATCH = 100
