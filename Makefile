@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 VIGIL_HOME ?= $(CURDIR)/.vigil
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit chaos bench clean
 
 $(BIN)/vigil: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ unit: $(BIN)/vigil
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The reliability suite in its long form (docs/reliability.md): crash chaos (300 runs, 20
+# daemon kills), a soak (100,000 runs, a 10-minute daemon), and the others' long forms;
+# `make test` runs the same tests in their short form.
+# VIGIL_TEST_CHAOS_SEED=N repeats a seeded run.
+chaos: $(BIN)/vigil
+	VIGIL_TEST_CHAOS_LONG=1 $(BIN)/pytest -q tests/reliability
 
 bench: $(BIN)/vigil
 	$(BIN)/python -m bench.launch

@@ -21,7 +21,6 @@ import psutil
 import pytest
 
 from tests.acceptance.harness import IMMEDIATE, Instance
-from tests.daemon.conftest import daemons  # noqa: F401 (the fixture)
 from tests.daemon.process import Daemons
 from tests.waiting import eventually
 from vigil import storage, ticks
@@ -184,7 +183,7 @@ def alive(pid: int) -> bool:
 
 async def test_hostile_code_on_import_and_at_evaluation_fails_alone(
     sqlite_instance: Instance,
-    daemons: Daemons,  # noqa: F811 (the fixture imported above)
+    daemons: Daemons,
     tmp_path: pathlib.Path,
 ) -> None:
     instance = sqlite_instance
