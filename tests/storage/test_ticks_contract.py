@@ -82,6 +82,23 @@ async def test_many_ticks_are_added_in_one_call_in_the_order_given(store: sql.Sq
     assert len({t.tick_id for t in added}) == len(keys)
 
 
+async def test_a_plan_writes_its_missed_and_started_ticks_together(store: sql.SqlStore) -> None:
+    started = await store.plan_ticks(
+        [(NIGHTLY, 180.0)], [(NIGHTLY, 60.0), (NIGHTLY, 120.0)], 181.0, "missed by policy"
+    )
+    again = await store.plan_ticks([(NIGHTLY, 180.0)], [], 200.0, "unused")
+
+    assert [(t.scheduled_time, t.status) for t in started] == [(180.0, T.STARTED)]
+    assert again == started
+    stored = sorted(await store.list_ticks(NIGHTLY), key=lambda t: t.scheduled_time)
+    assert [(t.scheduled_time, t.status, t.error) for t in stored] == [
+        (60.0, T.MISSED, "missed by policy"),
+        (120.0, T.MISSED, "missed by policy"),
+        (180.0, T.STARTED, None),
+    ]
+    assert await store.plan_ticks([], [], 300.0, "nothing") == []
+
+
 async def test_a_finished_tick_keeps_its_outcome(store: sql.SqlStore) -> None:
     [tick] = await store.add_ticks([(NIGHTLY, 60.0)], T.STARTED, now=61.0)
     outcome = ticks.TickOutcome(tick.tick_id, NIGHTLY, T.SUCCESS, run_ids=("r1", "r2"))

@@ -531,6 +531,25 @@ class SqlStore(store.Store):
         async with self._write() as conn:
             return await instigation.insert_ticks(conn, self._is_postgres, keys, values)
 
+    async def plan_ticks(
+        self,
+        run: Sequence[tuple[str, float]],
+        missed: Sequence[tuple[str, float]],
+        now: float,
+        missed_error: str,
+    ) -> list[ticks.Tick]:
+        if not run and not missed:
+            return []
+        times = {"created_at": now, "updated_at": now}
+        async with self._write() as conn:
+            if missed:
+                values = {"status": ticks.TickStatus.MISSED.value, "error": missed_error, **times}
+                await instigation.insert_ticks(conn, self._is_postgres, missed, values)
+            if not run:
+                return []
+            values = {"status": ticks.TickStatus.STARTED.value, "error": None, **times}
+            return await instigation.insert_ticks(conn, self._is_postgres, run, values)
+
     async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
         if not outcomes:
             return

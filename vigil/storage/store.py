@@ -449,6 +449,19 @@ class InstigationStore(Protocol):
         """
 
     @abc.abstractmethod
+    async def plan_ticks(
+        self,
+        run: Sequence[tuple[str, float]],
+        missed: Sequence[tuple[str, float]],
+        now: float,
+        missed_error: str,
+    ) -> list[ticks.Tick]:
+        """A scheduler's plan in one transaction: the ticks to `run` as STARTED and the
+        ticks its catch-up policy let go as MISSED (with `missed_error`); the STARTED ones
+        as stored, in the order given. A daemon killed mid-plan leaves all of it or none,
+        never a plan's MISSED ticks without the tick the policy chose to run."""
+
+    @abc.abstractmethod
     async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
         """End STARTED ticks with their outcomes, in one transaction.
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 T = ticks.TickStatus
 CHUNK = 128
 MAX_MISSED_RECORDED = 100
+MISSED_REASON = "missed while the daemon was not running (catch-up policy)"
 DAY = 86400.0
 
 
@@ -92,8 +93,8 @@ class SchedulerLoop(loop.Loop):
         busy = self._lanes.busy()
         free = [s for s in running if s.location not in busy]
         plan = self._plan(free, states, last, now)
-        await self._record_missed(plan.missed, now)
-        started = await store.add_ticks(plan.run, T.STARTED, now)
+        started = await store.plan_ticks(plan.run, plan.missed, now, MISSED_REASON)
+        self._shared.count_missed(len(plan.missed))
         pending = await self._with_interrupted(started, {s.instigator for s in free})
         for tick in pending:
             last[tick.instigator] = max(last.get(tick.instigator, 0.0), tick.scheduled_time)
@@ -188,13 +189,6 @@ class SchedulerLoop(loop.Loop):
             if chosen.missed and not chosen.run:
                 last[s.instigator] = chosen.missed[-1]
         return plan
-
-    async def _record_missed(self, missed: list[tuple[str, float]], now: float) -> None:
-        if not missed:
-            return
-        reason = "missed while the daemon was not running (catch-up policy)"
-        await self._shared.store.add_ticks(missed, T.MISSED, now, error=reason)
-        self._shared.count_missed(len(missed))
 
     async def _with_interrupted(
         self, started: Sequence[ticks.Tick], running: set[str]
