@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
+import psutil
 
 from tests.integration import test_worker
 from vigil import coordinators, errors, events, launchers, runs, storage
-from vigil.coordinators import admission, queued
+from vigil.coordinators import admission, base, queued
 from vigil.daemon import orphans
 
 S = runs.RunStatus
@@ -309,3 +311,31 @@ async def test_the_monitor_looks_again_when_an_unowned_claim_is_old_enough(
     [taken] = await claims.relaunch(now=101.5)
     assert taken.run_id == run_id
     assert claims.next_due is None
+
+
+async def test_a_cli_claim_is_orphaned_when_its_process_is_gone_never_while_it_runs(
+    store: storage.Store,
+) -> None:
+    """A CLI's claim names its process: however long its launch takes while it runs, the
+    monitor leaves it alone (a slow, healthy `run launch` was once replaced); once it is
+    gone, the claim is launched again at once, without the heartbeat wait."""
+    [alive_id, dead_id] = await submit(coordinator(store, ScriptedLauncher()), 2)
+    me = base.cli_claimer()
+    # A process gone, its pid taken by another (this one): the start time tells them apart.
+    started = round(psutil.Process().create_time() * 1000)
+    dead = me.replace(f"cli:{os.getpid()}:{started}@", f"cli:{os.getpid()}:{started - 5000}@")
+    assert dead != me
+    await store.claim_run(alive_id, S.QUEUED, 100.0, me)
+    await store.claim_run(dead_id, S.QUEUED, 100.0, dead)
+    survivor = coordinator(store, ScriptedLauncher())
+    claims = orphans.OrphanedClaims(survivor, store, heartbeat_interval=0.5, every=0.0)
+
+    taken = await claims.relaunch(now=100.1)  # young, but its process is gone
+    later = await claims.relaunch(now=10_000.0)  # old, but its process runs
+
+    assert [r.run_id for r in taken] == [dead_id]
+    assert later == []
+    assert base.cli_claim_alive(me) is True
+    assert base.cli_claim_alive(dead) is False
+    assert base.cli_claim_alive("cli:12:34@another-host-entirely") is None
+    assert base.cli_claim_alive("a-daemon-id") is None

@@ -14,10 +14,11 @@ import abc
 import contextlib
 import dataclasses
 import logging
-import uuid
+import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import ClassVar, Protocol
 
+import psutil
 import pydantic
 
 from vigil import errors, events, runs
@@ -75,8 +76,32 @@ class RunQueue(Protocol):
 
 
 def cli_claimer() -> str:
-    """The claimer name of a process that is not a daemon (a CLI launching a run)."""
-    return f"cli:{uuid.uuid4().hex[:24]}"
+    """The claimer name of a process that is not a daemon (a CLI launching a run): its pid,
+    start time (ms) and host, so a daemon on the same host can tell whether it still
+    lives (`cli_claim_process`). At most 64 characters (the column's width)."""
+    return claimer_of(psutil.Process())
+
+
+def claimer_of(process: psutil.Process) -> str:
+    """`cli_claimer` for a process of this host."""
+    started = round(process.create_time() * 1000)
+    return f"cli:{process.pid}:{started}@{socket.gethostname()}"[:64]
+
+
+def cli_claim_alive(claimer: str | None) -> bool | None:
+    """Whether the CLI process that made a claim still runs: True or False when it is of
+    this host, None when that cannot be told (another host, a daemon, an old claimer)."""
+    if claimer is None or not claimer.startswith("cli:"):
+        return None
+    ident, _, host = claimer[4:].partition("@")
+    pid, _, started = ident.partition(":")
+    here = socket.gethostname()
+    if not (pid.isdigit() and started.isdigit() and host) or not here.startswith(host):
+        return None
+    try:
+        return claimer_of(psutil.Process(int(pid))) == claimer
+    except psutil.Error:
+        return False
 
 
 class RunCoordinator(abc.ABC):

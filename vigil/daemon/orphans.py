@@ -9,13 +9,16 @@ claim, if one started after all, loses its start).
 A claimer is gone when it is not a live daemon (`presence.live_daemons`, from the
 heartbeats) and its claim is older than `health.DOWN_AFTER` heartbeat intervals: a daemon
 is judged down only after that long without a heartbeat, so its claims are at least that
-old; the same wait covers claimers that write no heartbeat (a CLI's `vigil run launch`).
+old. A CLI's claim (`vigil run launch`) names its process: on this host, it is orphaned
+the moment that process is gone and never while it runs, however slow its launch (a
+loaded machine once took longer than the wait, and a healthy launch was replaced); a CLI
+of another host gets the same wait as a daemon.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from vigil import runs
@@ -44,8 +47,10 @@ class OrphanedClaims:
         heartbeats: store_mod.HeartbeatReader,
         heartbeat_interval: float,
         every: float,
+        cli_alive: Callable[[str | None], bool | None] = coordinators.cli_claim_alive,
     ) -> None:
         self._coordinator = coordinator
+        self._cli_alive = cli_alive
         self._heartbeats = heartbeats
         self._grace = health.DOWN_AFTER * heartbeat_interval
         self._interval = heartbeat_interval
@@ -68,7 +73,13 @@ class OrphanedClaims:
             {*live, self._coordinator.claimer}, now
         )
         due = now - self._grace
-        taken = await self._coordinator.launch_orphans([r for r in unowned if r.updated_at <= due])
-        young = [run.updated_at for run in unowned if run.updated_at > due]
+        orphans, young = [], []
+        for run in unowned:
+            alive = self._cli_alive(run.claimed_by)
+            if alive is False or (alive is None and run.updated_at <= due):
+                orphans.append(run)
+            elif alive is None:
+                young.append(run.updated_at)
+        taken = await self._coordinator.launch_orphans(orphans)
         self.next_due = min(young) + self._grace if young else None
         return taken
