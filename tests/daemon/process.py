@@ -7,9 +7,11 @@ happened. Waits are conditions with a deadline (`tests.waiting.eventually`).
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -159,3 +161,22 @@ async def wait_for_rows(
     except TimeoutError:
         raise AssertionError(f"loops never reached {want}: {rows}") from None
     return rows
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET a daemon's endpoint on the loopback address: its status and body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()

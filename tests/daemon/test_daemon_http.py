@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import pathlib
 import signal
 import socket
@@ -12,25 +11,8 @@ import anyio
 import pytest
 
 from tests.acceptance.harness import Instance
-from tests.daemon.process import BLOCKER, TICKER, Daemons, configure
+from tests.daemon.process import BLOCKER, TICKER, Daemons, configure, free_port, http_get
 from tests.waiting import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
 
 
 async def answers(
@@ -45,7 +27,7 @@ async def answers(
     async def reached() -> bool:
         nonlocal body
         try:
-            code, body = await anyio.to_thread.run_sync(get, port, path)
+            code, body = await anyio.to_thread.run_sync(http_get, port, path)
         except OSError:
             return False
         return code == status and containing in body
@@ -141,7 +123,7 @@ async def test_idle_slow_and_malformed_clients_never_keep_a_scrape_out(
         for stream in idle[:8]:  # a few trickle a request, never finishing it
             await stream.send(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
         with anyio.fail_after(10):  # generous: an answer takes milliseconds
-            status, body = await anyio.to_thread.run_sync(get, port, "/metrics")
+            status, body = await anyio.to_thread.run_sync(http_get, port, "/metrics")
         assert status == 200
         assert 'vigil_loop_iterations_total{loop="ticker"}' in body
         for data, answer in REFUSED:

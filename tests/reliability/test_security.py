@@ -12,14 +12,12 @@ umask 000, so only the modes vigil gives make VIGIL_HOME private.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import pathlib
 import pickle
 import secrets
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -32,6 +30,7 @@ import sqlalchemy as sa
 
 from tests import pg_server
 from tests.acceptance import harness
+from tests.daemon.process import free_port, http_get
 from tests.waiting import eventually
 
 PASSWORD = "pw-" + secrets.token_hex(12)
@@ -132,30 +131,13 @@ def daemon_section(port: int) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def fetch(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
 async def metrics_text(port: int) -> str:
     text = ""
 
     async def served() -> bool:
         nonlocal text
         try:
-            code, text = await anyio.to_thread.run_sync(fetch, port, "/metrics")
+            code, text = await anyio.to_thread.run_sync(http_get, port, "/metrics")
         except OSError:
             return False
         return code == 200 and "vigil_runs" in text

@@ -24,7 +24,6 @@ import http.client
 import os
 import resource
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ from prometheus_client import parser
 
 from tests.acceptance.harness import REPO, Instance
 from tests.crash import harness
-from tests.daemon.process import Daemon, Daemons
+from tests.daemon.process import Daemon, Daemons, free_port
 from tests.reliability.conftest import chaos_long
 from tests.waiting import eventually
 from vigil import assembly, events, runs, submission, ticks
@@ -364,13 +363,6 @@ def get_metrics(port: int) -> str:
         return response.read().decode()
     finally:
         conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def flatness_problems(samples: Sequence[Sample]) -> list[str]:
