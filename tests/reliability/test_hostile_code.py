@@ -82,17 +82,17 @@ AT_EVALUATION = (
 evil_job = job("evil_job", [noop])
 
 
-@schedule(cron="*/3 * * * * *", job=evil_job)
+@schedule(cron="*/6 * * * * *", job=evil_job)
 def evil_exit0():
     os._exit(0)
 
 
-@schedule(cron="*/3 * * * * *", job=evil_job)
+@schedule(cron="*/6 * * * * *", job=evil_job)
 def evil_segfault():
     ctypes.string_at(0)
 
 
-@schedule(cron="*/3 * * * * *", job=evil_job)
+@schedule(cron="*/6 * * * * *", job=evil_job)
 def evil_sysexit():
     sys.exit(3)
 
@@ -104,7 +104,7 @@ def evil_flood():
     return SkipReason("flooded")
 
 
-@schedule(cron="*/3 * * * * *", job=evil_job, timeout=2)
+@schedule(cron="*/6 * * * * *", job=evil_job, timeout=2)
 def evil_hang():
     threading.Event().wait()
 
@@ -215,7 +215,9 @@ async def test_hostile_code_on_import_and_at_evaluation_fails_alone(
     # loaded machine take a while, and that is CPU, not waiting).
     evaluated = [t.scheduled_time for t in heartbeat[before:] if t.status is T.SKIPPED]
     assert len(evaluated) >= 10
-    assert max(b - a for a, b in itertools.pairwise(evaluated)) < 20.0
+    # No stall (a blocked scheduler waited out a whole load timeout); the bound leaves room
+    # for CPU starvation: the hostile location's process dies and reloads every few seconds.
+    assert max(b - a for a, b in itertools.pairwise(evaluated)) < 60.0
     assert all(t.status in (T.SKIPPED, T.MISSED, T.STARTED) for t in heartbeat)
 
     # Each location that broke on import failed alone, with one line saying how.
