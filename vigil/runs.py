@@ -42,6 +42,11 @@ class EndReason(enum.StrEnum):
 TAG_MAX_RUNTIME = "vigil/max_runtime"  # seconds
 TAG_MAX_RETRIES = "vigil/max_retries"
 TAG_RETRY_STRATEGY = "vigil/retry_strategy"  # from_failure | all_steps
+TAG_PARTITION = "vigil/partition"  # the partition key of a partitioned job's run
+# Tags vigil writes on a backfill's runs: the backfill, and its concurrency limit (the queue
+# holds the backfill's runs beyond it).
+TAG_BACKFILL = "vigil/backfill"
+TAG_BACKFILL_MAX_CONCURRENT = "vigil/backfill_max_concurrent"
 # Tags vigil writes on a re-execution (a retry or `vigil run reexecute`).
 TAG_RETRY_NUMBER = "vigil/retry_number"
 TAG_PARENT_RUN = "vigil/parent_run_id"
