@@ -28,7 +28,12 @@ def coordinator(kind: str, tmp_path: pathlib.Path) -> coordinators.RunCoordinato
 @pytest.mark.parametrize(
     ("kind", "values", "loops", "services"),
     [
-        ("queued", {}, ["queue", "retries", "monitor"], ["queue-notices", "worker-exits"]),
+        (
+            "queued",
+            {},
+            ["queue", "backfills", "retries", "monitor"],
+            ["queue-notices", "worker-exits"],
+        ),
         ("immediate", {}, ["retries", "monitor"], ["worker-exits"]),
         (
             "immediate",
@@ -39,7 +44,11 @@ def coordinator(kind: str, tmp_path: pathlib.Path) -> coordinators.RunCoordinato
         ("immediate", {"run_monitoring": {"enabled": False}}, ["retries"], ["worker-exits"]),
         (
             "queued",
-            {"run_monitoring": {"enabled": False}, "run_retries": {"enabled": False}},
+            {
+                "run_monitoring": {"enabled": False},
+                "run_retries": {"enabled": False},
+                "backfills": {"enabled": False},
+            },
             ["queue"],
             ["queue-notices", "worker-exits"],  # an exit frees a slot in the queue
         ),
@@ -58,6 +67,7 @@ def test_builtin_loops_follow_the_settings(
     assert [service.name for service in built.services] == services
     assert (built.monitor_loop is not None) == ("monitor" in loops)
     assert (built.retries_loop is not None) == ("retries" in loops)
+    assert (built.backfill_loop is not None) == ("backfills" in loops)
 
 
 def test_the_monitor_loop_takes_its_interval_from_the_settings(tmp_path: pathlib.Path) -> None:

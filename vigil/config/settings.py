@@ -196,6 +196,14 @@ class RunRetriesSettings(_Section):
     max_age: Keep = DAY  # older run ends are never retried
 
 
+class BackfillSettings(_Section):
+    """The daemon's backfill loop: submits each backfill's runs to the queue in chunks."""
+
+    enabled: bool = True
+    poll_interval: Interval = 2.0
+    chunk_size: int = Field(default=500, ge=1, le=10_000)  # runs per transaction
+
+
 class RunWorkerSettings(_Section):
     """The run worker: how long it rides out a store it cannot reach before giving up."""
 
@@ -225,6 +233,7 @@ class InstanceSettings(BaseSettings):
     scheduling: SchedulingSettings = SchedulingSettings()
     run_monitoring: RunMonitoringSettings = RunMonitoringSettings()
     run_retries: RunRetriesSettings = RunRetriesSettings()
+    backfills: BackfillSettings = BackfillSettings()
     run_worker: RunWorkerSettings = RunWorkerSettings()
 
     @classmethod

@@ -6,7 +6,8 @@ and the limits; it reads no clock and no store.
 - Order: tag ``vigil/priority`` higher first, then first in first out (``created_at``, then
   ``run_id``).
 - Limits: ``max_concurrent_runs`` (-1 unlimited, 0 pauses the queue) and tag limits, each
-  counting the in-flight runs it applies to.
+  counting the in-flight runs it applies to; and a backfill's own limit, carried by its
+  runs (tags ``vigil/backfill`` and ``vigil/backfill_max_concurrent``).
 - A run that a limit holds back never blocks a launchable run behind it: every run in order
   is launched unless a limit it would exceed holds it, or the launch batch is full.
 """
@@ -22,14 +23,18 @@ from typing import Self
 
 import pydantic
 
+from vigil import runs
+
 PRIORITY_TAG = "vigil/priority"
 QUEUE_PAUSED = "queue paused"
 BATCH_FULL = "launch batch full"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 # Where a run counts for one tag limit: (the limit's index, the tag value it counts under;
-# "" for a limit with one count for all the runs it applies to).
+# "" for a limit with one count for all the runs it applies to). A backfill's own limit
+# counts under (BACKFILL, its id).
 Bucket = tuple[int, str]
+BACKFILL = -1
 
 
 class TagLimit(pydantic.BaseModel):
@@ -144,7 +149,9 @@ def admit(
     waiting: dict[str, str] = {}
     for candidate in ordered:
         buckets = _buckets(candidate.tags, limits.tag_limits)
-        reason = _held_by(buckets, usage, limits, len(in_flight) + len(launch))
+        reason = _held_by_backfill(candidate.tags, usage) or _held_by(
+            buckets, usage, limits, len(in_flight) + len(launch)
+        )
         if reason is None and max_launch is not None and len(launch) >= max_launch:
             reason = BATCH_FULL
         if reason is None:
@@ -167,12 +174,33 @@ def _ids(candidates: Iterable[Candidate]) -> list[str]:
 
 
 def _buckets(tags: Mapping[str, str], tag_limits: Sequence[TagLimit]) -> list[Bucket]:
-    """The tag limit buckets a run with these tags counts in."""
-    return [
+    """The tag limit buckets a run with these tags counts in (its backfill's first)."""
+    found: list[Bucket] = []
+    if backfill_limit(tags) is not None:
+        found.append((BACKFILL, tags[runs.TAG_BACKFILL]))
+    found += [
         (index, tags[limit.key] if limit.per_value else "")
         for index, limit in enumerate(tag_limits)
         if limit.applies_to(tags)
     ]
+    return found
+
+
+def backfill_limit(tags: Mapping[str, str]) -> int | None:
+    """The limit a backfill's run carries: its backfill's in-flight runs at most (or None)."""
+    raw = tags.get(runs.TAG_BACKFILL_MAX_CONCURRENT, "").strip()
+    if runs.TAG_BACKFILL not in tags or not _INTEGER.fullmatch(raw) or len(raw) > 9:
+        return None
+    return max(0, int(raw))
+
+
+def _held_by_backfill(tags: Mapping[str, str], usage: Mapping[Bucket, int]) -> str | None:
+    limit = backfill_limit(tags)
+    if limit is None:
+        return None
+    backfill = tags[runs.TAG_BACKFILL]
+    count = usage.get((BACKFILL, backfill), 0)
+    return f"backfill {backfill} {count}/{limit}" if count >= limit else None
 
 
 def _usage(
@@ -189,6 +217,8 @@ def _held_by(
 ) -> str | None:
     """The first limit that one more run in these buckets would exceed, as a reason."""
     for bucket in buckets:
+        if bucket[0] == BACKFILL:
+            continue  # `_held_by_backfill` judged it
         tag_limit = limits.tag_limits[bucket[0]]
         if usage.get(bucket, 0) >= tag_limit.limit:
             return tag_limit.describe(bucket[1], usage.get(bucket, 0))

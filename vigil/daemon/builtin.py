@@ -2,6 +2,8 @@
 
 - `queue`, when the configured coordinator has a run queue (`run_queue()`), with the
   service relaying the store's notices to it;
+- `backfills`, with a run queue (`backfills.enabled`, on by default), which submits the
+  backfills' runs to the queue in chunks;
 - `retries` (`run_retries.enabled`, on by default);
 - `monitor` (`run_monitoring.enabled`, on by default), which also launches again the
   claims whose claimer died before launching them (`orphans`);
@@ -21,8 +23,8 @@ from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, orphans, service
+from vigil.daemon.loops import backfills, monitor, queue, retries, scheduler, sensors
 from vigil.daemon.loops import instigation as instigation_mod
-from vigil.daemon.loops import monitor, queue, retries, scheduler, sensors
 from vigil.launchers import base as launchers
 from vigil.storage import store as store_mod
 
@@ -30,6 +32,7 @@ from vigil.storage import store as store_mod
 class BuiltinStore(
     monitor.MonitorStore,
     retries.RetriesStore,
+    backfills.BackfillLoopStore,
     store_mod.QueueStore,
     store_mod.HeartbeatReader,
     Protocol,
@@ -44,6 +47,7 @@ class Builtins:
     monitor_loop: monitor.MonitorLoop | None = None
     retries_loop: retries.RetriesLoop | None = None
     queue_loop: queue.QueueLoop | None = None
+    backfill_loop: backfills.BackfillLoop | None = None
 
 
 def build(
@@ -56,6 +60,11 @@ def build(
     run_queue = coordinator.run_queue()
     if run_queue is not None:
         built = _with_queue(built, run_queue, store)
+        if settings.backfills.enabled:
+            backfill_loop = backfills.BackfillLoop(store, clock, settings.backfills)
+            built = dataclasses.replace(
+                built, loops=(*built.loops, backfill_loop), backfill_loop=backfill_loop
+            )
     if settings.run_retries.enabled:
         retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries)
         built = dataclasses.replace(

@@ -61,6 +61,8 @@ def _watch(
         exported.watch_monitor(built.monitor_loop.statistics)
     if built is not None and built.retries_loop is not None:
         exported.watch_retries(built.retries_loop.statistics)
+    if built is not None and built.backfill_loop is not None:
+        exported.watch_backfills(built.backfill_loop.statistics)
 
 
 def build(

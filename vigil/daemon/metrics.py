@@ -39,6 +39,9 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_run_retries_submitted_total                  counter   (retries snapshot)
     vigil_run_retry_backlog                            gauge     (retries snapshot)
     vigil_run_retry_next_due_timestamp_seconds         gauge     (retries snapshot, if any)
+    vigil_backfills{status}                            gauge     (backfills snapshot)
+    vigil_backfill_partitions_submitted_total          counter   (backfills snapshot)
+    vigil_backfill_lag_seconds                         gauge     (backfills snapshot)
 """
 
 from __future__ import annotations
@@ -188,6 +191,10 @@ class Metrics:
     def watch_retries(self, source: Callable[[], RetriesSnapshot]) -> None:
         """Export the retries loop's snapshot (retries submitted, the backlog)."""
         self.registry.register(_RetriesCollector(source))
+
+    def watch_backfills(self, source: Callable[[], BackfillsSnapshot]) -> None:
+        """Export the backfill loop's snapshot (backfills by status, partitions submitted)."""
+        self.registry.register(_BackfillsCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -486,3 +493,38 @@ class _RetriesCollector:
         if snapshot.next_due is not None:
             due.add_metric([], snapshot.next_due)
         yield due
+
+
+class BackfillsSnapshot(Protocol):
+    """What the backfill loop's `statistics()` returns."""
+
+    @property
+    def submitted(self) -> int: ...
+    @property
+    def by_status(self) -> Mapping[str, int]: ...
+    @property
+    def lag(self) -> float: ...
+
+
+class _BackfillsCollector:
+    def __init__(self, source: Callable[[], BackfillsSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        by_status = GaugeMetricFamily(
+            "vigil_backfills", "Backfills in the store, by status.", labels=["status"]
+        )
+        for status, count in sorted(snapshot.by_status.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        yield CounterMetricFamily(
+            "vigil_backfill_partitions_submitted",
+            "Partition runs this daemon submitted for backfills.",
+            value=snapshot.submitted,
+        )
+        yield GaugeMetricFamily(
+            "vigil_backfill_lag_seconds",
+            "Age of the oldest backfill still submitting its runs (0: none).",
+            value=snapshot.lag,
+        )

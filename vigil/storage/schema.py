@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -137,5 +137,25 @@ instance_flags = sa.Table(
     metadata,
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("value", sa.JSON(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+# Backfills (migration 0006): the partition keys they cover, in order, and how many of them
+# have their run (`cursor`); their runs carry the tag `vigil/backfill`.
+backfills = sa.Table(
+    "backfills",
+    metadata,
+    sa.Column("backfill_id", sa.String(64), primary_key=True),
+    sa.Column("job_name", sa.String(255), nullable=False),
+    sa.Column("code_location", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("partitions", sa.JSON(), nullable=False),
+    sa.Column("total", sa.Integer(), nullable=False),
+    sa.Column("cursor", sa.Integer(), nullable=False),
+    sa.Column("run_config", sa.JSON(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("max_concurrent", sa.Integer(), nullable=True),
+    sa.Column("rerun_of", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
 )

@@ -31,8 +31,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import errors, events, runs, ticks
-from vigil.storage import instigation, rows, schema, schema_version, store, wakeup
+from vigil import backfills, errors, events, runs, ticks
+from vigil.storage import backfill_rows, instigation, rows, schema, schema_version, store, wakeup
 from vigil.storage import target as target_mod
 
 S = runs.RunStatus
@@ -482,6 +482,78 @@ class SqlStore(store.Store):
         query = sa.select(table.c.value).where(table.c.name == name)
         async with self._read() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
+
+    # backfills ---------------------------------------------------------------------------
+    async def add_backfill(self, backfill: backfills.Backfill) -> backfills.Backfill:
+        async with self._write() as conn:
+            await conn.execute(sa.insert(schema.backfills).values(backfill_rows.values(backfill)))
+        return backfill
+
+    async def get_backfill(self, backfill_id: str) -> backfills.Backfill:
+        async with self._read() as conn:
+            return await backfill_rows.read(conn, backfill_id)
+
+    async def list_backfills(
+        self, statuses: Collection[backfills.BackfillStatus] | None = None
+    ) -> list[backfills.Backfill]:
+        async with self._read() as conn:
+            return await backfill_rows.read_all(conn, statuses)
+
+    async def submit_backfill_runs(
+        self,
+        backfill_id: str,
+        cursor: int,
+        batch: Sequence[runs.Run],
+        first_events: Sequence[events.NewEvent],
+        now: float,
+    ) -> bool:
+        async with self._write() as conn:
+            if not await backfill_rows.advance(conn, backfill_id, cursor, len(batch), now):
+                return False
+            if batch:
+                await _insert_runs(conn, batch)
+                tag_rows = [
+                    {"run_id": run.run_id, "key": k, "value": v}
+                    for run in batch
+                    for k, v in run.tags.items()
+                ]
+                await conn.execute(_insert_tags, tag_rows)
+                await self._append(conn, first_events)
+                await self._notice_in(conn, batch[0].run_id, S.QUEUED)
+        if batch:
+            self._notice_after(S.QUEUED)
+        return True
+
+    async def cancel_backfill(
+        self, backfill_id: str, now: float
+    ) -> tuple[backfills.Backfill, list[str]]:
+        end = runs.RunEnd(S.CANCELED, "backfill canceled", runs.EndReason.CANCELED, "backfill")
+        async with self._write() as conn:
+            canceled: list[str] = []
+            if await backfill_rows.close(conn, backfill_id, now):
+                canceled = await backfill_rows.queued_run_ids(conn, backfill_id)
+            for start in range(0, len(canceled), _CHUNK):
+                chunk = canceled[start : start + _CHUNK]
+                await conn.execute(
+                    sa.update(schema.runs)
+                    .where(schema.runs.c.run_id.in_(chunk), _is_queued)
+                    .values(status=S.CANCELED.value, updated_at=now, end_time=now)
+                )
+            if canceled:
+                await self._append(conn, [_end_event(run_id, end, now) for run_id in canceled])
+                await self._notice_in(conn, canceled[0], S.CANCELED)
+            stored = await backfill_rows.read(conn, backfill_id)
+        if canceled:
+            self._notice_after(S.CANCELED)
+        return stored, canceled
+
+    async def backfill_runs(self, backfill_id: str) -> list[backfills.PartitionRun]:
+        async with self._read() as conn:
+            return await backfill_rows.backfill_partition_runs(conn, backfill_id)
+
+    async def partition_runs(self, job_name: str) -> list[backfills.PartitionRun]:
+        async with self._read() as conn:
+            return await backfill_rows.job_partition_runs(conn, job_name)
 
     # instigators and ticks --------------------------------------------------------------
     async def list_instigators(

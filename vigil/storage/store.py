@@ -40,7 +40,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from vigil import events, runs, ticks
+from vigil import backfills, events, runs, ticks
 
 # The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
 # the in-flight runs) -> the ids of the runs to claim, in launch order.
@@ -488,6 +488,54 @@ class InstigationStore(Protocol):
         """Delete ticks in these statuses scheduled before `before` (never STARTED ones)."""
 
 
+class BackfillStore(Protocol):
+    """Backfills: their rows, the submission of their runs chunk by chunk, and their runs."""
+
+    @abc.abstractmethod
+    async def add_backfill(self, backfill: backfills.Backfill) -> backfills.Backfill:
+        """Insert a new backfill (DuplicateRun-free: its id is new)."""
+
+    @abc.abstractmethod
+    async def get_backfill(self, backfill_id: str) -> backfills.Backfill:
+        """A backfill with its partitions (NotFound for an unknown id)."""
+
+    @abc.abstractmethod
+    async def list_backfills(
+        self, statuses: Collection[backfills.BackfillStatus] | None = None
+    ) -> list[backfills.Backfill]:
+        """Backfills, oldest first, without their partitions (`total` counts them)."""
+
+    @abc.abstractmethod
+    async def submit_backfill_runs(
+        self,
+        backfill_id: str,
+        cursor: int,
+        batch: Sequence[runs.Run],
+        first_events: Sequence[events.NewEvent],
+        now: float,
+    ) -> bool:
+        """In one transaction: move the cursor of a SUBMITTING backfill from `cursor` by
+        `len(batch)` (to SUBMITTED when that is all of it) and insert these runs with their
+        events. False, and nothing written, when the backfill is no longer SUBMITTING at
+        that cursor (canceled, or another submitter moved it)."""
+
+    @abc.abstractmethod
+    async def cancel_backfill(
+        self, backfill_id: str, now: float
+    ) -> tuple[backfills.Backfill, list[str]]:
+        """In one transaction: a SUBMITTING or SUBMITTED backfill becomes CANCELED and its
+        QUEUED runs CANCELED; the backfill as stored and the runs canceled (none when it
+        had ended already). NotFound for an unknown id."""
+
+    @abc.abstractmethod
+    async def backfill_runs(self, backfill_id: str) -> list[backfills.PartitionRun]:
+        """Every run of a backfill (retries included) with its partition."""
+
+    @abc.abstractmethod
+    async def partition_runs(self, job_name: str) -> list[backfills.PartitionRun]:
+        """Every run of a job that names a partition, with its partition."""
+
+
 class HeartbeatReader(Protocol):
     """The daemons' heartbeats, read (`vigil daemon status`, one daemon per store)."""
 
@@ -535,6 +583,7 @@ class Store(
     EventStore,
     FlagStore,
     InstigationStore,
+    BackfillStore,
     HeartbeatStore,
     StoreLifecycle,
     Protocol,
