@@ -174,6 +174,52 @@ def test_tag_limits_are_reported_before_the_global_limit() -> None:
     assert dict(decision.waiting) == {"d": "tag team=data 1/1", "x": "global limit 1/1"}
 
 
+# -- a backfill's own limit ------------------------------------------------------------------
+
+
+def backfill(name: str, limit: str | None = None) -> dict[str, str]:
+    tags = {"vigil/backfill": name}
+    if limit is not None:
+        tags["vigil/backfill_max_concurrent"] = limit
+    return tags
+
+
+def test_a_backfill_limit_counts_that_backfills_in_flight_runs_only() -> None:
+    limits = Limits(max_concurrent_runs=-1)
+    in_flight = [backfill("a", "2"), backfill("b", "2"), {}]
+    queued = [
+        Candidate("a1", backfill("a", "2"), 1.0),
+        Candidate("a2", backfill("a", "2"), 2.0),
+        Candidate("b1", backfill("b", "2"), 3.0),
+        Candidate("b2", backfill("b", "2"), 4.0),
+        Candidate("c1", backfill("c"), 5.0),  # no limit of its own
+    ]
+    decision = admission.admit(queued, in_flight, limits)
+    assert decision.launch == ("a1", "b1", "c1")
+    assert dict(decision.waiting) == {"a2": "backfill a 2/2", "b2": "backfill b 2/2"}
+
+
+def test_a_backfill_limit_holds_with_the_global_and_tag_limits() -> None:
+    limits = Limits(max_concurrent_runs=3, tag_limits=(TagLimit(key="team", limit=1),))
+    queued = [
+        Candidate("a1", {**backfill("a", "1"), "team": "x"}, 1.0),
+        Candidate("a2", backfill("a", "1"), 2.0),
+        Candidate("o1", {"team": "y"}, 3.0),
+        Candidate("o2", {}, 4.0),
+        Candidate("o3", {}, 5.0),
+    ]
+    decision = admission.admit(queued, [], limits)
+    assert decision.launch == ("a1", "o2", "o3")
+    assert dict(decision.waiting) == {"a2": "backfill a 1/1", "o1": "tag team 1/1"}
+
+
+@pytest.mark.parametrize("raw", ["", "x", "1.5", "99999999999999"])
+def test_a_malformed_backfill_limit_is_no_limit(raw: str) -> None:
+    queued = [Candidate(f"a{i}", backfill("a", raw), float(i)) for i in range(3)]
+    decision = admission.admit(queued, [backfill("a", raw)], Limits(max_concurrent_runs=-1))
+    assert decision.launch == ("a0", "a1", "a2")
+
+
 # -- the launch batch ----------------------------------------------------------------------
 
 
