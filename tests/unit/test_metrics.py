@@ -14,6 +14,7 @@ from prometheus_client import parser
 
 from vigil import coordinators, errors, runs, storage
 from vigil.daemon import loop, metrics
+from vigil.daemon.loops import backfills as backfill_loop
 from vigil.daemon.loops import instigation, monitor, retries
 
 START = 1_700_000_000.0
@@ -254,3 +255,17 @@ def test_the_monitor_and_retries_snapshots_are_exported() -> None:
     assert value(rendered, "vigil_run_retries_submitted_total") == 4
     assert value(rendered, "vigil_run_retry_backlog") == 2
     assert value(rendered, "vigil_run_retry_next_due_timestamp_seconds") == START + 60
+
+
+def test_the_backfills_snapshot_is_exported() -> None:
+    exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
+    snapshot = backfill_loop.BackfillStatistics(
+        submitted=1500, by_status={"SUBMITTING": 1, "SUBMITTED": 2, "CANCELED": 0}, lag=12.5
+    )
+    exported.watch_backfills(lambda: snapshot)
+    rendered = exported.render()
+    assert value(rendered, "vigil_backfills", status="SUBMITTING") == 1
+    assert value(rendered, "vigil_backfills", status="SUBMITTED") == 2
+    assert value(rendered, "vigil_backfills", status="CANCELED") == 0
+    assert value(rendered, "vigil_backfill_partitions_submitted_total") == 1500
+    assert value(rendered, "vigil_backfill_lag_seconds") == 12.5
