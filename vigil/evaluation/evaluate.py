@@ -45,7 +45,8 @@ def catalog(location: str, defs: definitions_mod.Definitions) -> messages.Catalo
 
 def job_info(job: job_mod.JobDef) -> messages.JobInfo:
     steps = tuple(messages.StepInfo(name, job.upstream(name)) for name in job.topological_order())
-    return messages.JobInfo(job.name, steps, job.description, dict(job.tags))
+    described = None if job.partitions is None else job.partitions.describe()
+    return messages.JobInfo(job.name, steps, job.description, dict(job.tags), described)
 
 
 def handle(defs: definitions_mod.Definitions, request: messages.Request) -> messages.Answer:
