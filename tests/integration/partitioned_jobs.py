@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from vigil import Definitions, StepContext, daily_partitions, job, static_partitions, step
+from vigil import (
+    Definitions,
+    ScheduleContext,
+    StepContext,
+    daily_partitions,
+    job,
+    schedule,
+    static_partitions,
+    step,
+)
 
 
 @step
@@ -13,12 +22,19 @@ def seen(context: StepContext) -> tuple[str | None, str | None, str | None]:
     return (context.partition_key, window[0].isoformat(), window[1].isoformat())
 
 
+daily = job("daily", [seen], partitions=daily_partitions("2025-12-30", timezone="America/New_York"))
+
+
+@schedule(cron="0 0 * * *", job=daily, timezone="America/New_York")
+def nightly(context: ScheduleContext) -> None:
+    """One run a night, of the day that just ended (the default)."""
+
+
 defs = Definitions(
     jobs=[
-        job(
-            "daily", [seen], partitions=daily_partitions("2024-01-01", timezone="America/New_York")
-        ),
+        daily,
         job("regional", [seen], partitions=static_partitions(["eu", "us"])),
         job("plain", [seen]),
-    ]
+    ],
+    schedules=[nightly],
 )

@@ -211,8 +211,8 @@ PARTITIONED = pathlib.Path(__file__).with_name("partitioned_jobs.py")
     [
         (
             "daily",
-            "2024-03-10",
-            ("2024-03-10", "2024-03-10T00:00:00-05:00", "2024-03-11T00:00:00-04:00"),
+            "2026-03-08",
+            ("2026-03-08", "2026-03-08T00:00:00-05:00", "2026-03-09T00:00:00-04:00"),
         ),
         ("regional", "eu", ("eu", None, None)),
         ("plain", None, (None, None, None)),
@@ -240,7 +240,7 @@ async def test_steps_read_the_runs_partition(
 @pytest.mark.parametrize(
     ("job_name", "key", "message"),
     [
-        ("daily", "2024-02-30", "job 'daily': partition '2024-02-30' is not a key of daily"),
+        ("daily", "2026-02-30", "job 'daily': partition '2026-02-30' is not a key of daily"),
         ("plain", "eu", "run tag vigil/partition='eu': job 'plain' has no partitions"),
     ],
 )
