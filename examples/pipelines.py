@@ -4,6 +4,8 @@
 - orders: a fan-out and fan-in over a small order book, with a config model.
 - broken: a step that raises, so the run fails and shows the error.
 - chatty: a step that logs through its context and prints to stdout and stderr.
+- daily_sales: partitioned by day (Europe/Berlin); each run sums one day's sales, and the
+  schedule `nightly_sales` runs the day that just ended.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vigil import (
     SensorContext,
     SkipReason,
     StepContext,
+    daily_partitions,
     job,
     schedule,
     sensor,
@@ -119,13 +122,38 @@ def inbox(context: SensorContext) -> list[RunRequest] | SkipReason:
     return [RunRequest(run_key=name, tags={"file": name}) for name in new]
 
 
+@step
+def day_of_sales(context: StepContext) -> dict[str, str]:
+    # A real job would read the rows whose time falls in the partition's window.
+    day, window = context.partition_key, context.partition_window
+    if day is None or window is None:
+        raise ValueError("daily_sales runs one day: launch it with --partition YYYY-MM-DD")
+    start, end = window
+    context.log.info(f"sales of {day}", start=start.isoformat())
+    return {"day": day, "from": start.isoformat(), "to": end.isoformat()}
+
+
+daily_sales = job(
+    "daily_sales",
+    [day_of_sales],
+    description="One run per day of sales, from 2026-01-01 (Europe/Berlin days).",
+    partitions=daily_partitions("2026-01-01", timezone="Europe/Berlin"),
+)
+
+
+@schedule(cron="30 0 * * *", job=daily_sales, timezone="Europe/Berlin")
+def nightly_sales() -> None:
+    """Every night at 00:30, the day that just ended (the last complete partition)."""
+
+
 defs = Definitions(
     jobs=[
         job("hello", [greet], description="One step that says hello."),
         orders,
         job("broken", [fetch_rates, convert], description="A run that fails in its second step."),
         job("chatty", [talk], description="A step that logs and prints."),
+        daily_sales,
     ],
-    schedules=[nightly_orders],
+    schedules=[nightly_orders, nightly_sales],
     sensors=[inbox],
 )

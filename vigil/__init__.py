@@ -1,7 +1,7 @@
 """vigil: deploy and operate Python data pipelines.
 
 The public API for user code: steps, jobs, their retry policy and context, schedules,
-sensors, the run requests they return, Definitions.
+sensors, the run requests they return, partitions, Definitions.
 The names load on first use (PEP 562), so that commands which never touch user code,
 such as `vigil daemon status`, do not pay for importing the definitions API.
 """
@@ -25,10 +25,19 @@ if TYPE_CHECKING:
     )
     from vigil.definitions.step import RetryPolicy, StepDef, step
     from vigil.executors.context import StepContext
+    from vigil.partitions import (
+        PartitionsDef,
+        daily_partitions,
+        hourly_partitions,
+        monthly_partitions,
+        static_partitions,
+        weekly_partitions,
+    )
 
 __all__ = [
     "Definitions",
     "JobDef",
+    "PartitionsDef",
     "RetryPolicy",
     "RunRequest",
     "RunStatusSensorContext",
@@ -39,11 +48,16 @@ __all__ = [
     "SkipReason",
     "StepContext",
     "StepDef",
+    "daily_partitions",
+    "hourly_partitions",
     "job",
+    "monthly_partitions",
     "run_status_sensor",
     "schedule",
     "sensor",
+    "static_partitions",
     "step",
+    "weekly_partitions",
 ]
 
 _HOMES = {
@@ -64,6 +78,12 @@ _HOMES = {
     "SensorDef": "vigil.definitions.sensor",
     "run_status_sensor": "vigil.definitions.sensor",
     "sensor": "vigil.definitions.sensor",
+    "PartitionsDef": "vigil.partitions",
+    "daily_partitions": "vigil.partitions",
+    "hourly_partitions": "vigil.partitions",
+    "monthly_partitions": "vigil.partitions",
+    "static_partitions": "vigil.partitions",
+    "weekly_partitions": "vigil.partitions",
 }
 
 

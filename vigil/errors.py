@@ -9,6 +9,7 @@
     │   └── UnknownRun
     ├── RunConfigError           run config that does not validate against the steps' models
     ├── TagError                 a run tag vigil reads (vigil/...) with a value it cannot use
+    ├── PartitionError           a partition key (or range) that is not one of a job's partitions
     ├── ReexecutionError         a re-execution that cannot be made (run not ended, no failure)
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
@@ -64,6 +65,11 @@ class RunConfigError(VigilError):
 
 class TagError(VigilError):
     """A `vigil/...` tag has a value vigil cannot use; the message names tag and value."""
+
+
+class PartitionError(VigilError):
+    """A partition key or range a job's partitions do not hold; the message names the key
+    and the partitions, and why (format, range, not complete yet)."""
 
 
 class ReexecutionError(VigilError):

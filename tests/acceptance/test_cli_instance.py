@@ -24,7 +24,7 @@ def test_definitions_list_and_check(instance: Instance) -> None:
     assert "job sleepy: wait_forever -> after_wait" in listed
     assert (
         instance.ok("definitions", "check").strip()
-        == "ok: 2 code locations, 7 jobs, 1 schedules, 1 sensors"
+        == "ok: 2 code locations, 8 jobs, 2 schedules, 1 sensors"
     )
 
 

@@ -200,3 +200,56 @@ async def test_a_cancel_that_wins_the_race_to_the_end_keeps_every_step_event(
     assert [step for kind, step in kinds if kind is E.STEP_SUCCESS] == ["a", "b", "c"]
     assert (E.RUN_SUCCESS, None) not in kinds
     assert kinds[-1] == (E.RUN_CANCELED, None)
+
+
+PARTITIONED = pathlib.Path(__file__).with_name("partitioned_jobs.py")
+
+
+@pytest.mark.parametrize("executor", [executors.InProcessExecutor, executors.MultiprocessExecutor])
+@pytest.mark.parametrize(
+    ("job_name", "key", "seen"),
+    [
+        (
+            "daily",
+            "2026-03-08",
+            ("2026-03-08", "2026-03-08T00:00:00-05:00", "2026-03-09T00:00:00-04:00"),
+        ),
+        ("regional", "eu", ("eu", None, None)),
+        ("plain", None, (None, None, None)),
+    ],
+)
+async def test_steps_read_the_runs_partition(
+    store: storage.Store,
+    tmp_path: pathlib.Path,
+    executor: type[executors.InProcessExecutor],
+    job_name: str,
+    key: str | None,
+    seen: tuple[str | None, ...],
+) -> None:
+    tags = {} if key is None else {runs.TAG_PARTITION: key}
+    run = new_run(job_name=job_name, tags=tags)
+    await store.add_run(run)
+    settings = settings_for(tmp_path, PARTITIONED)
+    env = worker.WorkerEnv(
+        settings=settings, store=store, executor=executor(), base_dir=settings.home
+    )
+    assert await worker.run_worker(env, run.run_id) is S.SUCCESS
+    assert stored_output(tmp_path, run.run_id, "seen") == seen
+
+
+@pytest.mark.parametrize(
+    ("job_name", "key", "message"),
+    [
+        ("daily", "2026-02-30", "job 'daily': partition '2026-02-30' is not a key of daily"),
+        ("plain", "eu", "run tag vigil/partition='eu': job 'plain' has no partitions"),
+    ],
+)
+async def test_a_run_with_a_bad_partition_fails_saying_why(
+    store: storage.Store, tmp_path: pathlib.Path, job_name: str, key: str, message: str
+) -> None:
+    run = new_run(job_name=job_name, tags={runs.TAG_PARTITION: key})
+    await store.add_run(run)
+    assert await execute(store, settings_for(tmp_path, PARTITIONED), run) is S.FAILURE
+    failure = await store.get_events(run.run_id, event_types=(E.RUN_FAILURE,))
+    assert message in failure[0].message
+    assert await started_steps(store, run.run_id) == []

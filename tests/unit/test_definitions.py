@@ -7,8 +7,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from vigil import errors
+from vigil import errors, partitions
 from vigil.definitions import definitions, job, step
+from vigil.evaluation import evaluate
 
 
 class LoadConfig(pydantic.BaseModel):
@@ -227,6 +228,21 @@ def test_a_step_taking_its_own_output_is_a_cycle() -> None:
 def test_a_non_step_in_a_job_is_refused() -> None:
     with pytest.raises(errors.DefinitionError, match="not a step"):
         job.job("j", [extract, print])  # type: ignore[list-item]
+
+
+def test_a_job_declares_its_partitions_and_its_info_describes_them() -> None:
+    daily = partitions.daily_partitions("2024-01-01", timezone="Europe/Paris")
+    made = job.job("daily_etl", [extract], partitions=daily)
+    assert made.partitions == daily
+    info = evaluate.job_info(made)
+    assert info.partitions == daily.describe()
+    assert info.partitions_def() == daily
+    assert evaluate.job_info(etl()).partitions is None
+
+
+def test_partitions_that_are_not_a_partitions_def_are_refused() -> None:
+    with pytest.raises(errors.DefinitionError, match="job 'j': partitions must come from"):
+        job.job("j", [extract], partitions=["eu", "us"])  # type: ignore[arg-type]
 
 
 # --- run config ----------------------------------------------------------------------------

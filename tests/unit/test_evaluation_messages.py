@@ -153,13 +153,19 @@ JOB = messages.JobInfo(
     "counts rows",
     {"team": "data"},
 )
+PARTITIONED = messages.JobInfo(
+    "daily",
+    (messages.StepInfo("load"),),
+    partitions={"type": "static", "keys": ["eu", "us"]},
+)
 
 
 @pytest.mark.parametrize(
     "message",
     [
-        messages.Catalog("jobs", jobs=(JOB, messages.JobInfo("bare"))),
+        messages.Catalog("jobs", jobs=(JOB, messages.JobInfo("bare"), PARTITIONED)),
         JOB,
+        PARTITIONED,
         messages.RunCheckRequest("counted", {"steps": {"count": {"rows": 2}}}, {"a": "b"}),
         messages.RunCheckRequest("counted"),
     ],
@@ -167,6 +173,17 @@ JOB = messages.JobInfo(
 )
 def test_the_clis_messages_round_trip(message: Any) -> None:
     assert type(message).from_json(wire(message.to_json())) == message
+
+
+def test_a_job_info_carries_its_partitions_and_reads_older_catalogs() -> None:
+    again = messages.JobInfo.from_json(wire(PARTITIONED.to_json()))
+    made = again.partitions_def()
+    assert made is not None
+    assert made.keys(0) == ["eu", "us"]
+    older = {k: v for k, v in JOB.to_json().items() if k != "partitions"}
+    assert messages.JobInfo.from_json(older).partitions_def() is None
+    with pytest.raises(ValueError, match="job: field 'partitions' has the wrong type"):
+        messages.JobInfo.from_json({**JOB.to_json(), "partitions": "daily"})
 
 
 def test_a_run_check_is_a_request_and_a_step_names_its_inputs() -> None:

@@ -9,6 +9,7 @@ def test_public_api_is_pinned() -> None:
     assert vigil.__all__ == [
         "Definitions",
         "JobDef",
+        "PartitionsDef",
         "RetryPolicy",
         "RunRequest",
         "RunStatusSensorContext",
@@ -19,11 +20,16 @@ def test_public_api_is_pinned() -> None:
         "SkipReason",
         "StepContext",
         "StepDef",
+        "daily_partitions",
+        "hourly_partitions",
         "job",
+        "monthly_partitions",
         "run_status_sensor",
         "schedule",
         "sensor",
+        "static_partitions",
         "step",
+        "weekly_partitions",
     ]
     for name in vigil.__all__:
         assert getattr(vigil, name) is not None

@@ -29,6 +29,7 @@ USAGE_ERRORS = (
     errors.DefinitionError,
     errors.NotFound,
     errors.RunConfigError,
+    errors.PartitionError,
     errors.PluginError,
     errors.SchemaMismatch,
     errors.InvalidTransition,

@@ -12,6 +12,7 @@ import click
 
 from vigil import executors, runs, submission
 from vigil.cli import common, workspace
+from vigil.cli import partition as partition_mod
 from vigil.definitions import workspace as workspace_mod
 from vigil.worker import worker
 
@@ -91,9 +92,12 @@ def job_group() -> None:
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path)
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V")
+@partition_mod.option
 @workspace.load_timeout_option
 @common.handle_errors
-def execute(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...]) -> None:
+def execute(
+    job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], partition: str | None
+) -> None:
     """Run JOB in this process with the in-process executor (for development).
 
     The job's code location is found in evaluation processes, then only that location is
@@ -101,8 +105,12 @@ def execute(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...]) -
     """
     st = common.state()
     run_config = common.read_run_config(config_path)
-    loaded = workspace_mod.Workspace([_load_location_of(job)])
-    run = submission.new_run(loaded, job, run_config, common.parse_tags(tags), time.time())
+    location = _load_location_of(job)
+    loaded = workspace_mod.Workspace([location])
+    partitions = location.definitions.get_job(job).partitions
+    now = time.time()
+    checked = partition_mod.tagged(job, partitions, common.parse_tags(tags), partition, now)
+    run = submission.new_run(loaded, job, run_config, checked, now)
     run = _as_starting(run)
 
     async def main() -> runs.RunStatus:

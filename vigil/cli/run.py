@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -12,6 +13,7 @@ import click
 
 from vigil import assembly, errors, events, reexecution, retrying, runs, submission
 from vigil.cli import common, render, workspace
+from vigil.cli import partition as partition_mod
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
 
@@ -33,14 +35,22 @@ def run_group() -> None:
     help="Run config file (YAML or JSON).",
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
+@partition_mod.option
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
 @workspace.load_timeout_option
 @common.handle_errors
-def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wait: bool) -> None:
+def launch(
+    job: str,
+    config_path: pathlib.Path | None,
+    tags: tuple[str, ...],
+    partition: str | None,
+    wait: bool,
+) -> None:
     """Submit a run of JOB through the configured coordinator and launcher.
 
     The job is found and its config checked in its code location's evaluation process;
-    other locations are not waited for (a failed one is a warning).
+    other locations are not waited for (a failed one is a warning). A partitioned job
+    needs --partition KEY, checked against the job's partitions.
     """
     st = common.state()
     request = messages.RunCheckRequest(
@@ -48,7 +58,7 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
     )
 
     async def main() -> runs.Run:
-        run = await _checked_run(request, config_path)
+        run = await _checked_run(request, config_path, partition)
         async with common.opened_store(st.settings) as store:
             return await _submit(store, run, wait)
 
@@ -56,13 +66,17 @@ def launch(job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], wa
 
 
 async def _checked_run(
-    request: messages.RunCheckRequest, source: pathlib.Path | None = None
+    request: messages.RunCheckRequest,
+    source: pathlib.Path | None = None,
+    partition: str | None = None,
 ) -> runs.Run:
     """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise;
-    a config error names `source`, the run config file, when there is one)."""
+    a config error names `source`, the run config file, when there is one), and its
+    partition by the job's partitions (PartitionError)."""
     _check_json(request.run_config)
     async with workspace.opened() as ws:
         location = await workspace.job_location(ws, request.job)
+        request = _with_partition(request, location.job(request.job), partition)
         answer = await ws.ask(location.name, request, ws.load_timeout)
         workspace.warn(ws.failures)
     if answer.error is not None or len(answer.requests) != 1:
@@ -71,6 +85,16 @@ async def _checked_run(
     checked = answer.requests[0]
     retrying.check_tags(checked.tags)  # a tag the daemon reads later is refused now
     return submission.checked_run(checked, location.name, time.time())
+
+
+def _with_partition(
+    request: messages.RunCheckRequest, job: messages.JobInfo | None, key: str | None
+) -> messages.RunCheckRequest:
+    assert job is not None
+    tags = partition_mod.tagged(
+        job.name, job.partitions_def(), dict(request.tags), key, time.time()
+    )
+    return dataclasses.replace(request, tags=tags)
 
 
 def _check_json(run_config: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pydantic
 
 from vigil import errors
+from vigil import partitions as partitions_mod
 from vigil.definitions import step as step_mod
 
 _RUN_CONFIG_KEYS = ("steps",)
@@ -24,6 +25,8 @@ class JobDef:
     steps: Mapping[str, step_mod.StepDef]
     description: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # One run per key; a run names its key in the tag `vigil/partition`.
+    partitions: partitions_mod.PartitionsDef | None = None
 
     def topological_order(self) -> tuple[str, ...]:
         return tuple(self.steps)
@@ -68,10 +71,16 @@ def job(
     *,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
+    partitions: partitions_mod.PartitionsDef | None = None,
 ) -> JobDef:
     """Declare a job; a duplicate step, a missing input or a cycle raises DefinitionError."""
     if not name:
         raise errors.DefinitionError("a job needs a non-empty name")
+    if partitions is not None and not isinstance(partitions, partitions_mod.PartitionsDef):
+        raise errors.DefinitionError(
+            f"job '{name}': partitions must come from daily_partitions(), static_partitions()... "
+            f"(got {partitions!r})"
+        )
     by_name = _index(name, steps)
     _check_inputs(name, by_name)
     ordered = {n: by_name[n] for n in _topological(name, by_name)}
@@ -80,6 +89,7 @@ def job(
         steps=types.MappingProxyType(ordered),
         description=description,
         tags=types.MappingProxyType(dict(tags or {})),
+        partitions=partitions,
     )
 
 

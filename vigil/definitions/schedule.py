@@ -24,10 +24,13 @@ DEFAULT_MAX_CATCHUP_TICKS = 5
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScheduleContext:
-    """What a schedule function is told: its name and the tick's scheduled time (local)."""
+    """What a schedule function is told: its name, the tick's scheduled time (local) and,
+    when its job is partitioned by time, the partition a run targets unless it names one in
+    its tags: the last complete at the scheduled time (None when none is complete yet)."""
 
     schedule_name: str
     scheduled_time: datetime.datetime
+    partition_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

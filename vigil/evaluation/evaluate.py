@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import pathlib
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from vigil import errors
+from vigil import errors, runs
+from vigil import partitions as partitions_mod
 from vigil.definitions import definitions as definitions_mod
 from vigil.definitions import job as job_mod
 from vigil.definitions import requests as requests_mod
@@ -45,7 +47,8 @@ def catalog(location: str, defs: definitions_mod.Definitions) -> messages.Catalo
 
 def job_info(job: job_mod.JobDef) -> messages.JobInfo:
     steps = tuple(messages.StepInfo(name, job.upstream(name)) for name in job.topological_order())
-    return messages.JobInfo(job.name, steps, job.description, dict(job.tags))
+    described = None if job.partitions is None else job.partitions.describe()
+    return messages.JobInfo(job.name, steps, job.description, dict(job.tags), described)
 
 
 def handle(defs: definitions_mod.Definitions, request: messages.Request) -> messages.Answer:
@@ -87,12 +90,51 @@ def _schedule(
     defs: definitions_mod.Definitions, request: messages.ScheduleRequest
 ) -> messages.Answer:
     s = _find(defs.get_schedule(request.name), "schedule", request.name)
+    where = f"schedule '{s.name}'"
     when = datetime.datetime.fromtimestamp(request.scheduled_time, s.zone)
-    result = s.fn(schedule_mod.ScheduleContext(s.name, when)) if s.wants_context else s.fn()
-    found, skip = normalize(result, f"schedule '{s.name}'")
+    job = defs.get_job(s.job)
+    default = None if job.partitions is None else job.partitions.last_complete(when)
+    context = schedule_mod.ScheduleContext(s.name, when, default)
+    result = s.fn(context) if s.wants_context else s.fn()
+    found, skip = normalize(result, where)
     if result is None:
         found = [requests_mod.RunRequest()]
-    return _answer(defs, (s.job,), f"schedule '{s.name}'", found, skip)
+    if job.partitions is not None and found:
+        found, skip = _targeted(job, where, found, default, when)
+    return _answer(defs, (s.job,), where, found, skip, request.scheduled_time)
+
+
+def _targeted(
+    job: job_mod.JobDef,
+    where: str,
+    found: list[requests_mod.RunRequest],
+    default: str | None,
+    when: datetime.datetime,
+) -> tuple[list[requests_mod.RunRequest], str | None]:
+    """A schedule's requests of a partitioned job, each with its partition: the one it
+    names in its tags, or the last complete at the tick; the run key holds the partition.
+    Requests that name none when no partition is complete yet are dropped (the tick skips)."""
+    targeted: list[requests_mod.RunRequest] = []
+    for r in found:
+        key = _tags_of(r, where).get(runs.TAG_PARTITION, default)
+        if key is None and isinstance(job.partitions, partitions_mod.StaticPartitions):
+            raise BadAnswer(
+                f"{where}: job '{job.name}' has static partitions: name one in "
+                f"RunRequest(tags={{'{runs.TAG_PARTITION}': KEY}})"
+            )
+        if key is not None:
+            run_key = key if r.run_key is None else f"{r.run_key}:{key}"
+            tags = {**r.tags, runs.TAG_PARTITION: key}
+            targeted.append(dataclasses.replace(r, run_key=run_key, tags=tags))
+    if targeted:
+        return targeted, None
+    return [], f"no partition of job '{job.name}' is complete at {when.isoformat(sep=' ')}"
+
+
+def _tags_of(request: requests_mod.RunRequest, where: str) -> Mapping[str, Any]:
+    if not isinstance(request.tags, Mapping):
+        raise BadAnswer(f"{where}: run request tags must be a mapping (got {request.tags!r})")
+    return request.tags
 
 
 def _sensor(defs: definitions_mod.Definitions, request: messages.SensorRequest) -> messages.Answer:
@@ -102,7 +144,7 @@ def _sensor(defs: definitions_mod.Definitions, request: messages.SensorRequest) 
     )
     result = s.fn(context) if s.wants_context else s.fn()
     found, skip = normalize(result, f"sensor '{s.name}'")
-    answer = _answer(defs, s.jobs, f"sensor '{s.name}'", found, skip)
+    answer = _answer(defs, s.jobs, f"sensor '{s.name}'", found, skip, time.time())
     return dataclasses.replace(answer, cursor=context.cursor, cursor_updated=context.cursor_updated)
 
 
@@ -125,7 +167,7 @@ def _run_status(
         )
         made, _ = normalize(s.fn(context) if s.wants_context else s.fn(), where)
         found += [_keyed(r, f"run:{item.run_id}/{i}") for i, r in enumerate(made)]
-    return _answer(defs, s.jobs, where, found, None if found else "no run requested")
+    return _answer(defs, s.jobs, where, found, None if found else "no run requested", time.time())
 
 
 def run_check(
@@ -185,8 +227,10 @@ def _answer(
     where: str,
     found: list[requests_mod.RunRequest],
     skip: str | None,
+    now: float,
 ) -> messages.Answer:
-    checked = tuple(_checked(defs, jobs, where, r) for r in found)
+    """`now` is when a partition must be complete by (a schedule's: its tick)."""
+    checked = tuple(_checked(defs, jobs, where, r, now) for r in found)
     return messages.Answer(checked, skip if not checked else None)
 
 
@@ -195,6 +239,7 @@ def _checked(
     jobs: tuple[str, ...],
     where: str,
     request: requests_mod.RunRequest,
+    now: float,
 ) -> messages.RequestedRun:
     job_name = _job_of(jobs, where, request)
     job = defs.get_job(job_name)
@@ -208,7 +253,27 @@ def _checked(
         raise BadAnswer(f"{where}: run request tags must be strings (bad: {bad})")
     if request.run_key is not None and not isinstance(request.run_key, str):
         raise BadAnswer(f"{where}: a run key must be a string (got {request.run_key!r})")
+    _check_partition(job, where, tags.get(runs.TAG_PARTITION), now)
     return messages.RequestedRun(job_name, dict(request.run_config), tags, request.run_key)
+
+
+def _check_partition(job: job_mod.JobDef, where: str, key: str | None, now: float) -> None:
+    """A run of a partitioned job names one of its partitions; others name none."""
+    if job.partitions is None:
+        if key is not None:
+            raise BadAnswer(
+                f"{where} asked for partition {key!r} of job '{job.name}', which has no partitions"
+            )
+        return
+    if key is None:
+        raise BadAnswer(
+            f"{where} asked for partitioned job '{job.name}' without a partition: "
+            f"name one in RunRequest(tags={{'{runs.TAG_PARTITION}': KEY}})"
+        )
+    try:
+        job.partitions.check(key, now)
+    except errors.PartitionError as exc:
+        raise BadAnswer(f"{where} asked for job '{job.name}': {exc}") from None
 
 
 def _job_of(jobs: tuple[str, ...], where: str, request: requests_mod.RunRequest) -> str:

@@ -6,7 +6,8 @@ process sends first, once:
 
 - `Catalog`: `{"ok": true, "location", "schedules": [...], "sensors": [...], "jobs":
   [JobInfo]}`, the `describe()` of each schedule and sensor and each job's `JobInfo`
-  `{name, description, steps: [{name, inputs}] in topological order, tags}`; or
+  `{name, description, steps: [{name, inputs}] in topological order, tags, partitions}`
+  (`partitions` the `describe()` of its partitions, or null); or
   `LoadFailure`: `{"ok": false, "error"}` when the code location failed to load (the
   process then exits).
 
@@ -33,6 +34,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Self
 
+from vigil import partitions as partitions_mod
 from vigil import runs
 
 JSON = dict[str, Any]
@@ -117,10 +119,16 @@ class JobInfo:
     steps: tuple[StepInfo, ...] = ()
     description: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The `describe()` of the job's partitions (`partitions.from_description`), or None.
+    partitions: Mapping[str, Any] | None = None
 
     @property
     def step_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps)
+
+    def partitions_def(self) -> partitions_mod.PartitionsDef | None:
+        """The job's partitions, rebuilt from their description (no user code)."""
+        return None if self.partitions is None else partitions_mod.from_description(self.partitions)
 
     def to_json(self) -> JSON:
         return {
@@ -128,16 +136,21 @@ class JobInfo:
             "steps": [s.to_json() for s in self.steps],
             "description": self.description,
             "tags": dict(self.tags),
+            "partitions": None if self.partitions is None else dict(self.partitions),
         }
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
         found, what = _object(data, "job"), "job"
+        described = found.get("partitions")
+        if described is not None and not isinstance(described, Mapping):
+            raise ValueError(f"{what}: field 'partitions' has the wrong type ({described!r})")
         return cls(
             _text(found, what, "name"),
             tuple(StepInfo.from_json(s) for s in _objects(found, what, "steps")),
             _maybe_text(found, what, "description"),
             _strings(found, what, "tags"),
+            None if described is None else dict(described),
         )
 
 

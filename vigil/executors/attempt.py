@@ -53,7 +53,16 @@ def run(
     """Attempt number `number` of `step`; its LOG events go to `sink`."""
     step_def = plan.job.steps[step]
     log = context.StepLog(sink, plan.run_id, step, services.clock)
-    ctx = context.StepContext(plan.run_id, plan.job.name, step, number, plan.config_for(step), log)
+    ctx = context.StepContext(
+        plan.run_id,
+        plan.job.name,
+        step,
+        number,
+        plan.config_for(step),
+        log,
+        plan.partition_key,
+        plan.partition_window,
+    )
     try:
         inputs = {name: _input(plan, name, services) for name in step_def.inputs}
         value = step_def.invoke(ctx, plan.config_for(step), inputs)

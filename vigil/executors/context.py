@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,9 @@ class StepLog:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepContext:
-    """Who is running (run, job, step, attempt), the step's config, and its log."""
+    """Who is running (run, job, step, attempt), the step's config, and its log; for a run
+    of a partitioned job, its partition key (tag `vigil/partition`) and, for time
+    partitions, the key's window [start, end) as aware datetimes in the partitions' zone."""
 
     run_id: str
     job_name: str
@@ -55,3 +58,5 @@ class StepContext:
     attempt: int
     config: pydantic.BaseModel | None
     log: StepLog
+    partition_key: str | None = None
+    partition_window: tuple[datetime.datetime, datetime.datetime] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Collection, Iterable, Mapping
 
 import pydantic
@@ -25,6 +26,9 @@ class StepPlan:
     step_configs: Mapping[str, pydantic.BaseModel | None]
     input_runs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     input_digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The run's partition (tag `vigil/partition`) and, for time partitions, its window.
+    partition_key: str | None = None
+    partition_window: tuple[datetime.datetime, datetime.datetime] | None = None
 
     def __post_init__(self) -> None:
         order = self.job.topological_order()

@@ -9,6 +9,7 @@ already succeeded.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import pathlib
 import random
@@ -23,6 +24,7 @@ import anyio
 
 from vigil import errors, events, reexecution, runs
 from vigil.config import settings as settings_mod
+from vigil.definitions import job as job_mod
 from vigil.definitions import workspace as workspace_mod
 from vigil.executors import base as executors_base
 from vigil.executors import outputs as outputs_mod
@@ -171,6 +173,7 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
     sources = await lineage.input_runs(env.store, outputs, run, job, tuple(selected))
     input_runs = {step: source.run_id for step, source in sources.items()}
     await _note_reuse(env, run, input_runs)
+    partition = run.tags.get(runs.TAG_PARTITION)
     return plan_mod.StepPlan(
         run_id=run.run_id,
         job=job,
@@ -178,7 +181,26 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
         step_configs=configs,
         input_runs=input_runs,
         input_digests={step: source.digest for step, source in sources.items()},
+        partition_key=partition,
+        partition_window=_partition_window(job, partition),
     )
+
+
+def _partition_window(
+    job: job_mod.JobDef, key: str | None
+) -> tuple[datetime.datetime, datetime.datetime] | None:
+    """The window of the run's partition; PartitionError (the run fails) for a key the
+    job's partitions do not hold, or a partition tag on a job without partitions."""
+    if key is None:
+        return None
+    if job.partitions is None:
+        raise errors.PartitionError(
+            f"run tag {runs.TAG_PARTITION}={key!r}: job '{job.name}' has no partitions"
+        )
+    try:
+        return job.partitions.window(key)
+    except errors.PartitionError as exc:
+        raise errors.PartitionError(f"job '{job.name}': {exc}") from None
 
 
 async def _recover(
