@@ -21,6 +21,8 @@ COMMANDS = {
     "queue": "vigil.cli.queue:queue_group",
     "schedule": "vigil.cli.instigators:schedule_group",
     "sensor": "vigil.cli.instigators:sensor_group",
+    "backfill": "vigil.cli.backfill:backfill_group",
+    "partitions": "vigil.cli.backfill:partitions_command",
 }
 
 

@@ -73,12 +73,24 @@ async def _checked_run(
     """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise;
     a config error names `source`, the run config file, when there is one), and its
     partition by the job's partitions (PartitionError)."""
-    _check_json(request.run_config)
     async with workspace.opened() as ws:
         location = await workspace.job_location(ws, request.job)
         request = _with_partition(request, location.job(request.job), partition)
-        answer = await ws.ask(location.name, request, ws.load_timeout)
+        checked = await check_in(ws, location, request, source)
         workspace.warn(ws.failures)
+    return checked
+
+
+async def check_in(
+    ws: workspace.Workspace,
+    location: workspace.Location,
+    request: messages.RunCheckRequest,
+    source: pathlib.Path | None = None,
+) -> runs.Run:
+    """The run as `location`'s evaluation process checked it: its job, config and tags
+    (RunConfigError, naming `source`, the run config file, when there is one)."""
+    _check_json(request.run_config)
+    answer = await ws.ask(location.name, request, ws.load_timeout)
     if answer.error is not None or len(answer.requests) != 1:
         error = answer.error or "the run check gave no run"
         raise errors.RunConfigError(f"{source}: {error}" if source is not None else error)
