@@ -76,7 +76,8 @@ class PartitionsDef(abc.ABC):
 
     @abc.abstractmethod
     def window(self, key: str) -> tuple[datetime.datetime, datetime.datetime] | None:
-        """The [start, end) of a time partition's key in its zone; None for static keys."""
+        """The [start, end) of a time partition's key in its zone, complete or not
+        (PartitionError for a key that is malformed or out of range); None for static."""
 
     @abc.abstractmethod
     def last_complete(self, at: datetime.datetime) -> str | None:

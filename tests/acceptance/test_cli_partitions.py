@@ -4,6 +4,7 @@ window."""
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 
 from tests.acceptance.harness import Instance, run_id_of
@@ -85,3 +86,12 @@ def test_job_execute_takes_a_partition(sqlite_instance: Instance) -> None:
     assert sqlite_instance.show(run_id)["tags"] == {"vigil/partition": "2026-01-01"}
     bad = sqlite_instance.vigil("job", "execute", "daily_sales", "--partition", "soon")
     assert one_line_error(bad).startswith("error: job 'daily_sales': partition 'soon' is not")
+
+
+def test_schedule_preview_names_the_partition_of_each_tick(sqlite_instance: Instance) -> None:
+    lines = sqlite_instance.ok("schedule", "preview", "nightly_sales", "--count", "2").splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        local_day = datetime.date.fromisoformat(line.split()[0])
+        yesterday = (local_day - datetime.timedelta(days=1)).isoformat()
+        assert line.endswith(f"UTC)  partition {yesterday}"), line

@@ -4,11 +4,14 @@ one-line errors, and the description that crosses processes."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import time
 import zoneinfo
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from vigil import errors, partitions
 
@@ -221,3 +224,49 @@ def test_ten_thousand_hourly_keys_are_cheap() -> None:
     keys = hourly.keys(at("2025-02-20T00:00"))
     print(f"{len(keys)} hourly keys in {(time.perf_counter() - began) * 1000:.1f} ms")
     assert len(keys) == 9984
+
+
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Santiago",  # clocks change at midnight
+    "Australia/Lord_Howe",  # a 30-minute change
+    "Pacific/Apia",  # skipped a whole day (2011-12-30)
+    "Asia/Kolkata",
+]
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.example("Pacific/Apia", "daily", datetime.date(2011, 12, 1), 60)
+@hypothesis.example("Australia/Lord_Howe", "hourly", datetime.date(2024, 9, 20), 60)
+@hypothesis.example("America/Santiago", "daily", datetime.date(2024, 8, 20), 300)
+@hypothesis.example("America/Santiago", "hourly", datetime.date(2024, 8, 20), 60)
+@hypothesis.example("Europe/Berlin", "hourly", datetime.date(2024, 10, 1), 60)
+@hypothesis.given(
+    zone=st.sampled_from(ZONES),
+    unit=st.sampled_from(["hourly", "daily", "weekly", "monthly"]),
+    start=st.dates(datetime.date(1995, 1, 1), datetime.date(2030, 1, 1)),
+    span_days=st.integers(1, 800),
+)
+def test_windows_tile_time_without_gap_or_overlap(
+    zone: str, unit: str, start: datetime.date, span_days: int
+) -> None:
+    factory = getattr(partitions, f"{unit}_partitions")
+    made = factory(start.isoformat(), timezone=zone)
+    first = datetime.datetime.combine(start, datetime.time(), zoneinfo.ZoneInfo(zone))
+    span = span_days if unit != "hourly" else min(span_days, 60)
+    now = first.timestamp() + span * 86400
+    keys = made.keys(now)
+    windows = [made.window(k) for k in keys]
+    assert len(set(keys)) == len(keys)
+    for (begin, end), key in zip(windows, keys, strict=True):
+        assert begin < end, key
+        assert end.timestamp() <= now
+    for (_, end), (begin, _) in itertools.pairwise(windows):
+        assert end.timestamp() == begin.timestamp()
+    if keys:
+        made.check(keys[-1], now)
+        last_end = windows[-1][1]
+        assert made.last_complete(last_end) == keys[-1]
+        assert made.key_range(keys[0], keys[-1], now) == keys

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from vigil import errors, ticks
+from vigil import partitions as partitions_mod
 from vigil.cli import common, render, workspace
 from vigil.daemon.loops import instigation
 from vigil.daemon.loops import sensors as sensors_mod
@@ -206,11 +207,18 @@ def stop_schedule(name: str) -> None:
 @click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
 @common.handle_errors
 def preview(name: str, count: int) -> None:
-    """The schedule's next ticks, in its time zone and in UTC."""
+    """The schedule's next ticks, in its time zone and in UTC (and, for a job partitioned by
+    time, the partition each targets unless the function names another)."""
     location, data = workspace.locate("schedule", name)
     s = instigation.schedule_info(location.name, data)
+    job = location.job(str(data["job"]))
+    partitions = None if job is None else job.partitions_def()
     for t in tick_times.preview(s.cron, s.zone, time.time(), count):
-        click.echo(f"{tick_times.describe(t, s.zone)}  ({_utc(t)} UTC)")
+        line = f"{tick_times.describe(t, s.zone)}  ({_utc(t)} UTC)"
+        if isinstance(partitions, partitions_mod.TimePartitions):
+            key = partitions.last_complete(datetime.datetime.fromtimestamp(t, datetime.UTC))
+            line += f"  partition {key if key is not None else '(none complete yet)'}"
+        click.echo(line)
 
 
 @schedule_group.command("ticks")

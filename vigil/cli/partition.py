@@ -7,6 +7,7 @@ anything is submitted. A partitioned job needs a key; a job without partitions t
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,5 +60,8 @@ def tagged(
 
 
 def _latest(partitions: partitions_mod.PartitionsDef, now: float) -> str:
-    keys = partitions.keys(now)
-    return f"latest: {keys[-1]}" if keys else "no partition is complete yet"
+    if isinstance(partitions, partitions_mod.StaticPartitions):
+        names = partitions.names
+        return f"one of {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
+    latest = partitions.last_complete(datetime.datetime.fromtimestamp(now, datetime.UTC))
+    return f"latest: {latest}" if latest is not None else "no partition is complete yet"
