@@ -109,12 +109,14 @@ async def test_cancel_ends_the_backfill_and_its_queued_runs_together(store: sql.
 
     stored, canceled = await store.cancel_backfill(made.backfill_id, 202.0)
     assert stored.status is B.CANCELED
-    assert len(canceled) == 5 and first.run_id not in canceled
+    assert len(canceled) == 5
+    assert first.run_id not in canceled
     assert await store.queued_runs() == []
     run = await store.get_run(canceled[0])
     assert (run.status, run.end_time) == (S.CANCELED, 202.0)
     ends = [e for e in await store.get_events(canceled[0]) if e.event_type.name == "RUN_CANCELED"]
-    assert ends and ends[0].data == {"reason": "canceled", "by": "backfill"}
+    assert ends
+    assert ends[0].data == {"reason": "canceled", "by": "backfill"}
     assert (await store.get_run(first.run_id)).status is S.STARTING
 
     # No chunk after a cancel; a second cancel changes nothing.
