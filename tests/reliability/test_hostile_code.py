@@ -16,12 +16,13 @@ it fifty times a second was load of its own), and every assertion says what it s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import pathlib
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import psutil
 import pytest
@@ -225,6 +226,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.fixture
+def forks_killed(tmp_path: pathlib.Path) -> Iterator[None]:
+    """After the test, whatever user code forked and still lives is killed (by pid): a
+    test that failed before stopping its daemon SIGKILLs it, and the processes user code
+    forked outlive it (they are not its children), idle but there until the machine stops."""
+    yield
+    for pid in forked_pids(tmp_path):
+        with contextlib.suppress(psutil.Error):
+            forked = psutil.Process(pid)
+            if str(tmp_path) in " ".join(forked.cmdline()):
+                forked.kill()
+
+
 def brief(found: list[ticks.Tick]) -> list[tuple[str, str | None]]:
     return [(t.status.value, (t.error or "")[:200] or None) for t in found]
 
@@ -280,6 +294,7 @@ async def stop_and_forks_gone(daemon: Daemon, tmp_path: pathlib.Path, least: int
 
 
 async def test_hostile_code_on_import_fails_its_location_alone(
+    forks_killed: None,  # first: torn down once the daemon is gone
     sqlite_instance: Instance,
     daemons: Daemons,
     tmp_path: pathlib.Path,
@@ -319,6 +334,7 @@ async def test_hostile_code_on_import_fails_its_location_alone(
 
 
 async def test_hostile_code_at_evaluation_fails_its_own_ticks_alone(
+    forks_killed: None,  # first: torn down once the daemon is gone
     sqlite_instance: Instance,
     daemons: Daemons,
     tmp_path: pathlib.Path,
