@@ -13,8 +13,11 @@ import anyio
 INTERVAL = 0.02
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = 30.0) -> None:
-    """Return once `check()` is true; raise TimeoutError after `deadline` seconds."""
+async def eventually(
+    check: Callable[[], Awaitable[bool]], deadline: float = 30.0, interval: float = INTERVAL
+) -> None:
+    """Return once `check()` is true; raise TimeoutError after `deadline` seconds. A check
+    that is costly (many store reads, a large log) is better made at a longer `interval`."""
     with anyio.fail_after(deadline):
         while not await check():  # noqa: ASYNC110 - another process changes the state
-            await anyio.sleep(INTERVAL)
+            await anyio.sleep(interval)

@@ -151,6 +151,7 @@ def test_round_robin_interleaves_locations_in_their_own_order() -> None:
 
 HANGING = settings.CodeLocationSettings(name="hanging", file=HERE / "hanging_location.py")
 FLOODING = settings.CodeLocationSettings(name="flooding", file=HERE / "flooding_location.py")
+EXITING = settings.CodeLocationSettings(name="exiting", file=HERE / "exiting_location.py")
 
 
 @contextlib.asynccontextmanager
@@ -237,6 +238,20 @@ async def test_output_of_user_code_is_bounded_and_logged(
     assert lines[-1].getMessage().startswith("... ")
     assert lines[-1].getMessage().endswith(" more bytes of output cut")
     assert max(len(r.getMessage()) for r in lines) <= process.LINE_LIMIT
+
+
+async def test_a_function_that_ends_its_process_fails_its_tick_with_the_real_exit_code() -> None:
+    # `sys.exit` closes the interpreter's files (the answer pipe) before the process exits,
+    # and the asyncio watcher reaps on its own: a child killed once its pipe ended, or
+    # polled while being killed, was reported "killed by signal 9" or "exit code 255".
+    batch = [evaluation(name, location="exiting") for name in ["exits_zero", "exits_three"] * 8]
+    async with served([EXITING]) as evaluators:
+        results = await evaluators.evaluate_all(batch)
+
+    errors = [r.error for r in results]
+    assert errors == [
+        f"the evaluation process exited (exit code {code}) to answer" for code in [0, 3] * 8
+    ], errors
 
 
 def test_the_output_bound_cuts_long_lines_and_counts_what_it_drops() -> None:

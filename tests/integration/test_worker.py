@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
 import time
 import uuid
 
 import pytest
 
-from vigil import events, executors, runs, storage
+from vigil import errors, events, executors, runs, storage
 from vigil.config import settings as settings_mod
 from vigil.executors import outputs
-from vigil.worker import worker
+from vigil.worker import patience, worker
 
 JOBS = pathlib.Path(__file__).with_name("jobs.py")
 S = runs.RunStatus
@@ -253,3 +254,45 @@ async def test_a_run_with_a_bad_partition_fails_saying_why(
     failure = await store.get_events(run.run_id, event_types=(E.RUN_FAILURE,))
     assert message in failure[0].message
     assert await started_steps(store, run.run_id) == []
+
+
+async def test_an_end_whose_commit_was_not_acknowledged_writes_its_events_once(
+    store: storage.Store, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection drops while the end commits (a server restarted at that moment): the
+    # end and the last step events it carries are written, but the worker is told the store
+    # is unreachable and retries. The retry finds the run no longer STARTED; the events it
+    # carried were then written a second time (seen in the database faults test).
+    run = new_run()
+    await store.add_run(run)
+    end_run = store.end_run
+    dropped: list[str] = []
+
+    async def commit_then_drop(
+        run_id: str,
+        expected: object,
+        end: runs.RunEnd,
+        now: float,
+        *args: object,
+        **kwargs: object,
+    ) -> bool:
+        ended = await end_run(run_id, expected, end, now, *args, **kwargs)  # type: ignore[arg-type]
+        if not dropped:
+            dropped.append(run_id)
+            raise errors.StoreUnavailable("connection was closed in the middle of operation")
+        return ended
+
+    monkeypatch.setattr(store, "end_run", commit_then_drop)
+    settings = settings_for(tmp_path)
+    env = worker.WorkerEnv(
+        settings=settings,
+        store=patience.PatientStore(store, log=io.StringIO()),
+        executor=executors.InProcessExecutor(),
+        base_dir=settings.home,
+    )
+
+    assert await worker.run_worker(env, run.run_id) is S.SUCCESS
+    kinds = [(e.event_type, e.step) for e in await store.get_events(run.run_id)]
+    assert dropped == [run.run_id]
+    assert [step for kind, step in kinds if kind is E.STEP_SUCCESS] == ["a", "b", "c"], kinds
+    assert [kind for kind, _ in kinds].count(E.RUN_SUCCESS) == 1, kinds

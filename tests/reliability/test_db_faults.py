@@ -259,7 +259,9 @@ async def test_the_daemon_rides_out_a_database_fault_and_is_ready_again_promptly
         assert daemon.daemon.process.poll() is None, "the daemon exited"
         beats = await heartbeats_resumed(instance, done.back_wall)
         print(f"{done.name}: every heartbeat written again {beats:.2f} s after the server was back")
-        assert beats <= HEARTBEAT_BOUND
+        assert beats <= HEARTBEAT_BOUND, (
+            f"{done.name}: heartbeats written again after {beats:.2f} s"
+        )
 
         await crash.wait_until_ended(instance, run_ids)
         executions = crash.step_executions(tmp_path)

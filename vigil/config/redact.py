@@ -24,7 +24,11 @@ MASK = "***"
 _SECRET_KEY = re.compile(
     r"pass(word|wd|phrase)?|pwd|secret|token|key|credential|auth|private", re.I
 )
-_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s:/@]*):([^\s@]+)@")
+# A scheme begins at the first letter of a run of letters (a match beginning later in the
+# run would have begun at its first letter anyway): without that, a long run of letters
+# was tried from each of its letters, quadratic (user code printing 8 KiB lines of one
+# letter held the daemon's event loop for most of a second per log line).
+_URL_CREDENTIALS = re.compile(r"(?<![A-Za-z])([A-Za-z][A-Za-z0-9+.-]*://)([^\s:/@]*):([^\s@]+)@")
 ENV_KEYS = frozenset({"env", "environment"})
 # Key paths (with `*` for any list index) that match the pattern but are not secrets.
 NOT_SECRET = frozenset(
@@ -59,6 +63,8 @@ def _exempt(path: Path) -> bool:
 
 def text(value: str) -> str:
     """The string with the password of every URL in it masked."""
+    if "://" not in value:  # most lines: no URL, and no scan
+        return value
     return _URL_CREDENTIALS.sub(rf"\1\2:{MASK}@", value)
 
 

@@ -39,6 +39,7 @@ MAX_LINE = 64 * 1024 * 1024
 OUTPUT_LIMIT = 1024 * 1024
 LINE_LIMIT = 8 * 1024
 EXIT_GRACE = 0.5  # seconds a line may still arrive after the child exited
+EXIT_WAIT = 5.0  # seconds a child that closed its pipe has to exit before it is killed
 M = TypeVar("M")
 Output = Callable[[str], None]
 
@@ -159,7 +160,8 @@ class EvaluationProcess:
             await self.kill()
             raise errors.EvaluationTimeout(f"timed out after {timeout:g} s") from None
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
-            code = await self.kill()
+            ended = not isinstance(exc, anyio.DelimiterNotFound)
+            code = await self._exited() if ended else await self.kill()
             raise errors.EvaluationError(
                 f"the evaluation process exited ({_exit(code)}) {doing}"
             ) from exc
@@ -211,19 +213,29 @@ class EvaluationProcess:
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
 
+    async def _exited(self) -> int | None:
+        """The exit code of a child whose pipe ended: it is exiting (a Python interpreter
+        closes its files before it exits, `sys.exit` in user code included), so it is given
+        `EXIT_WAIT` to end on its own and say how, and is killed only past that."""
+        process = self._process
+        if process is not None:
+            with anyio.move_on_after(EXIT_WAIT, shield=True):
+                await process.wait()
+        return await self.kill()
+
     async def kill(self) -> int | None:
         """Kill the process (if it runs) and reap it; its exit code.
 
         The process leads its own process group (`start_new_session`): the whole group is
-        SIGKILLed before the leader is reaped (so its id cannot have been reused), and what
-        user code forked dies with it.
+        SIGKILLed, so what user code forked dies with it (also after the leader exited on
+        its own: the group id stays reserved while a member lives).
         """
         process, self._process = self._process, None
         if process is None:
             return None
         with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
+            # Not `process.kill()`: it polls (reaps) the child itself, and the event loop's
+            # watcher, finding it gone, reports exit code 255 instead of the real one.
             _kill_group(process.pid)
             code = await process.wait()
             await process.aclose()
@@ -243,8 +255,9 @@ class EvaluationProcess:
 
 
 def _kill_group(pid: int) -> None:
-    """Kill what user code forked: the child leads a process group of its own (a group
-    id stays reserved while any member lives, so it never names another process)."""
+    """Kill the child and what user code forked: the child leads a process group of its
+    own, which it cannot leave (a session leader), and a group id stays reserved while any
+    member lives, so it never names another process."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 

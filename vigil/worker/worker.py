@@ -343,13 +343,29 @@ async def _end(
     with anyio.CancelScope(shield=True):
         if await env.store.end_run(run_id, expected, end, env.clock(), pending, env.token):
             return status
-        await env.store.append_events(pending)
         current = await env.store.get_run(run_id)
+        if await _ended_by_this_end(env, current, end):
+            return status
+        await env.store.append_events(pending)
         if current.status is not S.CANCELING or not _ours(env, current):
             return current.status
         canceled = runs.RunEnd(S.CANCELED, f"canceled ({message})", R.CANCELED, by="worker")
         await env.store.end_run(run_id, S.CANCELING, canceled, env.clock(), token=env.token)
     return S.CANCELED
+
+
+END_EVENTS = (E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED)
+
+
+async def _ended_by_this_end(env: WorkerEnv, run: runs.Run, end: runs.RunEnd) -> bool:
+    """Whether `end` is already written, with the events it carried: the connection
+    dropped while it committed, so the store was unreachable for the worker's first
+    attempt, and the retry found the run no longer STARTED (writing its events again
+    would record each of them twice)."""
+    if run.status is not end.status or not _ours(env, run):
+        return False
+    found = await env.store.get_events(run.run_id, event_types=END_EVENTS)
+    return any(e.message == end.message and e.data.get("by") == end.by for e in found)
 
 
 def _ours(env: WorkerEnv, run: runs.Run) -> bool:
