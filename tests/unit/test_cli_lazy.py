@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
+import tomllib
 
 import click
 import pytest
 
+from vigil import version
 from vigil.cli import daemon, lazy, main
 
 HEAVY = (
@@ -21,6 +24,7 @@ HEAVY = (
     "yaml",
     "vigil.config.loader",
     "vigil.storage.sql",
+    "importlib.metadata",
 )
 
 PROBE = f"""
@@ -36,7 +40,24 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))), fil
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["daemon", "--help"], ["run", "--help"], ["queue", "--help"]],
+    [
+        ["--help"],
+        ["--version"],
+        *(
+            [group, "--help"]
+            for group in (
+                "run",
+                "daemon",
+                "queue",
+                "schedule",
+                "sensor",
+                "instance",
+                "config",
+                "definitions",
+                "job",
+            )
+        ),
+    ],
 )
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
     done = subprocess.run(
@@ -57,3 +78,9 @@ def test_summaries_are_the_commands_own_help(group: click.Group) -> None:
         for limit in (40, 80, 200):
             shown = click.Command(name, help=summary).get_short_help_str(limit)
             assert shown == command.get_short_help_str(limit), name
+
+
+def test_the_version_is_the_projects() -> None:
+    pyproject = pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    assert project["version"] == version.VERSION

@@ -7,6 +7,7 @@ import pathlib
 
 import click
 
+from vigil import version
 from vigil.cli import common, lazy
 from vigil.config import home as home_mod
 
@@ -50,7 +51,7 @@ SUMMARIES = {
     default=None,
     help="The instance directory (default: $VIGIL_HOME, else ./.vigil).",
 )
-@click.version_option(package_name="vigil")
+@click.version_option(version.VERSION, prog_name="vigil")
 @click.pass_context
 def cli(ctx: click.Context, home: pathlib.Path | None) -> None:
     """vigil: deploy and operate Python data pipelines."""
