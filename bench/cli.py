@@ -31,6 +31,10 @@ from vigil import runs
 from vigil.config import loader
 from vigil.storage import engine
 
+# What any command that reads the store imports whatever vigil does: the store's and the
+# settings' libraries. Its figure is the floor of the read commands.
+FLOOR = "import sqlalchemy.ext.asyncio, aiosqlite, asyncpg, pydantic_settings, yaml, anyio"
+
 HELP = [["--help"], ["--version"], ["run", "--help"], ["daemon", "--help"], ["queue", "--help"]]
 
 
@@ -85,6 +89,11 @@ def measure(label: str, pg_url: sa.engine.URL | None, n: int) -> None:
         run_id = asyncio.run(add_runs(home, 5))
         bare, bare_cpu = medians_ms([sys.executable, "-c", "pass"], env, n)
         print(f"[{label}] python -c pass: {bare:.0f} ms (cpu {bare_cpu:.0f} ms)")
+        wall, cpu = medians_ms([sys.executable, "-c", FLOOR], env, n)
+        print(
+            f"[{label}] python -c '{FLOOR}': {wall:.0f} ms (+{wall - bare:.0f} ms); "
+            f"cpu {cpu:.0f} ms (+{cpu - bare_cpu:.0f} ms)"
+        )
         commands = (HELP if pg_url is None else []) + read_commands(run_id)
         for args in commands:
             wall, cpu = medians_ms([*vigil, *args], env, n)

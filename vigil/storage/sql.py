@@ -182,13 +182,7 @@ class SqlStore(store.Store):
         return rows.run_from_row(row, tags.get(run_id, {}))
 
     async def run_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
-        column = schema.runs.c.run_id
-        query = (
-            sa.select(column)
-            .where(*_prefix_range(column, prefix, binary_range=not self._is_postgres))
-            .order_by(column)
-            .limit(limit)
-        )
+        query = run_ids_query(prefix, limit, postgres=self._is_postgres)
         async with self._read() as conn:
             return list((await conn.scalars(query)).all())
 
@@ -785,6 +779,13 @@ def _record_untokened(launch: store.Launch, now: float) -> sa.Update:
         .where(table.c.run_id == launch.run_id, table.c.launch_token.is_(None))
         .values(launcher_info=dict(launch.info), launched_at=now)
     )
+
+
+def run_ids_query(prefix: str, limit: int, *, postgres: bool) -> sa.Select[Any]:
+    """The ids of runs that start with `prefix`, in order, at most `limit`."""
+    column = schema.runs.c.run_id
+    conditions = _prefix_range(column, prefix, binary_range=not postgres)
+    return sa.select(column).where(*conditions).order_by(column).limit(limit)
 
 
 def _prefix_range(
