@@ -1,4 +1,9 @@
-"""What every command shares: settings built once, the event loop, errors to exit codes."""
+"""What every command shares: settings built once, the event loop, errors to exit codes.
+
+Imported by every command, `--help` included, so it imports nothing heavy at module level:
+the settings loader (pydantic), the store (SQLAlchemy) and anyio are imported when a
+command first asks for the settings, the store or the event loop.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,17 @@ import pathlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
-import anyio
 import click
 
 from vigil import errors
-from vigil.config import loader, redact
-from vigil.config import settings as settings_mod
-from vigil.storage import engine
-from vigil.storage import store as store_mod
+from vigil.config import home as home_mod
+from vigil.config import redact
+
+if TYPE_CHECKING:
+    from vigil.config import settings as settings_mod
+    from vigil.storage import store as store_mod
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,6 +58,8 @@ class CliState:
     @property
     def settings(self) -> settings_mod.InstanceSettings:
         if self._settings is None:
+            from vigil.config import loader
+
             self._settings = loader.load_settings(self.home)
         return self._settings
 
@@ -61,12 +69,30 @@ def state() -> CliState:
 
 
 def _missing_state() -> CliState:
-    home = loader.home_from_env(os.environ)
+    home = home_mod.from_env(os.environ)
     return CliState(home=home, environ=dict(os.environ))
+
+
+def _remember_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        state().load_timeout = value
+
+
+load_timeout_option = click.option(
+    "--load-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=None,
+    expose_value=False,
+    callback=_remember_timeout,
+    metavar="SECONDS",
+    help="How long each code location may take to load (default: scheduling.load_timeout).",
+)
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine function on asyncio with uvloop where it is installed."""
+    import anyio
+
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -95,6 +121,8 @@ def _with_origin(exc: errors.PluginError) -> str:
     """The plugin error, after the file or environment variable that configured the plugin."""
     if exc.key is None:
         return str(exc)
+    from vigil.config import loader
+
     st = state()
     return f"{loader.origin(st.home, st.environ, exc.key)}: {exc}"
 
@@ -115,6 +143,11 @@ async def opened_store(
 ) -> AsyncIterator[store_mod.Store]:
     """The instance's store for the block; a run worker's (`worker`) is opened for one short
     job: its schema checked in its first transaction, its connections pinged only idle."""
+    import anyio
+
+    from vigil.config import loader
+    from vigil.storage import engine
+
     target = loader.store_target(settings)
     if worker:
         target = dataclasses.replace(target, ping_after_idle=WORKER_PING_AFTER_IDLE)
@@ -140,6 +173,8 @@ def read_run_config(path: pathlib.Path | None) -> dict[str, Any]:
     """A run config file (YAML or JSON); errors name the file."""
     if path is None:
         return {}
+    from vigil.config import loader
+
     try:
         data = loader.read_yaml(path)
     except errors.ConfigError as exc:

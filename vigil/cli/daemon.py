@@ -12,4 +12,11 @@ daemon_group = lazy.LazyGroup(
         "status": "vigil.cli.daemon_status:status",
         "liveness-check": "vigil.cli.daemon_status:liveness_check",
     },
+    summaries={
+        "run": "Run the daemon in the foreground until SIGTERM or SIGINT.",
+        "status": "One row a loop: state, last iteration, heartbeat age, daemon, last error.",
+        "liveness-check": (
+            'Exit 0 ("ok: ...") while the daemon\'s loops are live; 1 with the reason otherwise.'
+        ),
+    },
 )

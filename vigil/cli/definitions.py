@@ -1,4 +1,7 @@
-"""`vigil definitions ...` and `vigil job execute`: the user's code, loaded and run."""
+"""`vigil definitions ...` and `vigil job execute`: the user's code, loaded and run.
+
+The workspace, the executors and the worker are imported by the commands, not by `--help`.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,16 @@ import dataclasses
 import pathlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from vigil import executors, runs, submission
-from vigil.cli import common, workspace
+from vigil import runs
+from vigil.cli import common
 from vigil.cli import partition as partition_mod
-from vigil.definitions import workspace as workspace_mod
-from vigil.worker import worker
+
+if TYPE_CHECKING:
+    from vigil.definitions import workspace as workspace_mod
 
 
 @click.group("definitions")
@@ -23,13 +27,15 @@ def definitions_group() -> None:
 
 
 @definitions_group.command("list")
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def list_definitions() -> None:
     """List each code location's jobs (and their steps), schedules and sensors.
 
     A location that fails to load is left out with a warning on stderr.
     """
+    from vigil.cli import workspace
+
     locations = workspace.all_locations()
     for location in locations:
         if location.catalog is None:
@@ -60,11 +66,13 @@ def _sensor_line(sensor: Mapping[str, Any]) -> str:
 
 
 @definitions_group.command("check")
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def check() -> None:
     """Load every code location, each in its own process; report each one that fails (with
     its file and line), and exit 2 if any did."""
+    from vigil.cli import workspace
+
     locations = workspace.all_locations()
     problems = [str(loc.error) for loc in locations if loc.error is not None]
     problems += workspace.conflicts(locations)
@@ -93,7 +101,7 @@ def job_group() -> None:
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V")
 @partition_mod.option
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def execute(
     job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], partition: str | None
@@ -103,6 +111,10 @@ def execute(
     The job's code location is found in evaluation processes, then only that location is
     loaded here. The run is recorded in the store like any other.
     """
+    from vigil import executors, submission
+    from vigil.definitions import workspace as workspace_mod
+    from vigil.worker import worker
+
     st = common.state()
     run_config = common.read_run_config(config_path)
     location = _load_location_of(job)
@@ -132,6 +144,8 @@ def execute(
 
 def _load_location_of(job: str) -> workspace_mod.CodeLocation:
     """Only the code location defining `job`, loaded in this process."""
+    from vigil.cli import workspace
+    from vigil.definitions import workspace as workspace_mod
 
     async def main() -> tuple[workspace.Location, list[workspace.Location]]:
         async with workspace.opened() as ws:

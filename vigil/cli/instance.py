@@ -1,15 +1,19 @@
-"""`vigil instance ...` and `vigil config ...`: the instance's schema and settings."""
+"""`vigil instance ...` and `vigil config ...`: the instance's schema and settings.
+
+The loader, the store and the plugins are imported by the commands, not by `--help`.
+"""
 
 from __future__ import annotations
 
-import click
-import yaml
+from typing import TYPE_CHECKING
 
-from vigil import assembly, runs
+import click
+
+from vigil import runs
 from vigil.cli import common
-from vigil.config import loader
-from vigil.daemon import extension
-from vigil.storage import engine
+
+if TYPE_CHECKING:
+    from vigil.storage import engine
 
 
 @click.group("instance")
@@ -21,6 +25,9 @@ def instance_group() -> None:
 @common.handle_errors
 def migrate() -> None:
     """Bring the store to this vigil's schema (creating it if empty)."""
+    from vigil.config import loader
+    from vigil.storage import engine
+
     target = loader.store_target(common.state().settings)
 
     async def main() -> tuple[engine.SchemaStatus, engine.SchemaStatus]:
@@ -39,6 +46,9 @@ def migrate() -> None:
 @common.handle_errors
 def info() -> None:
     """Where the instance lives, its schema, and how many runs it holds."""
+    from vigil.config import loader
+    from vigil.storage import engine
+
     settings = common.state().settings
     target = loader.store_target(settings)
 
@@ -73,6 +83,10 @@ def config_group() -> None:
 @common.handle_errors
 def show(as_json: bool) -> None:
     """Print the effective settings (vigil.yaml plus VIGIL_* overrides), secrets redacted."""
+    import yaml
+
+    from vigil.config import loader
+
     data = loader.redacted(common.state().settings)
     if as_json:
         common.echo_json(data)
@@ -84,6 +98,10 @@ def show(as_json: bool) -> None:
 @common.handle_errors
 def check() -> None:
     """Validate the settings and the pluggable classes they name."""
+    from vigil import assembly
+    from vigil.config import loader
+    from vigil.daemon import extension
+
     st = common.state()
     assembly.check_plugins(st.settings)
     extension.resolve_loops(st.settings.daemon)

@@ -5,6 +5,8 @@ what they define, so `list` shows what the code defines beside what the store ke
 instigator the store knows but the code no longer defines is listed as orphaned (and can
 still be stopped), never dropped silently; while a code location fails to load, such an
 instigator is listed as unknown (the failed location may define it), with a warning.
+The workspace, the loops' helpers and the cron logic are imported by the commands that use
+them, not by `--help`.
 """
 
 from __future__ import annotations
@@ -13,18 +15,17 @@ import dataclasses
 import datetime
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from vigil import errors, ticks
-from vigil import partitions as partitions_mod
-from vigil.cli import common, render, workspace
-from vigil.daemon.loops import instigation
-from vigil.daemon.loops import sensors as sensors_mod
+from vigil import display, errors, ticks
+from vigil.cli import common
 from vigil.evaluation import messages
-from vigil.scheduling import ticks as tick_times
 from vigil.storage import store as store_mod
+
+if TYPE_CHECKING:
+    from vigil.daemon.loops import instigation
 
 R = TypeVar("R")
 K = ticks.InstigatorKind
@@ -56,6 +57,8 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _status_word(default: St, state: ticks.InstigatorState | None) -> str:
+    from vigil.daemon.loops import instigation
+
     running = instigation.is_running(default, state)
     word = "running" if running else "stopped"
     if state is None or state.status is St.DEFAULT:
@@ -129,8 +132,8 @@ def _print_ticks(
                 describe(t.scheduled_time),
                 t.status.value,
                 ",".join(r[:8] for r in t.run_ids) or "-",
-                render.printable(t.cursor or "-"),
-                render.printable(note[-1] if note else "")[:100],
+                display.printable(t.cursor or "-"),
+                display.printable(note[-1] if note else "")[:100],
             )
         )
     click.echo(_table(rows))
@@ -160,6 +163,10 @@ def schedule_group() -> None:
 @common.handle_errors
 def list_schedules(as_json: bool) -> None:
     """Every schedule with its status and next tick; orphaned ones (code gone) too."""
+    from vigil.cli import workspace
+    from vigil.daemon.loops import instigation
+    from vigil.scheduling import ticks as tick_times
+
     locations = workspace.all_locations()
     states = _with_store(lambda store: _states(store, K.SCHEDULE))
     now = time.time()
@@ -189,6 +196,8 @@ def list_schedules(as_json: bool) -> None:
 @common.handle_errors
 def start_schedule(name: str) -> None:
     """Run the schedule from now on (no catch-up of ticks before now)."""
+    from vigil.cli import workspace
+
     workspace.locate("schedule", name)
     _set_status(K.SCHEDULE, name, St.RUNNING, known=True)
 
@@ -198,6 +207,8 @@ def start_schedule(name: str) -> None:
 @common.handle_errors
 def stop_schedule(name: str) -> None:
     """Stop the schedule (an orphaned one too)."""
+    from vigil.cli import workspace
+
     known = workspace.lookup("schedule", name) is not None
     _set_status(K.SCHEDULE, name, St.STOPPED, known=known)
 
@@ -209,6 +220,11 @@ def stop_schedule(name: str) -> None:
 def preview(name: str, count: int) -> None:
     """The schedule's next ticks, in its time zone and in UTC (and, for a job partitioned by
     time, the partition each targets unless the function names another)."""
+    from vigil import partitions as partitions_mod
+    from vigil.cli import workspace
+    from vigil.daemon.loops import instigation
+    from vigil.scheduling import ticks as tick_times
+
     location, data = workspace.locate("schedule", name)
     s = instigation.schedule_info(location.name, data)
     job = location.job(str(data["job"]))
@@ -228,6 +244,10 @@ def preview(name: str, count: int) -> None:
 @common.handle_errors
 def schedule_ticks(name: str, limit: int, as_json: bool) -> None:
     """The schedule's latest ticks, newest first (an orphaned schedule's too)."""
+    from vigil.cli import workspace
+    from vigil.daemon.loops import instigation
+    from vigil.scheduling import ticks as tick_times
+
     instigator = ticks.instigator_id(K.SCHEDULE, name)
     found = workspace.lookup("schedule", name)
     zone = instigation.schedule_info(found[0].name, found[1]).zone if found else None
@@ -250,6 +270,9 @@ def sensor_group() -> None:
 @common.handle_errors
 def list_sensors(as_json: bool) -> None:
     """Every sensor with its status and cursor; orphaned ones (code gone) too."""
+    from vigil.cli import workspace
+    from vigil.daemon.loops import instigation
+
     locations = workspace.all_locations()
     states = _with_store(lambda store: _states(store, K.SENSOR))
     listed: list[_Listed] = []
@@ -277,6 +300,8 @@ def list_sensors(as_json: bool) -> None:
 @common.handle_errors
 def start_sensor(name: str) -> None:
     """Run the sensor from now on."""
+    from vigil.cli import workspace
+
     workspace.locate("sensor", name)
     _set_status(K.SENSOR, name, St.RUNNING, known=True)
 
@@ -286,6 +311,8 @@ def start_sensor(name: str) -> None:
 @common.handle_errors
 def stop_sensor(name: str) -> None:
     """Stop the sensor (an orphaned one too)."""
+    from vigil.cli import workspace
+
     known = workspace.lookup("sensor", name) is not None
     _set_status(K.SENSOR, name, St.STOPPED, known=known)
 
@@ -309,6 +336,8 @@ def sensor_ticks(name: str, limit: int, as_json: bool) -> None:
 @common.handle_errors
 def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
     """Show the sensor's cursor, or set (--set V) or clear (--clear) it."""
+    from vigil.cli import workspace
+
     instigator = ticks.instigator_id(K.SENSOR, name)
     if new_cursor is not None and clear:
         raise click.UsageError("give --set or --clear, not both")
@@ -338,15 +367,18 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
         click.echo(answer.error.rstrip(), err=True)
         raise SystemExit(common.EXIT_FAILURE)
     for r in answer.requests:
-        key = render.printable(str(r.run_key))
+        key = display.printable(str(r.run_key))
         click.echo(f"run request: job {r.job} run_key {key} config {dict(r.run_config)}")
     if not answer.requests:
         click.echo(f"skipped: {answer.skip or 'no run requested'}")
     if answer.cursor_updated:
-        click.echo(f"new cursor (not stored): {render.printable(str(answer.cursor))}")
+        click.echo(f"new cursor (not stored): {display.printable(str(answer.cursor))}")
 
 
 async def _test(name: str, given_cursor: str | None) -> messages.Answer:
+    from vigil.cli import workspace
+    from vigil.daemon.loops import instigation
+
     async with workspace.opened() as ws:
         location, data = await workspace.instigator_location(ws, "sensor", name)
         workspace.warn(ws.failures)
@@ -359,6 +391,8 @@ async def _test(name: str, given_cursor: str | None) -> messages.Answer:
 async def _test_request(
     store: instigation.LoopStore, s: instigation.SensorInfo, given: str | None
 ) -> messages.Request:
+    from vigil.daemon.loops import sensors as sensors_mod
+
     states = await store.list_instigators([s.instigator])
     stored = states[0].cursor if states else None
     current = given if given is not None else stored

@@ -7,8 +7,9 @@ import pathlib
 
 import click
 
+from vigil import version
 from vigil.cli import common, lazy
-from vigil.config import loader
+from vigil.config import home as home_mod
 
 COMMANDS = {
     "run": "vigil.cli.run:run_group",
@@ -25,20 +26,37 @@ COMMANDS = {
     "partitions": "vigil.cli.backfill:partitions_command",
 }
 
+# Each command's first line of help, for `vigil --help` without importing the commands
+# (tests/unit/test_cli_lazy.py checks them against the commands).
+SUMMARIES = {
+    "run": "Launch and inspect runs.",
+    "instance": "Create, migrate and describe the instance store.",
+    "config": "Show and check the instance settings.",
+    "definitions": "Load and inspect the workspace's code locations.",
+    "job": "Work with jobs directly.",
+    "worker": "The run worker (started by launchers, not by hand).",
+    "daemon": "Run the daemon and watch its loops.",
+    "queue": "List queued runs in launch order, each with the reason it waits.",
+    "schedule": "Schedules: list, start, stop, preview their ticks, show their ticks.",
+    "sensor": "Sensors: list, start, stop, show ticks and cursors, test one without launching.",
+    "backfill": "Run a partitioned job over a range of its partitions.",
+    "partitions": "Each partition of JOB with its latest run's status (ranges of equal status).",
+}
 
-@click.group(cls=lazy.LazyGroup, lazy_subcommands=COMMANDS)
+
+@click.group(cls=lazy.LazyGroup, lazy_subcommands=COMMANDS, summaries=SUMMARIES)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=pathlib.Path),
     default=None,
     help="The instance directory (default: $VIGIL_HOME, else ./.vigil).",
 )
-@click.version_option(package_name="vigil")
+@click.version_option(version.VERSION, prog_name="vigil")
 @click.pass_context
 def cli(ctx: click.Context, home: pathlib.Path | None) -> None:
     """vigil: deploy and operate Python data pipelines."""
     environ = dict(os.environ)
-    resolved = home.absolute() if home is not None else loader.home_from_env(environ)
+    resolved = home.absolute() if home is not None else home_mod.from_env(environ)
     ctx.obj = common.CliState(home=resolved, environ=environ)
 
 

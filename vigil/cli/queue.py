@@ -1,17 +1,22 @@
-"""`vigil queue ...`: the queued runs in launch order, and pausing the queue."""
+"""`vigil queue ...`: the queued runs in launch order, and pausing the queue.
+
+The coordinator and launchers are imported when a command runs, not by `--help`.
+"""
 
 from __future__ import annotations
 
 import pathlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from vigil import assembly, errors
-from vigil.cli import common, render
-from vigil.coordinators import queued
+from vigil import display, errors
+from vigil.cli import common, ids
+
+if TYPE_CHECKING:
+    from vigil.coordinators import queued
 
 T = TypeVar("T")
 
@@ -32,8 +37,8 @@ def queue_group(ctx: click.Context, as_json: bool) -> None:
         click.echo("no queued runs")
     for entry in entries:
         why = entry.reason or "launches next"
-        job = render.printable(entry.run.job_name)
-        click.echo(f"{entry.run.run_id}  {job:<20} {render.printable(why)}")
+        job = display.printable(entry.run.job_name)
+        click.echo(f"{ids.short(entry.run.run_id)}  {job:<20} {display.printable(why)}")
 
 
 @queue_group.command("pause")
@@ -53,6 +58,9 @@ def resume() -> None:
 
 
 def _with_coordinator(action: Callable[[queued.QueuedCoordinator], Awaitable[T]]) -> T:
+    from vigil import assembly
+    from vigil.coordinators import queued
+
     st = common.state()
 
     async def main() -> T:

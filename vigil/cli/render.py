@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vigil import events, monitoring, runs
+from vigil.cli import ids
 from vigil.display import printable as printable  # the CLI's printers use render.printable
 
 E = events.EventType
@@ -94,13 +95,21 @@ def run_table(found: Sequence[runs.Run], now: float) -> str:
     if not found:
         return "no runs"
     rows = [("RUN ID", "JOB", "STATUS", "CREATED", "DURATION")]
-    rows += [
-        (r.run_id, printable(r.job_name), r.status.value, _when(r.created_at), _duration(r, now))
-        for r in found
-    ]
+    rows += [_run_row(r, now) for r in found]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _run_row(run: runs.Run, now: float) -> tuple[str, str, str, str, str]:
+    job = printable(run.job_name)
+    return (
+        ids.short(run.run_id),
+        job,
+        run.status.value,
+        _when(run.created_at),
+        _duration(run, now),
     )
 
 

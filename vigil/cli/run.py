@@ -1,4 +1,9 @@
-"""`vigil run ...`: launch, re-execute, list, show, follow events and logs, cancel."""
+"""`vigil run ...`: launch, re-execute, list, show, follow events and logs, cancel.
+
+A run id may be given by a unique prefix (`ids`). What only some commands need (anyio,
+the workspace, the launchers and coordinators, the renderers) is imported inside them,
+so that `vigil run --help` and the read commands import only what they use.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,18 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
 
-from vigil import assembly, errors, events, reexecution, retrying, runs, submission
-from vigil.cli import common, render, workspace
+from vigil import errors, events, reexecution, runs
+from vigil.cli import common, ids
 from vigil.cli import partition as partition_mod
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
+
+if TYPE_CHECKING:
+    from vigil.cli import render, workspace
 
 FOLLOW_POLL = 0.25
 CANCEL_POLL = 0.1
@@ -37,7 +44,7 @@ def run_group() -> None:
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
 @partition_mod.option
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def launch(
     job: str,
@@ -73,6 +80,8 @@ async def _checked_run(
     """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise;
     a config error names `source`, the run config file, when there is one), and its
     partition by the job's partitions (PartitionError)."""
+    from vigil.cli import workspace
+
     async with workspace.opened() as ws:
         location = await workspace.job_location(ws, request.job)
         request = _with_partition(request, location.job(request.job), partition)
@@ -89,6 +98,8 @@ async def check_in(
 ) -> runs.Run:
     """The run as `location`'s evaluation process checked it: its job, config and tags
     (RunConfigError, naming `source`, the run config file, when there is one)."""
+    from vigil import retrying, submission
+
     _check_json(request.run_config)
     answer = await ws.ask(location.name, request, ws.load_timeout)
     if answer.error is not None or len(answer.requests) != 1:
@@ -118,6 +129,8 @@ def _check_json(run_config: Any) -> None:
 
 async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run:
     """Submit through the configured coordinator; print it; wait for its end if asked."""
+    from vigil import assembly, submission
+
     st = common.state()
     ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
     launcher = assembly.build_launcher(st.settings, ctx)
@@ -168,8 +181,10 @@ def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> N
     names = [name.strip() for name in (steps or "").split(",") if name.strip()]
 
     async def main() -> runs.Run:
+        from vigil.cli import workspace
+
         async with common.opened_store(st.settings) as store:
-            parent = await store.get_run(run_id)
+            parent = await store.get_run(await ids.resolve_run_id(store, run_id))
             async with workspace.opened() as ws:
                 job = (await workspace.job_location(ws, parent.job_name)).job(parent.job_name)
                 workspace.warn(ws.failures)
@@ -211,6 +226,8 @@ def _check_reexecution(
 @common.handle_errors
 def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
+    from vigil.cli import render
+
     run_filter = store_mod.RunFilter(
         statuses=tuple(runs.RunStatus(s.upper()) for s in statuses), job_name=job_name, limit=limit
     )
@@ -232,11 +249,12 @@ def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_js
 @common.handle_errors
 def show(run_id: str, as_json: bool) -> None:
     """Show one run: status, timing, worker, tags and step outcomes with their errors."""
+    from vigil.cli import render
 
     async def main() -> tuple[runs.Run, list[events.Event], list[render.LineageEntry]]:
         async with common.opened_store(common.state().settings) as store:
-            run = await store.get_run(run_id)
-            step_events = await store.get_events(run_id, event_types=render.STEP_OUTCOMES)
+            run = await store.get_run(await ids.resolve_run_id(store, run_id))
+            step_events = await store.get_events(run.run_id, event_types=render.STEP_OUTCOMES)
             return run, step_events, await _lineage(store, run)
 
     run, step_events, chain = common.run_async(main)
@@ -255,6 +273,8 @@ def show(run_id: str, as_json: bool) -> None:
 
 async def _lineage(store: store_mod.Store, run: runs.Run) -> list[render.LineageEntry]:
     """Every run of the run's lineage, root first, each with its end event."""
+    from vigil.cli import render
+
     root = run.root_run_id or run.run_id
     chain = await store.list_runs(store_mod.RunFilter(root_run_id=root))
     chain.sort(key=lambda member: (member.retry_number, member.created_at))
@@ -272,13 +292,17 @@ async def _lineage(store: store_mod.Store, run: runs.Run) -> list[render.Lineage
 @common.handle_errors
 def events_cmd(run_id: str, follow: bool, as_json: bool) -> None:
     """Print a run's events in order."""
+    import anyio
+
+    from vigil.cli import render
 
     async def main() -> None:
         async with common.opened_store(common.state().settings) as store:
             cursor = 0
+            whole_id = await ids.resolve_run_id(store, run_id)
             while True:
-                run = await store.get_run(run_id)
-                for event in await store.get_events(run_id, after_id=cursor):
+                run = await store.get_run(whole_id)
+                for event in await store.get_events(whole_id, after_id=cursor):
                     click.echo(render.event_json(event) if as_json else render.event_line(event))
                     cursor = event.event_id
                 if not follow or run.status.is_terminal:
@@ -295,14 +319,18 @@ def events_cmd(run_id: str, follow: bool, as_json: bool) -> None:
 @common.handle_errors
 def logs(run_id: str, step: str | None, follow: bool) -> None:
     """Print the captured stdout and stderr of a run's steps (or one STEP)."""
+    import anyio
+
+    from vigil.cli import render
+
     st = common.state()
-    base = st.settings.compute_logs_dir / run_id
 
     async def main() -> None:
         async with common.opened_store(st.settings) as store:
-            tail = render.LogTail(base, step)
+            whole_id = await ids.resolve_run_id(store, run_id)
+            tail = render.LogTail(st.settings.compute_logs_dir / whole_id, step)
             while True:
-                run = await store.get_run(run_id)
+                run = await store.get_run(whole_id)
                 tail.print_new(click.echo)
                 if not follow or run.status.is_terminal:
                     tail.print_new(click.echo)
@@ -324,18 +352,23 @@ def logs(run_id: str, step: str | None, follow: bool) -> None:
 @common.handle_errors
 def cancel(run_id: str, timeout: float) -> None:
     """Cancel a run: its worker is asked to stop, and the run ends CANCELED."""
+    import anyio
+
+    from vigil import assembly
+
     st = common.state()
 
     async def main() -> runs.Run:
         async with common.opened_store(st.settings) as store:
+            whole_id = await ids.resolve_run_id(store, run_id)
             ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
             launcher = assembly.build_launcher(st.settings, ctx)
             coordinator = assembly.build_coordinator(st.settings, store, launcher, time.time)
-            run = await coordinator.cancel(run_id)
+            run = await coordinator.cancel(whole_id)
             with anyio.move_on_after(timeout):
                 while not run.status.is_terminal:
                     await anyio.sleep(CANCEL_POLL)
-                    run = await coordinator.settle_cancel(run_id)
+                    run = await coordinator.settle_cancel(whole_id)
             return run
 
     run = common.run_async(main)

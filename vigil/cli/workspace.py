@@ -221,20 +221,7 @@ async def opened(output: Output = _echo_output) -> AsyncIterator[Workspace]:
         await workspace.close()
 
 
-def _remember_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
-    if value is not None:
-        common.state().load_timeout = value
-
-
-load_timeout_option = click.option(
-    "--load-timeout",
-    type=click.FloatRange(min=0, min_open=True, max=3600),
-    default=None,
-    expose_value=False,
-    callback=_remember_timeout,
-    metavar="SECONDS",
-    help="How long each code location may take to load (default: scheduling.load_timeout).",
-)
+load_timeout_option = common.load_timeout_option  # kept here for the commands that use it
 
 
 async def job_location(workspace: Workspace, job: str) -> Location:

@@ -26,10 +26,6 @@ ENV_PREFIX = environment.PREFIX
 SHOWN_INPUT = 80  # characters of a refused value shown in an error
 
 
-def home_from_env(environ: Mapping[str, str]) -> pathlib.Path:
-    return pathlib.Path(environ.get("VIGIL_HOME", ".vigil")).absolute()
-
-
 class _Built:
     """The settings last built in this process and exactly what they were built from.
 

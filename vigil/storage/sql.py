@@ -181,6 +181,11 @@ class SqlStore(store.Store):
             tags = await _load_tags(conn, [run_id])
         return rows.run_from_row(row, tags.get(run_id, {}))
 
+    async def run_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        query = run_ids_query(prefix, limit, postgres=self._is_postgres)
+        async with self._read() as conn:
+            return list((await conn.scalars(query)).all())
+
     async def list_runs(self, run_filter: store.RunFilter = _ALL_RUNS) -> list[runs.Run]:
         async with self._read() as conn:
             return await _load_runs(conn, _runs_query(run_filter))
@@ -774,6 +779,29 @@ def _record_untokened(launch: store.Launch, now: float) -> sa.Update:
         .where(table.c.run_id == launch.run_id, table.c.launch_token.is_(None))
         .values(launcher_info=dict(launch.info), launched_at=now)
     )
+
+
+def run_ids_query(prefix: str, limit: int, *, postgres: bool) -> sa.Select[Any]:
+    """The ids of runs that start with `prefix`, in order, at most `limit`."""
+    column = schema.runs.c.run_id
+    conditions = _prefix_range(column, prefix, binary_range=not postgres)
+    return sa.select(column).where(*conditions).order_by(column).limit(limit)
+
+
+def _prefix_range(
+    column: sa.ColumnElement[str], prefix: str, binary_range: bool
+) -> list[sa.ColumnElement[bool]]:
+    """`column` starts with `prefix`: a LIKE (its special characters escaped), which
+    PostgreSQL answers from the primary key's index in the C collation; on SQLite, whose
+    LIKE ignores case and no index, bounded by the range of strings that start with the
+    prefix in binary order (`binary_range`), which it answers from the index."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    conditions: list[sa.ColumnElement[bool]] = [column.like(escaped + "%", escape="\\")]
+    if binary_range and prefix:
+        conditions.append(column >= prefix)
+        if ord(prefix[-1]) < 0xD7FF:  # the successor is a character, not a surrogate
+            conditions.append(column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    return conditions
 
 
 def _run_query(run_id: str) -> sa.Select[Any]:

@@ -108,6 +108,11 @@ class RunReader(Protocol):
         """The run with this id; raises UnknownRun."""
 
     @abc.abstractmethod
+    async def run_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` ids of runs that start with `prefix` (exactly: `_` and `%` are
+        plain characters), in order; one range of the primary key."""
+
+    @abc.abstractmethod
     async def list_runs(self, run_filter: RunFilter = RunFilter()) -> list[runs.Run]:
         """Runs matching the filter, newest first."""
 
