@@ -21,7 +21,7 @@ from vigil import assembly, errors
 from vigil.cli import common
 from vigil.config import loader
 from vigil.config import settings as settings_mod
-from vigil.daemon import builtin, extension, extras, heartbeat, logs, runtime, startup
+from vigil.daemon import builtin, extension, extras, heartbeat, logs, precedence, runtime, startup
 from vigil.daemon import clock as clock_mod
 from vigil.daemon.loops import instigation
 from vigil.evaluation import pool
@@ -72,8 +72,9 @@ def run(log_format: logs.LogFormat) -> None:
             coordinator = assembly.build_coordinator(
                 settings, store, launcher, clock.now, identity.daemon_id, exported
             )
-            built = builtin.build(settings, store, coordinator, clock)
-            shared = instigation.Instigation(evaluators, store, coordinator, clock, exported)
+            first = precedence.Precedence()  # schedules and sensors before backfill chunks
+            built = builtin.build(settings, store, coordinator, clock, first)
+            shared = instigation.Instigation(evaluators, store, coordinator, clock, exported, first)
             instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = [*built.loops, *instigators.loops, *extension.build_loops(resolved, context)]

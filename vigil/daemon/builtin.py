@@ -23,6 +23,7 @@ from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, orphans, service
+from vigil.daemon import precedence as precedence_mod
 from vigil.daemon.loops import backfills, monitor, queue, retries, scheduler, sensors
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.launchers import base as launchers
@@ -55,13 +56,16 @@ def build(
     store: BuiltinStore,
     coordinator: coordinators.RunCoordinator,
     clock: clock_mod.Clock,
+    precedence: precedence_mod.Precedence | None = None,
 ) -> Builtins:
+    """The run loops; `precedence` is shared with the scheduler and sensor loops
+    (`Instigation`), which a backfill's chunks give way to."""
     built = Builtins()
     run_queue = coordinator.run_queue()
     if run_queue is not None:
         built = _with_queue(built, run_queue, store)
         if settings.backfills.enabled:
-            backfill_loop = backfills.BackfillLoop(store, clock, settings.backfills)
+            backfill_loop = backfills.BackfillLoop(store, clock, settings.backfills, precedence)
             built = dataclasses.replace(
                 built, loops=(*built.loops, backfill_loop), backfill_loop=backfill_loop
             )

@@ -7,8 +7,9 @@ whole chunk and the cursor; so each partition is submitted exactly once, and a s
 daemon (or a cancel) racing for the same chunk finds the cursor moved and writes nothing.
 The queue then launches the runs under its limits (a backfill's own limit is the tag
 `vigil/backfill_max_concurrent`). An iteration submits at most `CHUNKS_PER_ITERATION`
-chunks and asks for the next one at once, yielding between chunks, so a large backfill
-never holds the event loop or the store's write lock for long.
+chunks and asks for the next one at once; between chunks it gives way to the scheduler and
+sensor loops while they iterate (`precedence`, for at most `GIVE_WAY` seconds), so a large
+backfill never holds the event loop or the store's write lock from a tick.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from vigil import backfills
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop
+from vigil.daemon import precedence as precedence_mod
 from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
 CHUNKS_PER_ITERATION = 20
+GIVE_WAY = 1.0  # the longest a chunk waits for the scheduler and sensor loops
 MIN_TIMEOUT = 60.0
 B = backfills.BackfillStatus
 
@@ -52,9 +55,11 @@ class BackfillLoop(loop.Loop):
         store: BackfillLoopStore,
         clock: clock_mod.Clock,
         settings: settings_mod.BackfillSettings,
+        precedence: precedence_mod.Precedence | None = None,
     ) -> None:
         super().__init__()
         self._store = store
+        self._precedence = precedence if precedence is not None else precedence_mod.Precedence()
         self._clock = clock
         self._chunk = settings.chunk_size
         self.interval = settings.poll_interval
@@ -89,6 +94,7 @@ class BackfillLoop(loop.Loop):
         """Submit chunks of one backfill while the budget lasts; the budget left."""
         backfill = await self._store.get_backfill(backfill_id)
         while budget > 0 and backfill.status is B.SUBMITTING and backfill.remaining > 0:
+            await self._precedence.give_way(GIVE_WAY)
             now = self._clock.now()
             batch, enqueued = backfills.chunk_runs(backfill, self._chunk, now)
             done = await self._store.submit_backfill_runs(
@@ -103,7 +109,7 @@ class BackfillLoop(loop.Loop):
             ended = B.SUBMITTED if moved >= backfill.total else B.SUBMITTING
             backfill = dataclasses.replace(backfill, cursor=moved, status=ended)
             self._log(backfill, len(batch))
-            await anyio.lowlevel.checkpoint()  # the scheduler and queue run between chunks
+            await anyio.lowlevel.checkpoint()  # the other loops run between chunks
         return budget
 
     def _log(self, backfill: backfills.Backfill, count: int) -> None:

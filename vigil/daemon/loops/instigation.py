@@ -29,6 +29,7 @@ from vigil import errors, runs, ticks
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop as loop_mod
+from vigil.daemon import precedence as precedence_mod
 from vigil.evaluation import messages
 from vigil.evaluation import pool as pool_mod
 from vigil.scheduling import cron as cron_mod
@@ -143,11 +144,14 @@ class Instigation:
         coordinator: coordinators.RunCoordinator,
         clock: clock_mod.Clock,
         observer: TickObserver | None = None,
+        precedence: precedence_mod.Precedence | None = None,
     ) -> None:
         self.pool = pool
         self.store = store
         self.clock = clock
         self.observer = observer
+        # The loops' iterations are prompt work: a backfill's chunks give way to them.
+        self.precedence = precedence if precedence is not None else precedence_mod.Precedence()
         self._coordinator = coordinator
         self._ticks: collections.Counter[tuple[str, str]] = collections.Counter()
         self._timeouts: collections.Counter[str] = collections.Counter()

@@ -79,6 +79,10 @@ class SchedulerLoop(loop.Loop):
         await self._lanes.join()
 
     async def iterate(self) -> None:
+        async with self._shared.precedence.prompt():
+            await self._iterate()
+
+    async def _iterate(self) -> None:
         store, now = self._shared.store, self._shared.clock.now()
         schedules = await self._schedules()
         states = {s.name: s for s in await store.list_instigators()}

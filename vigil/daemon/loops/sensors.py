@@ -61,6 +61,10 @@ class SensorLoop(loop.Loop):
         await self._lanes.join()
 
     async def iterate(self) -> None:
+        async with self._shared.precedence.prompt():
+            await self._iterate()
+
+    async def _iterate(self) -> None:
         store, now = self._shared.store, self._shared.clock.now()
         sensors = await self._sensors()
         states = {s.name: s for s in await store.list_instigators()}
