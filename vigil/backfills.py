@@ -20,7 +20,6 @@ from typing import Any
 from vigil import events, runs
 
 INSTIGATOR_PREFIX = "backfill:"
-DEFAULT_CHUNK = 500
 # Within a chunk, each partition's run is created this much after the previous one, so the
 # queue (first in, first out within a priority) launches a backfill's partitions in order.
 ORDER_STEP = 1e-6

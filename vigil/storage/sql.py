@@ -155,22 +155,33 @@ class SqlStore(store.Store):
         self, batch: Sequence[runs.Run], first_events: Sequence[events.NewEvent]
     ) -> list[runs.Run]:
         async with self._write() as conn:
-            batch = await _numbered(conn, batch)
-            await _insert_runs(conn, batch)
-            tag_rows = [
-                {"run_id": run.run_id, "key": k, "value": v}
-                for run in batch
-                for k, v in run.tags.items()
-            ]
-            if tag_rows:
-                await conn.execute(_insert_tags, tag_rows)
-            if first_events:
-                await self._append(conn, first_events)
-            for status in {run.status for run in batch}:
-                await self._notice_in(conn, batch[0].run_id, status)
+            batch = await self._insert_in(conn, batch, first_events)
         for status in {run.status for run in batch}:
             self._notice_after(status)
         return list(batch)
+
+    async def _insert_in(
+        self,
+        conn: sa_asyncio.AsyncConnection,
+        batch: Sequence[runs.Run],
+        first_events: Sequence[events.NewEvent],
+    ) -> Sequence[runs.Run]:
+        """Insert new runs (numbered), their tags and first events, with their queue notices,
+        inside the caller's transaction; the runs as inserted."""
+        batch = await _numbered(conn, batch)
+        await _insert_runs(conn, batch)
+        tag_rows = [
+            {"run_id": run.run_id, "key": k, "value": v}
+            for run in batch
+            for k, v in run.tags.items()
+        ]
+        if tag_rows:
+            await conn.execute(_insert_tags, tag_rows)
+        if first_events:
+            await self._append(conn, first_events)
+        for status in {run.status for run in batch}:
+            await self._notice_in(conn, batch[0].run_id, status)
+        return batch
 
     async def get_run(self, run_id: str) -> runs.Run:
         query = _run_query(run_id)
@@ -516,15 +527,7 @@ class SqlStore(store.Store):
             if not await backfill_rows.advance(conn, backfill_id, cursor, len(batch), now):
                 return False
             if batch:
-                await _insert_runs(conn, batch)
-                tag_rows = [
-                    {"run_id": run.run_id, "key": k, "value": v}
-                    for run in batch
-                    for k, v in run.tags.items()
-                ]
-                await conn.execute(_insert_tags, tag_rows)
-                await self._append(conn, first_events)
-                await self._notice_in(conn, batch[0].run_id, S.QUEUED)
+                await self._insert_in(conn, batch, first_events)
         if batch:
             self._notice_after(S.QUEUED)
         return True
