@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from vigil import assembly, errors
-from vigil.config import environment, loader
+from vigil.config import environment, loader, names
 from vigil.config import settings as settings_mod
 from vigil.daemon import presence
 from vigil.storage import store as store_mod
@@ -315,7 +315,7 @@ def test_a_variable_like_no_setting_says_how_names_are_made(
 def test_variables_that_are_not_settings_are_allowed(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in (*environment.NOT_SETTINGS, "VIGIL_TEST_ANYTHING", "VIGIL_HOME"):
+    for name in (*names.NOT_SETTINGS, "VIGIL_TEST_ANYTHING", "VIGIL_HOME"):
         monkeypatch.setenv(name, str(tmp_path))
     monkeypatch.setenv("VIGIL_RUN_LAUNCHER__TYPE", "subprocess")
     monkeypatch.setenv("VIGIL_RUN_LAUNCHER__OPTIONS__ENV__AWS_REGION", "eu-west-1")

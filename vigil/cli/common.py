@@ -24,6 +24,7 @@ from vigil.config import home as home_mod
 from vigil.config import redact
 
 if TYPE_CHECKING:
+    from vigil.config import quick
     from vigil.config import settings as settings_mod
     from vigil.storage import store as store_mod
 
@@ -62,6 +63,13 @@ class CliState:
 
             self._settings = loader.load_settings(self.home)
         return self._settings
+
+    @functools.cached_property
+    def quick(self) -> quick.QuickSettings | None:
+        """The store's location read without the settings model; None when not sure."""
+        from vigil.config import quick
+
+        return quick.read(self.home, self.environ)
 
 
 def state() -> CliState:
@@ -157,6 +165,39 @@ async def opened_store(
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
+
+
+def read_store(fn: Callable[[store_mod.Glance], Awaitable[T]]) -> T:
+    """Run a read command's `fn` on a glance at the store on the bare driver when that can
+    answer (`quick`, `glance`: a fraction of the start-up), else on the full store."""
+    where = state().quick
+    if where is not None:
+        import asyncio
+
+        from vigil.storage import glance
+
+        async def glanced() -> T:
+            async with glance.opened(where.store) as looked:
+                return await fn(looked)
+
+        try:
+            return asyncio.run(glanced())
+        except glance.Unsure:
+            pass  # the full store reports whatever the glance was unsure of
+
+    async def stored() -> T:
+        async with opened_store(state().settings) as store:
+            return await fn(store)
+
+    return run_async(stored)
+
+
+def heartbeat_interval() -> float:
+    """The daemon's heartbeat interval, from the quick read when it is sure of it."""
+    where = state().quick
+    if where is not None:
+        return where.heartbeat_interval
+    return state().settings.daemon.heartbeat_interval
 
 
 def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -28,15 +28,16 @@ FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --fo
 @common.handle_errors
 def status(follow: bool, as_json: bool) -> None:
     """One row a loop: state, last iteration, heartbeat age, daemon, last error."""
-    settings = common.state().settings
-    interval = settings.daemon.heartbeat_interval
+    interval = common.heartbeat_interval()
+    if not follow:
+        _print_rows(common.read_store(lambda store: _read_rows(store, interval)), as_json)
+        return
 
     async def main() -> None:
-        async with common.opened_store(settings) as store:
+        async with common.opened_store(common.state().settings) as store:
             found = await _read_rows(store, interval)
-            _print_rows(found, as_json, lines=follow)
-            if follow:
-                await _follow(store, interval, as_json, found)
+            _print_rows(found, as_json, lines=True)
+            await _follow(store, interval, as_json, found)
 
     common.run_async(main)
 
@@ -47,7 +48,9 @@ async def _read_rows(
     return status_mod.rows(await store.list_heartbeats(), time.time(), interval)
 
 
-def _print_rows(found: Sequence[status_mod.StatusRow], as_json: bool, *, lines: bool) -> None:
+def _print_rows(
+    found: Sequence[status_mod.StatusRow], as_json: bool, *, lines: bool = False
+) -> None:
     """The table; or JSON: an array, or one object a line (`lines`, for --follow)."""
     if not as_json:
         click.echo(status_mod.table(found))
@@ -104,13 +107,8 @@ def liveness_check() -> None:
     Not live: no heartbeats, or a loop (or the daemon) down, hung or stopped. For a
     container HEALTHCHECK or a Kubernetes liveness probe.
     """
-    settings = common.state().settings
-
-    async def main() -> list[status_mod.StatusRow]:
-        async with common.opened_store(settings) as store:
-            return await _read_rows(store, settings.daemon.heartbeat_interval)
-
-    live, line = status_mod.liveness(common.run_async(main))
+    interval = common.heartbeat_interval()
+    live, line = status_mod.liveness(common.read_store(lambda store: _read_rows(store, interval)))
     click.echo(line)
     if not live:
         raise SystemExit(common.EXIT_FAILURE)

@@ -19,7 +19,7 @@ def short(run_id: str) -> str:
     return run_id[:SHORT]
 
 
-async def resolve_run_id(store: store_mod.RunReader, given: str) -> str:
+async def resolve_run_id(store: store_mod.Glance, given: str) -> str:
     """The run id that `given` is, or is the unique prefix of (NotFound when it is the
     prefix of several). An id that matches nothing is returned as given: reading it
     then fails with the store's own "no run" error."""

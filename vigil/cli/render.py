@@ -9,7 +9,7 @@ import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vigil import events, monitoring, runs
+from vigil import events, runs
 from vigil.cli import ids
 from vigil.display import printable as printable  # the CLI's printers use render.printable
 
@@ -35,7 +35,7 @@ def lineage_dict(entry: LineageEntry) -> dict[str, Any]:
         "retry_number": run.retry_number,
         "reexecution": run.tags.get(runs.TAG_REEXECUTION),
         "status": run.status.value,
-        "resumes": monitoring.resume_attempts(run),
+        "resumes": run.resume_attempt,
         "ended": entry.end.message if entry.end else None,
         "reason": entry.end.data.get("reason") if entry.end else None,
     }
@@ -43,7 +43,7 @@ def lineage_dict(entry: LineageEntry) -> dict[str, Any]:
 
 def lineage_table(chain: Sequence[LineageEntry], current: str) -> str:
     """The lineage, root first: retry number, status, resumes and why each run ended."""
-    if len(chain) < 2 and not any(monitoring.resume_attempts(e.run) for e in chain):
+    if len(chain) < 2 and not any(e.run.resume_attempt for e in chain):
         return "lineage   this run alone (no retries, no resumes)"
     lines = ["lineage   (root first)"]
     for entry in chain:

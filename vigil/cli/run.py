@@ -232,11 +232,10 @@ def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_js
         statuses=tuple(runs.RunStatus(s.upper()) for s in statuses), job_name=job_name, limit=limit
     )
 
-    async def main() -> list[runs.Run]:
-        async with common.opened_store(common.state().settings) as store:
-            return await store.list_runs(run_filter)
+    async def main(store: store_mod.Glance) -> list[runs.Run]:
+        return await store.list_runs(run_filter)
 
-    found = common.run_async(main)
+    found = common.read_store(main)
     if as_json:
         common.echo_json([render.run_dict(r) for r in found])
     else:
@@ -251,13 +250,14 @@ def show(run_id: str, as_json: bool) -> None:
     """Show one run: status, timing, worker, tags and step outcomes with their errors."""
     from vigil.cli import render
 
-    async def main() -> tuple[runs.Run, list[events.Event], list[render.LineageEntry]]:
-        async with common.opened_store(common.state().settings) as store:
-            run = await store.get_run(await ids.resolve_run_id(store, run_id))
-            step_events = await store.get_events(run.run_id, event_types=render.STEP_OUTCOMES)
-            return run, step_events, await _lineage(store, run)
+    async def main(
+        store: store_mod.Glance,
+    ) -> tuple[runs.Run, list[events.Event], list[render.LineageEntry]]:
+        run = await store.get_run(await ids.resolve_run_id(store, run_id))
+        step_events = await store.get_events(run.run_id, event_types=render.STEP_OUTCOMES)
+        return run, step_events, await _lineage(store, run)
 
-    run, step_events, chain = common.run_async(main)
+    run, step_events, chain = common.read_store(main)
     if as_json:
         common.echo_json(
             {
@@ -271,7 +271,7 @@ def show(run_id: str, as_json: bool) -> None:
         click.echo(render.lineage_table(chain, run.run_id))
 
 
-async def _lineage(store: store_mod.Store, run: runs.Run) -> list[render.LineageEntry]:
+async def _lineage(store: store_mod.Glance, run: runs.Run) -> list[render.LineageEntry]:
     """Every run of the run's lineage, root first, each with its end event."""
     from vigil.cli import render
 

@@ -8,7 +8,7 @@ free-form mapping (a plugin's `options`) any name goes: the plugin validates it.
 A `VIGIL_` variable that names no setting is an error, with the closest name as a hint, as
 an unknown key in vigil.yaml is: a mistyped override silently ignored is a setting the
 operator believes in and does not have. The variables vigil and its tests read that are
-not settings are listed here, once.
+not settings are listed in `names`, once.
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ from typing import Any
 import pydantic
 
 from vigil import display
+from vigil.config import names as names_mod
 from vigil.config import settings as settings_mod
 
-PREFIX = "VIGIL_"
-DELIMITER = "__"
-# VIGIL_* variables that are not settings (fault injection in the crash tests), and prefixes
-# of such families (the test suite's own: VIGIL_TEST_POSTGRES_URL, VIGIL_TEST_PG_BIN, ...).
-NOT_SETTINGS = frozenset({"VIGIL_CRASH_AT", "VIGIL_CRASH_MARKER"})
-NOT_SETTINGS_PREFIXES = ("VIGIL_TEST_",)
+PREFIX = names_mod.PREFIX
+DELIMITER = names_mod.DELIMITER
 
 
 @functools.cache
@@ -98,7 +95,7 @@ def _suggestion(upper: str, names: frozenset[str]) -> str:
 
 
 def _known(upper: str, names: frozenset[str], open_ended: frozenset[str]) -> bool:
-    if upper in names or upper in NOT_SETTINGS or upper.startswith(NOT_SETTINGS_PREFIXES):
+    if upper in names or names_mod.is_not_setting(upper):
         return True
     return any(upper.startswith(mapping + DELIMITER) for mapping in open_ended)
 

@@ -14,13 +14,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-MINUTE = 60.0
-HOUR = 3600.0
-DAY = 86400.0
-MIN_INTERVAL = 0.01  # seconds: the shortest interval, poll or timeout anywhere
-# The longest heartbeat interval: a daemon that died counts as down after 3 of them, so a
-# longer one would keep a second daemon out (and `liveness-check` green) for that long.
-MAX_HEARTBEAT_INTERVAL = HOUR
+from vigil.config import limits
+
+MINUTE = limits.MINUTE
+HOUR = limits.HOUR
+DAY = limits.DAY
+MIN_INTERVAL = limits.MIN_INTERVAL
+MAX_HEARTBEAT_INTERVAL = limits.MAX_HEARTBEAT_INTERVAL
 MAX_COUNT = 1_000_000  # any count of runs, processes, connections or retries
 
 # Seconds between two looks, and how long something may take: 0.01 s to a day.

@@ -23,9 +23,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vigil.config import settings as settings_mod
-from vigil.daemon import heartbeat as heartbeat_mod
-from vigil.daemon import loop as loop_mod
+from vigil.config import limits
+from vigil.daemon import vitals
 from vigil.storage import store as store_mod
 
 DOWN_AFTER = 3  # heartbeat intervals without a heartbeat
@@ -71,14 +70,14 @@ def judge(heartbeat: store_mod.Heartbeat, now: float, heartbeat_interval: float)
             Health.DOWN,
             f"no heartbeat for {format_age(age)} (over {DOWN_AFTER} x {interval:g}s)",
         )
-    if info.get("kind") == heartbeat_mod.SUPERVISOR:
+    if info.get("kind") == vitals.SUPERVISOR:
         return _judge_supervisor(info)
-    return judge_statistics(heartbeat_mod.statistics_from_info(heartbeat.loop, info), now)
+    return judge_statistics(vitals.statistics_from_info(heartbeat.loop, info), now)
 
 
-def judge_statistics(stats: loop_mod.LoopStatistics, now: float) -> Verdict:
+def judge_statistics(stats: vitals.LoopStatistics, now: float) -> Verdict:
     """A loop's health from its statistics (in the daemon itself: it is not down)."""
-    if stats.state is loop_mod.LoopState.STOPPED:
+    if stats.state is vitals.LoopState.STOPPED:
         return Verdict(Health.STOPPED, "stopped")
     if stats.iteration_running and stats.last_iteration_start is not None:
         running = now - stats.last_iteration_start
@@ -92,7 +91,7 @@ def judge_statistics(stats: loop_mod.LoopStatistics, now: float) -> Verdict:
     return _judge_progress(stats, now)
 
 
-def _failing(stats: loop_mod.LoopStatistics) -> Verdict:
+def _failing(stats: vitals.LoopStatistics) -> Verdict:
     count = stats.consecutive_failures
     last = stats.last_error
     what = f": {last.headline}" if last is not None else ""
@@ -100,7 +99,7 @@ def _failing(stats: loop_mod.LoopStatistics) -> Verdict:
     return Verdict(Health.FAILING, f"{count} failed iteration{plural} in a row{what}")
 
 
-def _judge_progress(stats: loop_mod.LoopStatistics, now: float) -> Verdict:
+def _judge_progress(stats: vitals.LoopStatistics, now: float) -> Verdict:
     since = stats.last_iteration_end or stats.started_at
     if since is None:
         return Verdict(Health.HEALTHY, "starting")
@@ -129,11 +128,11 @@ def recorded_interval(info: Mapping[str, Any], default: float) -> float:
     value = info.get("heartbeat_interval")
     if not isinstance(value, int | float) or not value > 0:
         return default
-    return min(float(value), settings_mod.MAX_HEARTBEAT_INTERVAL)
+    return min(float(value), limits.MAX_HEARTBEAT_INTERVAL)
 
 
 # for the daemon's own HTTP and systemd services ----------------------------------------
-def liveness(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> tuple[bool, str]:
+def liveness(statistics: Sequence[vitals.LoopStatistics], now: float) -> tuple[bool, str]:
     """(every loop live, a one-line reason naming the first that is not): what `/healthz`
     answers, and whether the systemd watchdog may be fed."""
     for stats in statistics:
@@ -143,12 +142,12 @@ def liveness(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> tuple
     return True, f"{len(statistics)} loop{'' if len(statistics) == 1 else 's'} live"
 
 
-def making_progress(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> bool:
+def making_progress(statistics: Sequence[vitals.LoopStatistics], now: float) -> bool:
     """Every loop is live (none hung): the systemd watchdog may be fed."""
     return liveness(statistics, now)[0]
 
 
-def readiness(statistics: Sequence[loop_mod.LoopStatistics], now: float) -> tuple[bool, str]:
+def readiness(statistics: Sequence[vitals.LoopStatistics], now: float) -> tuple[bool, str]:
     """(every loop healthy, a one-line reason naming the first that is not)."""
     for stats in statistics:
         verdict = judge_statistics(stats, now)

@@ -14,12 +14,8 @@ daemon with no loops is still seen by `vigil daemon status` and by a second daem
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import socket
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -28,11 +24,12 @@ import anyio.abc
 from vigil import errors
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop as loop_mod
+from vigil.daemon import vitals
 from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
 
-SUPERVISOR = "supervisor"
+SUPERVISOR = vitals.SUPERVISOR
 FINAL_WRITE_TIMEOUT = 5.0
 RETRY_INTERVAL = 1.0  # seconds between two attempts while the store refuses heartbeats
 
@@ -40,103 +37,12 @@ InfoSource = Callable[[], dict[str, Any]]
 StoreErrorObserver = Callable[[errors.StoreError], None]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DaemonIdentity:
-    """Who writes the heartbeats: a fresh id per daemon process, its host and pid."""
-
-    daemon_id: str
-    host: str
-    pid: int
-    started_at: float
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.pid}"
-
-
-def new_identity(now: float) -> DaemonIdentity:
-    return DaemonIdentity(uuid.uuid4().hex, socket.gethostname(), os.getpid(), now)
-
-
-# the info codec ----------------------------------------------------------------------
-def loop_info(
-    stats: loop_mod.LoopStatistics, identity: DaemonIdentity, heartbeat_interval: float
-) -> dict[str, Any]:
-    """A loop's heartbeat `info`: its statistics as plain JSON values."""
-    return {
-        "kind": "loop",
-        "state": stats.state.value,
-        "interval": stats.interval,
-        "timeout": stats.timeout,
-        "iterations": stats.iterations,
-        "failures": stats.failures,
-        "restarts": stats.restarts,
-        "consecutive_failures": stats.consecutive_failures,
-        "started_at": stats.started_at,
-        "last_iteration_start": stats.last_iteration_start,
-        "last_iteration_end": stats.last_iteration_end,
-        "last_success": stats.last_success,
-        "last_duration": stats.last_duration,
-        "total_duration": stats.total_duration,
-        "errors": [{"at": e.at, "type": e.error_type, "message": e.message} for e in stats.errors],
-        "daemon_started_at": identity.started_at,
-        "heartbeat_interval": heartbeat_interval,
-        "stopped": False,
-    }
-
-
-def supervisor_info(
-    state: str, loops: Sequence[str], identity: DaemonIdentity, heartbeat_interval: float
-) -> dict[str, Any]:
-    """The supervisor's own heartbeat `info`."""
-    return {
-        "kind": SUPERVISOR,
-        "state": state,
-        "loops": list(loops),
-        "daemon_started_at": identity.started_at,
-        "heartbeat_interval": heartbeat_interval,
-        "stopped": False,
-    }
-
-
-def statistics_from_info(loop: str, info: Mapping[str, Any]) -> loop_mod.LoopStatistics:
-    """A loop's statistics read back from its heartbeat `info` (missing keys: defaults)."""
-    return loop_mod.LoopStatistics(
-        name=loop,
-        interval=float(info.get("interval") or 0.0),
-        timeout=float(info.get("timeout") or 0.0),
-        state=_state(info.get("state")),
-        iterations=int(info.get("iterations") or 0),
-        failures=int(info.get("failures") or 0),
-        restarts=int(info.get("restarts") or 0),
-        last_iteration_start=_time(info.get("last_iteration_start")),
-        last_iteration_end=_time(info.get("last_iteration_end")),
-        last_success=_time(info.get("last_success")),
-        last_duration=_time(info.get("last_duration")),
-        errors=tuple(_error(e) for e in info.get("errors") or ()),
-        consecutive_failures=int(info.get("consecutive_failures") or 0),
-        started_at=_time(info.get("started_at")) or _time(info.get("daemon_started_at")),
-        total_duration=float(info.get("total_duration") or 0.0),
-    )
-
-
-def _state(value: Any) -> loop_mod.LoopState:
-    try:
-        return loop_mod.LoopState(value)
-    except ValueError:
-        return loop_mod.LoopState.STARTING
-
-
-def _time(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _error(value: Mapping[str, Any]) -> loop_mod.LoopError:
-    return loop_mod.LoopError(
-        at=float(value.get("at") or 0.0),
-        error_type=str(value.get("type") or "Error"),
-        message=str(value.get("message") or ""),
-    )
+# Who writes and the info codec live in `vitals` (read without anyio); the same names.
+DaemonIdentity = vitals.DaemonIdentity
+new_identity = vitals.new_identity
+loop_info = vitals.loop_info
+supervisor_info = vitals.supervisor_info
+statistics_from_info = vitals.statistics_from_info
 
 
 # the writer --------------------------------------------------------------------------

@@ -14,71 +14,17 @@ hung (status, liveness check), so a hang is seen rather than hidden.
 from __future__ import annotations
 
 import abc
-import dataclasses
-import enum
 from collections.abc import Sequence
 
 import anyio
 
 from vigil.config import settings
+from vigil.daemon import vitals
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LoopError:
-    """One error a loop's iteration raised, kept in its heartbeat."""
-
-    at: float
-    error_type: str
-    message: str
-
-    @property
-    def headline(self) -> str:
-        text = f"{self.error_type}: {self.message}" if self.message else self.error_type
-        return (text.splitlines() or [""])[0][:200]
-
-
-class LoopState(enum.StrEnum):
-    """What the supervisor knows of a loop in this process."""
-
-    STARTING = "starting"
-    IDLE = "idle"  # waiting for the next iteration
-    RUNNING = "running"  # an iteration is in progress
-    BACKOFF = "backoff"  # crashed; waiting to be restarted
-    STOPPED = "stopped"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LoopStatistics:
-    """A cheap snapshot of one loop's progress (read by heartbeats and metrics).
-
-    Times are the injected clock's (epoch seconds). `iterations` counts the iterations that
-    ended, failed or not; `total_duration` is their summed duration (a metrics `_sum`);
-    `started_at` is when the supervisor first started the loop.
-    """
-
-    name: str
-    interval: float
-    timeout: float
-    state: LoopState
-    iterations: int
-    failures: int
-    restarts: int
-    last_iteration_start: float | None
-    last_iteration_end: float | None
-    last_success: float | None
-    last_duration: float | None
-    errors: Sequence[LoopError]
-    consecutive_failures: int
-    started_at: float | None = None
-    total_duration: float = 0.0
-
-    @property
-    def last_error(self) -> LoopError | None:
-        return self.errors[-1] if self.errors else None
-
-    @property
-    def iteration_running(self) -> bool:
-        return self.state is LoopState.RUNNING and self.last_iteration_start is not None
+# The statistics types live in `vitals` (read without anyio); these are the same types.
+LoopError = vitals.LoopError
+LoopState = vitals.LoopState
+LoopStatistics = vitals.LoopStatistics
 
 
 class Wakeup:

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from vigil import errors
-from vigil.daemon import health
-from vigil.daemon import heartbeat as heartbeat_mod
+from vigil.daemon import health, vitals
 from vigil.storage import store as store_mod
 
 
@@ -37,7 +36,7 @@ def live_daemons(
 
 async def ensure_alone(
     store: store_mod.HeartbeatReader,
-    me: heartbeat_mod.DaemonIdentity,
+    me: vitals.DaemonIdentity,
     now: float,
     heartbeat_interval: float,
 ) -> None:

@@ -12,8 +12,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.daemon import health, presence
-from vigil.daemon import heartbeat as heartbeat_mod
+from vigil.daemon import health, presence, vitals
 from vigil.storage import store as store_mod
 
 HEADERS = ("LOOP", "STATE", "LAST ITERATION", "HEARTBEAT", "DAEMON", "LAST ERROR", "REASON")
@@ -39,7 +38,7 @@ class StatusRow:
 
     @property
     def is_supervisor(self) -> bool:
-        return self.loop == heartbeat_mod.SUPERVISOR
+        return self.loop == vitals.SUPERVISOR
 
 
 def shown_heartbeats(
@@ -53,9 +52,7 @@ def shown_heartbeats(
     order = [newest] + [b.daemon_id for b in live if b.daemon_id != newest]
     rank = {daemon_id: i for i, daemon_id in enumerate(order)}
     kept = [b for b in heartbeats if b.daemon_id in rank]
-    return sorted(
-        kept, key=lambda b: (rank[b.daemon_id], b.loop != heartbeat_mod.SUPERVISOR, b.loop)
-    )
+    return sorted(kept, key=lambda b: (rank[b.daemon_id], b.loop != vitals.SUPERVISOR, b.loop))
 
 
 def rows(
@@ -69,7 +66,7 @@ def rows(
 
 def row_of(beat: store_mod.Heartbeat, now: float, heartbeat_interval: float) -> StatusRow:
     verdict = health.judge(beat, now, heartbeat_interval)
-    stats = heartbeat_mod.statistics_from_info(beat.loop, beat.info)
+    stats = vitals.statistics_from_info(beat.loop, beat.info)
     ended = stats.last_iteration_end
     last_error = stats.last_error
     return StatusRow(

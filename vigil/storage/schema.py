@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from vigil.storage import revision
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -19,8 +21,8 @@ NAMING_CONVENTION = {
 
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
-# a new migration must update it.
-HEAD_REVISION = "0006"
+# a new migration must update it (in `revision`, which the read commands' glance reads).
+HEAD_REVISION = revision.HEAD
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -188,7 +188,7 @@ class SqlStore(store.Store):
         async with self._read() as conn:
             row = (await conn.execute(query)).one_or_none()
             if row is None:
-                raise _unknown_run(run_id)
+                raise store.unknown_run(run_id)
             tags = await _load_tags(conn, [run_id])
         return rows.run_from_row(row, tags.get(run_id, {}))
 
@@ -379,7 +379,7 @@ class SqlStore(store.Store):
                 await self._append(conn, [requested])
             row = (await conn.execute(_run_query(run_id))).one_or_none()
             if row is None:
-                raise _unknown_run(run_id)
+                raise store.unknown_run(run_id)
             tags = await _load_tags(conn, [run_id])
         run = rows.run_from_row(row, tags.get(run_id, {}))
         self._notice_after(run.status)
@@ -798,12 +798,11 @@ def _prefix_range(
     PostgreSQL answers from the primary key's index in the C collation; on SQLite, whose
     LIKE ignores case and no index, bounded by the range of strings that start with the
     prefix in binary order (`binary_range`), which it answers from the index."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    conditions: list[sa.ColumnElement[bool]] = [column.like(escaped + "%", escape="\\")]
+    conditions: list[sa.ColumnElement[bool]] = [column.like(store.like_prefix(prefix), escape="\\")]
     if binary_range and prefix:
         conditions.append(column >= prefix)
-        if ord(prefix[-1]) < 0xD7FF:  # the successor is a character, not a surrogate
-            conditions.append(column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        if (successor := store.prefix_successor(prefix)) is not None:
+            conditions.append(column < successor)
     return conditions
 
 
@@ -956,11 +955,7 @@ def _duplicate(batch: Sequence[runs.Run], exc: sa.exc.IntegrityError) -> errors.
 async def _check_run_exists(conn: sa_asyncio.AsyncConnection, run_id: str) -> None:
     query = sa.select(schema.runs.c.run_id).where(schema.runs.c.run_id == run_id)
     if (await conn.execute(query)).first() is None:
-        raise _unknown_run(run_id)
-
-
-def _unknown_run(run_id: str) -> errors.UnknownRun:
-    return errors.UnknownRun(f"no run with id {run_id!r}")
+        raise store.unknown_run(run_id)
 
 
 async def _load_tags(

@@ -40,7 +40,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from vigil import backfills, events, runs, ticks
+from vigil import backfills, errors, events, runs, ticks
 
 # The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
 # the in-flight runs) -> the ids of the runs to claim, in launch order.
@@ -98,6 +98,44 @@ class Wakeups(abc.ABC):
         Notices that arrive while nobody waits are kept as one: the next `wait` returns True
         at once. So a caller that claims after each wake-up misses no notice.
         """
+
+
+def unknown_run(run_id: str) -> errors.UnknownRun:
+    return errors.UnknownRun(f"no run with id {run_id!r}")
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escaped by a backslash) of the strings that start with `prefix`."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (binary order), when
+    it is a string: the prefix's last character, incremented."""
+    if not prefix or ord(prefix[-1]) >= 0xD7FF:  # its successor would be a surrogate
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class Glance(Protocol):
+    """What the CLI's read commands look up: runs, a run's events, the heartbeats. The
+    store has these verbs; so has `glance.Glance`, a look on the bare driver."""
+
+    async def get_run(self, run_id: str) -> runs.Run: ...
+
+    async def run_ids_with_prefix(self, prefix: str, limit: int) -> list[str]: ...
+
+    async def list_runs(self, run_filter: RunFilter = RunFilter()) -> list[runs.Run]: ...
+
+    async def get_events(
+        self,
+        run_id: str,
+        after_id: int = 0,
+        limit: int | None = None,
+        event_types: Collection[events.EventType] = (),
+    ) -> list[events.Event]: ...
+
+    async def list_heartbeats(self) -> list[Heartbeat]: ...
 
 
 class RunReader(Protocol):

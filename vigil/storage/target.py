@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiosqlite
-import asyncpg.exceptions  # type: ignore[import-untyped]
+import asyncpg.exceptions
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc

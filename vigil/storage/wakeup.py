@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from vigil.storage import store
 
