@@ -80,7 +80,8 @@ def test_the_quick_read_agrees_with_the_settings_model(
     write(home, text, monkeypatch, env)
     read = quick.read(home, dict(os.environ))
     model = full(home)
-    assert read is not None and model is not None
+    assert read is not None
+    assert model is not None
     assert read.heartbeat_interval == model.daemon.heartbeat_interval
     target = loader.store_target(model)
     if isinstance(read.store, quick.Sqlite):
@@ -118,7 +119,8 @@ def test_a_password_file_is_read_and_an_unreadable_one_is_left_to_the_model(
     secret.write_text("from-file\n", encoding="utf-8")
     write(home, PG + f"    password_file: {secret}\n", monkeypatch, {})
     read = quick.read(home, {})
-    assert read is not None and isinstance(read.store, quick.Postgres)
+    assert read is not None
+    assert isinstance(read.store, quick.Postgres)
     assert read.store.password == "from-file"
     assert "from-file" not in repr(read)
     secret.unlink()
