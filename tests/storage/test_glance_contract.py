@@ -193,3 +193,25 @@ async def test_an_unreachable_postgres_is_not_glanced() -> None:
     with pytest.raises(glance.Unsure):
         async with glance.opened(where):
             pass
+
+
+async def test_the_queue_is_read_as_the_store_reads_it(
+    store: sql.SqlStore, looked: glance.Glance
+) -> None:
+    await seed(store)
+    await store.transition_run("b", S.QUEUED, S.STARTING, 105.0)
+    await store.transition_run("abce-0001", S.QUEUED, S.STARTING, 105.0)
+    assert [r.run_id for r in await looked.queued_runs()] == [
+        r.run_id for r in await store.queued_runs()
+    ]
+    assert await looked.queued_runs() == await store.queued_runs()
+    in_flight = await store.in_flight_tags()
+    assert len(in_flight) == 2  # one without tags, one with
+    assert sorted(map(sorted, (t.items() for t in await looked.in_flight_tags()))) == sorted(
+        map(sorted, (t.items() for t in in_flight))
+    )
+    assert await looked.get_flag("queue.paused") is None
+    await store.set_flag("queue.paused", True, 106.0)
+    assert await looked.get_flag("queue.paused") is True
+    await store.set_flag("queue.paused", {"nested": [1, None]}, 107.0)
+    assert await looked.get_flag("queue.paused") == await store.get_flag("queue.paused")

@@ -6,6 +6,7 @@ without the module's own counting.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
@@ -277,14 +278,14 @@ def test_tag_limits_validate_from_config_data() -> None:
     [
         ({"key": "team", "limit": -1}, "greater than or equal to 0"),
         ({"key": "team", "value": "a", "limit": 1, "per_value": True}, "not both"),
-        ({"key": "team", "limit": 1, "values": ["a"]}, "Extra inputs"),
+        ({"key": "team", "limit": 1, "values": ["a"]}, "Unexpected keyword argument"),
         ({"key": "", "limit": 1}, "at least 1 character"),
         ({"key": "team"}, "Field required"),
     ],
 )
 def test_bad_tag_limits_are_refused(data: Mapping[str, object], message: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=message):
-        TagLimit.model_validate(data)
+        pydantic.TypeAdapter(TagLimit).validate_python(data)
 
 
 def test_global_limit_below_minus_one_is_refused() -> None:
@@ -293,7 +294,7 @@ def test_global_limit_below_minus_one_is_refused() -> None:
 
 
 def test_limit_models_are_frozen() -> None:
-    with pytest.raises(pydantic.ValidationError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         TagLimit(key="team", limit=1).limit = 2  # type: ignore[misc]
 
 

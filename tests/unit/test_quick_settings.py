@@ -12,6 +12,7 @@ import pytest
 from vigil import errors
 from vigil.config import loader, quick
 from vigil.config import settings as settings_mod
+from vigil.coordinators import admission, queued
 
 PG = "store:\n  kind: postgres\n  postgres:\n"
 
@@ -131,3 +132,55 @@ def test_a_password_file_is_read_and_an_unreadable_one_is_left_to_the_model(
 
 def test_the_top_level_keys_are_the_settings_models() -> None:
     assert set(settings_mod.InstanceSettings.model_fields) == quick.TOP_LEVEL
+
+
+COORDINATOR_SURE = [
+    "",
+    "run_coordinator: {type: queued}\n",
+    "run_coordinator:\n  type: queued\n  options: {max_concurrent_runs: -1, poll_interval: 0.5}\n",
+    "run_coordinator: {type: queued, options: {max_concurrent_runs: '3'}}\n",
+    "run_coordinator:\n  type: queued\n  options:\n    max_concurrent_runs: 3\n"
+    "    tag_concurrency_limits:\n      - {key: team, value: data, limit: 2}\n"
+    "      - {key: gpu, limit: 1, per_value: true}\n      - {key: x, limit: 0, value: null}\n",
+]
+COORDINATOR_UNSURE = [
+    "run_coordinator: {type: immediate}\n",
+    "run_coordinator: {type: 'vigil.coordinators.queued:QueuedCoordinator'}\n",
+    "run_coordinator: {type: queued, options: {max_concurrent_runs: -2}}\n",
+    "run_coordinator: {options: {max_concurrent_runs: 3}}\n",  # no type: refused
+    "run_coordinator: {type: queued, options: {colour: red}}\n",
+    "run_coordinator: {type: queued, options: null}\n",
+    "run_coordinator: {type: queued, options: {tag_concurrency_limits: [{key: '', limit: 1}]}}\n",
+    "run_coordinator: {type: queued, options: {tag_concurrency_limits: [{key: a, limit: -1}]}}\n",
+    "run_coordinator: {type: queued, options: {tag_concurrency_limits: "
+    "[{key: a, limit: 1, per_value: 1}]}}\n",
+    "run_coordinator: {type: queued, options: {tag_concurrency_limits: "
+    "[{key: a, value: b, limit: 1, per_value: true}]}}\n",
+    "run_coordinator: {type: queued, options: {tag_concurrency_limits: {key: a, limit: 1}}}\n",
+]
+
+
+@pytest.mark.parametrize("text", COORDINATOR_SURE)
+def test_the_queue_limits_are_the_queued_coordinators(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    home = tmp_path / "home"
+    write(home, text, monkeypatch, {})
+    read = quick.read(home, {})
+    model = loader.load_settings(home)
+    assert read is not None
+    assert read.queue is not None
+    options = queued.QueuedOptions.model_validate(model.run_coordinator.options)
+    tag_limits = tuple(admission.TagLimit(**limit) for limit in read.queue.tag_limits)
+    assert admission.Limits(read.queue.max_concurrent_runs, tag_limits) == options.limits
+
+
+@pytest.mark.parametrize("text", COORDINATOR_UNSURE)
+def test_other_coordinators_and_doubtful_options_leave_the_queue_to_the_model(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    home = tmp_path / "home"
+    write(home, text, monkeypatch, {})
+    read = quick.read(home, {})
+    assert read is not None  # the store is still read quickly
+    assert read.queue is None

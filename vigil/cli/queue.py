@@ -14,9 +14,11 @@ import click
 
 from vigil import display, errors
 from vigil.cli import common, ids
+from vigil.coordinators import admission
 
 if TYPE_CHECKING:
     from vigil.coordinators import queued
+    from vigil.storage import store as store_mod
 
 T = TypeVar("T")
 
@@ -29,7 +31,7 @@ def queue_group(ctx: click.Context, as_json: bool) -> None:
     """List queued runs in launch order, each with the reason it waits."""
     if ctx.invoked_subcommand is not None:
         return
-    entries = _with_coordinator(lambda coordinator: coordinator.queue())
+    entries = _queue_entries()
     if as_json:
         common.echo_json([_entry_dict(e) for e in entries])
         return
@@ -57,6 +59,27 @@ def resume() -> None:
     click.echo("queue resumed")
 
 
+def _queue_entries() -> list[admission.QueueEntry]:
+    """The queue with the reasons: on a glance at the store when the quick read knows the
+    limits (the built-in queued coordinator's), else through the configured coordinator."""
+    where = common.state().quick
+    if where is None or where.queue is None:
+        return _with_coordinator(lambda coordinator: coordinator.queue())
+    tag_limits = tuple(admission.TagLimit(**limit) for limit in where.queue.tag_limits)
+    limits = admission.Limits(where.queue.max_concurrent_runs, tag_limits)
+
+    async def explain(store: store_mod.Glance) -> list[admission.QueueEntry]:
+        return admission.explain(
+            await store.queued_runs(),
+            await store.in_flight_tags(),
+            limits,
+            paused=bool(await store.get_flag(admission.PAUSED_FLAG)),
+            now=time.time(),
+        )
+
+    return common.read_store(explain)
+
+
 def _with_coordinator(action: Callable[[queued.QueuedCoordinator], Awaitable[T]]) -> T:
     from vigil import assembly
     from vigil.coordinators import queued
@@ -78,7 +101,7 @@ def _with_coordinator(action: Callable[[queued.QueuedCoordinator], Awaitable[T]]
     return common.run_async(main)
 
 
-def _entry_dict(entry: queued.QueueEntry) -> dict[str, object]:
+def _entry_dict(entry: admission.QueueEntry) -> dict[str, object]:
     return {
         "run_id": entry.run.run_id,
         "job": entry.run.job_name,

@@ -10,3 +10,6 @@ MIN_INTERVAL = 0.01  # seconds: the shortest interval, poll or timeout anywhere
 # The longest heartbeat interval: a daemon that died counts as down after 3 of them, so a
 # longer one would keep a second daemon out (and `liveness-check` green) for that long.
 MAX_HEARTBEAT_INTERVAL = HOUR
+MAX_COUNT = 1_000_000  # any count of runs, processes, connections or retries
+# The queued coordinator's global limit when vigil.yaml names none.
+DEFAULT_MAX_CONCURRENT_RUNS = 10

@@ -59,9 +59,20 @@ class Postgres:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """The built-in queued coordinator's limits: its global one and its tag limits (each
+    the keys of `admission.TagLimit`)."""
+
+    max_concurrent_runs: int
+    tag_limits: tuple[Mapping[str, Any], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class QuickSettings:
     store: Sqlite | Postgres
     heartbeat_interval: float
+    # None: another coordinator, or options not read here (`vigil queue` takes the full path)
+    queue: QueueLimits | None = None
 
 
 def _text(value: Any) -> str:
@@ -137,16 +148,25 @@ _DEFAULTS: dict[tuple[str, ...], Any] = {
 }
 
 
+_UNSURE = (Unsure, OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError)
+
+
 def read(home: pathlib.Path, environ: Mapping[str, str]) -> QuickSettings | None:
     """The store's location and the heartbeat interval, or None when not sure of them."""
     try:
-        values = {**_from_file(home / CONFIG_FILE), **_from_environment(environ)}
-        return _settings(home, {key: _KEYS[key](value) for key, value in values.items()})
-    except (Unsure, OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
+        data = _file(home / CONFIG_FILE)
+        values = {**_from_file(data), **_from_environment(environ)}
+        found = _settings(home, {key: _KEYS[key](value) for key, value in values.items()})
+    except _UNSURE:
         return None
+    try:
+        section = data.get("run_coordinator", {"type": "queued"})
+        return dataclasses.replace(found, queue=_queue(section))
+    except _UNSURE:
+        return found
 
 
-def _from_file(path: pathlib.Path) -> dict[tuple[str, ...], Any]:
+def _file(path: pathlib.Path) -> dict[Any, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -156,6 +176,10 @@ def _from_file(path: pathlib.Path) -> dict[tuple[str, ...], Any]:
         return {}
     if not isinstance(data, dict) or not set(data) <= TOP_LEVEL:
         raise Unsure
+    return data
+
+
+def _from_file(data: Mapping[Any, Any]) -> dict[tuple[str, ...], Any]:
     found: dict[tuple[str, ...], Any] = {}
     _leaves(data.get("store", {}), ("store",), found, strict=True)
     _leaves(data.get("daemon", {}), ("daemon",), found, strict=False)
@@ -215,3 +239,54 @@ def _password(password: str | None, password_file: pathlib.Path | None) -> str |
     if password is not None or password_file is None:
         return password
     return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+# The queued coordinator's options (coordinators/queued.py QueuedOptions), by parser.
+_QUEUE_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "max_concurrent_runs": _integer(-1, limits.MAX_COUNT),
+    "poll_interval": _number(limits.MIN_INTERVAL, limits.DAY),
+    "max_inflight_launches": _integer(1, 10_000),
+    "launch_timeout": _number(limits.MIN_INTERVAL, limits.DAY),
+    "launch_retries": _integer(0, 100),
+}
+_TAG_LIMIT: dict[str, Callable[[Any], Any]] = {
+    "key": _text,
+    "value": lambda value: None if value is None else _text(value),
+    "limit": _integer(0, 1_000_000),
+    "per_value": lambda value: _exactly(value, bool),
+}
+
+
+def _queue(section: Any) -> QueueLimits:
+    """The built-in queued coordinator's limits (the default coordinator); Unsure of any
+    other coordinator, or of options not exactly as its options model reads them."""
+    if not isinstance(section, dict) or not set(section) <= {"type", "options"}:
+        raise Unsure
+    if section.get("type") != "queued":  # a section names its type
+        raise Unsure
+    if not isinstance(options := section.get("options", {}), dict):
+        raise Unsure
+    options = dict(options)
+    tag_limits = options.pop("tag_concurrency_limits", [])
+    if not set(options) <= set(_QUEUE_OPTIONS) or not isinstance(tag_limits, list):
+        raise Unsure
+    parsed = {name: _QUEUE_OPTIONS[name](value) for name, value in options.items()}
+    return QueueLimits(
+        max_concurrent_runs=parsed.get("max_concurrent_runs", limits.DEFAULT_MAX_CONCURRENT_RUNS),
+        tag_limits=tuple(_tag_limit(entry) for entry in tag_limits),
+    )
+
+
+def _tag_limit(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not {"key", "limit"} <= set(entry) <= set(_TAG_LIMIT):
+        raise Unsure
+    parsed = {name: _TAG_LIMIT[name](value) for name, value in entry.items()}
+    if not parsed["key"] or (parsed.get("per_value") and parsed.get("value") is not None):
+        raise Unsure
+    return parsed
+
+
+def _exactly(value: Any, kind: type) -> Any:
+    if type(value) is not kind:
+        raise Unsure
+    return value

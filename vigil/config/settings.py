@@ -21,7 +21,7 @@ HOUR = limits.HOUR
 DAY = limits.DAY
 MIN_INTERVAL = limits.MIN_INTERVAL
 MAX_HEARTBEAT_INTERVAL = limits.MAX_HEARTBEAT_INTERVAL
-MAX_COUNT = 1_000_000  # any count of runs, processes, connections or retries
+MAX_COUNT = limits.MAX_COUNT
 
 # Seconds between two looks, and how long something may take: 0.01 s to a day.
 Interval = Annotated[float, Field(ge=MIN_INTERVAL, le=DAY, allow_inf_nan=False)]

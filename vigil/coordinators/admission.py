@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Self
+from typing import Annotated
 
-import pydantic
+import annotated_types
 
 from vigil import runs
 
 PRIORITY_TAG = "vigil/priority"
+PAUSED_FLAG = "queue.paused"  # the instance flag that pauses the queue (`vigil queue pause`)
 QUEUE_PAUSED = "queue paused"
 BATCH_FULL = "launch batch full"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -37,25 +39,26 @@ Bucket = tuple[int, str]
 BACKFILL = -1
 
 
-class TagLimit(pydantic.BaseModel):
+@dataclasses.dataclass(frozen=True, slots=True)
+class TagLimit:
     """At most `limit` in-flight runs with tag `key`.
 
     With `value`, counts the runs whose tag `key` equals it; without, the runs that have the
-    tag at all; with `per_value`, one limit for each distinct value of the tag.
+    tag at all; with `per_value`, one limit for each distinct value of the tag. A plain
+    dataclass (no pydantic here: the read commands' `vigil queue` uses it without it); the
+    coordinator's options validate it from vigil.yaml through its annotations.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    __pydantic_config__ = {"extra": "forbid"}
 
-    key: str = pydantic.Field(min_length=1)
+    key: Annotated[str, annotated_types.MinLen(1)]
+    limit: Annotated[int, annotated_types.Interval(ge=0, le=1_000_000)]
     value: str | None = None
-    limit: int = pydantic.Field(ge=0, le=1_000_000)
     per_value: bool = False
 
-    @pydantic.model_validator(mode="after")
-    def _value_or_per_value(self) -> Self:
+    def __post_init__(self) -> None:
         if self.per_value and self.value is not None:
             raise ValueError("a tag limit takes a value or per_value: true, not both")
-        return self
 
     def applies_to(self, tags: Mapping[str, str]) -> bool:
         """Whether a run with these tags counts for this limit."""
@@ -225,3 +228,41 @@ def _held_by(
     if 0 <= limits.max_concurrent_runs <= running:
         return f"global limit {running}/{limits.max_concurrent_runs}"
     return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """A queued run in launch order, with why it waits (None: it would launch now)."""
+
+    run: runs.Run
+    reason: str | None
+
+
+def explain(
+    queued: Sequence[runs.Run],
+    in_flight: Sequence[Mapping[str, str]],
+    limits: Limits,
+    *,
+    paused: bool,
+    now: float,
+) -> list[QueueEntry]:
+    """The queue as `vigil queue` shows it: every queued run in launch order, each with
+    why it waits; a run not due yet (a waiting retry) waits for its time."""
+    if paused:
+        limits = dataclasses.replace(limits, max_concurrent_runs=0)
+    due = [run for run in queued if run.not_before is None or run.not_before <= now]
+    decision = admit(candidates(due), in_flight, limits)
+    by_id = {run.run_id: run for run in queued}
+    ordered = [by_id[c.run_id] for c in order(candidates(queued))]
+    return [QueueEntry(run, _waiting_reason(run, now, decision)) for run in ordered]
+
+
+def candidates(queued: Sequence[runs.Run]) -> list[Candidate]:
+    return [Candidate(r.run_id, r.tags, r.created_at) for r in queued]
+
+
+def _waiting_reason(run: runs.Run, now: float, decision: Decision) -> str | None:
+    if run.not_before is not None and run.not_before > now:
+        when = datetime.datetime.fromtimestamp(run.not_before, datetime.UTC)
+        return f"not due before {when.isoformat(timespec='seconds')}"
+    return decision.waiting.get(run.run_id)

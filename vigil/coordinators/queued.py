@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import logging
 import random
 import time
@@ -23,6 +22,7 @@ import anyio
 import pydantic
 
 from vigil import errors, events, runs
+from vigil.config import limits
 from vigil.config import settings as settings_mod
 from vigil.coordinators import admission, base
 from vigil.launchers import base as launchers
@@ -31,13 +31,15 @@ from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
 S = runs.RunStatus
-PAUSED_FLAG = "queue.paused"
+PAUSED_FLAG = admission.PAUSED_FLAG
 
 
 class QueuedOptions(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    max_concurrent_runs: int = pydantic.Field(default=10, ge=-1, le=settings_mod.MAX_COUNT)
+    max_concurrent_runs: int = pydantic.Field(
+        default=limits.DEFAULT_MAX_CONCURRENT_RUNS, ge=-1, le=settings_mod.MAX_COUNT
+    )
     tag_concurrency_limits: tuple[admission.TagLimit, ...] = ()
     poll_interval: settings_mod.Interval = 1.0
     max_inflight_launches: int = pydantic.Field(default=32, ge=1, le=10_000)
@@ -61,12 +63,7 @@ def reason_kind(reason: str) -> str:
     return reason.split(" ", 1)[0]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class QueueEntry:
-    """A queued run in launch order, with why it waits (None: it would launch now)."""
-
-    run: runs.Run
-    reason: str | None
+QueueEntry = admission.QueueEntry  # what `queue()` lists (defined beside its rule)
 
 
 class QueuedCoordinator(base.RunCoordinator):
@@ -142,7 +139,7 @@ class QueuedCoordinator(base.RunCoordinator):
         def admit(
             queued: Sequence[runs.Run], in_flight: Sequence[Mapping[str, str]]
         ) -> Sequence[str]:
-            decision = admission.admit(_candidates(queued), in_flight, limits, batch)
+            decision = admission.admit(admission.candidates(queued), in_flight, limits, batch)
             self._held = collections.Counter(reason_kind(r) for r in decision.waiting.values())
             return decision.launch
 
@@ -232,24 +229,13 @@ class QueuedCoordinator(base.RunCoordinator):
 
     async def queue(self) -> list[QueueEntry]:
         """The queued runs in launch order, each with why it waits."""
-        queued = await self.store.queued_runs()
-        in_flight = await self.store.in_flight_tags()
-        limits = self.opts.limits
-        if await self.paused():
-            limits = dataclasses.replace(limits, max_concurrent_runs=0)
-        now = self.clock()
-        due = [run for run in queued if run.not_before is None or run.not_before <= now]
-        decision = admission.admit(_candidates(due), in_flight, limits)
-        by_id = {run.run_id: run for run in queued}
-        ordered = [by_id[c.run_id] for c in admission.order(_candidates(queued))]
-        return [QueueEntry(run, _waiting_reason(run, now, decision)) for run in ordered]
-
-
-def _waiting_reason(run: runs.Run, now: float, decision: admission.Decision) -> str | None:
-    if run.not_before is not None and run.not_before > now:
-        when = datetime.datetime.fromtimestamp(run.not_before, datetime.UTC)
-        return f"not due before {when.isoformat(timespec='seconds')}"
-    return decision.waiting.get(run.run_id)
+        return admission.explain(
+            await self.store.queued_runs(),
+            await self.store.in_flight_tags(),
+            self.opts.limits,
+            paused=await self.paused(),
+            now=self.clock(),
+        )
 
 
 class LaunchRecorder:
@@ -294,10 +280,6 @@ class LaunchRecorder:
                     )
                     return
                 await anyio.sleep(_retry_delay(attempt))
-
-
-def _candidates(queued: Sequence[runs.Run]) -> list[admission.Candidate]:
-    return [admission.Candidate(r.run_id, r.tags, r.created_at) for r in queued]
 
 
 def _describe(exc: Exception) -> str:

@@ -1,8 +1,8 @@
 """A read-only look at the store on the bare driver, for the CLI's read commands.
 
-`run list`, `run show`, `daemon status` and `daemon liveness-check` read a few rows; opening
-the store through SQLAlchemy (and checking its schema) costs them most of a second on a
-small machine before the first query. A `Glance` answers the same verbs (`store.Glance`)
+`run list`, `run show`, `daemon status`, `daemon liveness-check` and `queue` read a few
+rows; opening the store through SQLAlchemy (and checking its schema) costs them most of a
+second on a small machine before the first query. A `Glance` answers the same verbs (`store.Glance`)
 with plain SQL on `sqlite3` or asyncpg. It opens only a store it is sure of: an existing
 database at the schema this vigil expects. Anything else, and any driver error, raises
 `Unsure`, and the command takes the full store instead, which reports what is wrong in its
@@ -33,6 +33,10 @@ _EVENTS = "SELECT id, run_id, event_type, step, level, timestamp, message, data 
 _HEARTBEATS = (
     "SELECT daemon_id, loop, host, pid, last_heartbeat, info FROM daemon_heartbeats"
     " ORDER BY daemon_id, loop"
+)
+_IN_FLIGHT = (
+    "SELECT runs.run_id, run_tags.key, run_tags.value FROM runs"
+    " LEFT OUTER JOIN run_tags ON runs.run_id = run_tags.run_id"
 )
 _CHUNK = 500  # run ids in one IN (...)
 _ALL_RUNS = store_mod.RunFilter()
@@ -146,6 +150,24 @@ class Glance:
     async def list_heartbeats(self) -> list[store_mod.Heartbeat]:
         rows = await self._db.fetch(_HEARTBEATS, [])
         return [store_mod.Heartbeat(**{**row, "info": _json(row["info"])}) for row in rows]
+
+    async def queued_runs(self) -> list[runs.Run]:
+        sql = f"{_RUNS} WHERE status = ? ORDER BY created_at, run_id"
+        return await self._runs(sql, [runs.RunStatus.QUEUED.value])
+
+    async def in_flight_tags(self) -> list[Mapping[str, str]]:
+        statuses = sorted(s.value for s in runs.IN_FLIGHT_STATUSES)
+        sql = _IN_FLIGHT + f" WHERE runs.status IN ({_marks(statuses)})"
+        tags: dict[str, dict[str, str]] = {}
+        for row in await self._db.fetch(sql, statuses):
+            run_tags = tags.setdefault(row["run_id"], {})
+            if row["key"] is not None:
+                run_tags[row["key"]] = row["value"]
+        return list(tags.values())
+
+    async def get_flag(self, name: str) -> Any | None:
+        rows = await self._db.fetch("SELECT value FROM instance_flags WHERE name = ?", [name])
+        return _json(rows[0]["value"]) if rows else None
 
     async def _runs(self, sql: str, params: Sequence[Any]) -> list[runs.Run]:
         rows = await self._db.fetch(sql, params)

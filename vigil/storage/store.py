@@ -118,8 +118,8 @@ def prefix_successor(prefix: str) -> str | None:
 
 
 class Glance(Protocol):
-    """What the CLI's read commands look up: runs, a run's events, the heartbeats. The
-    store has these verbs; so has `glance.Glance`, a look on the bare driver."""
+    """What the CLI's read commands look up: runs, a run's events, the heartbeats, the
+    queue. The store has these verbs; so has `glance.Glance`, a look on the bare driver."""
 
     async def get_run(self, run_id: str) -> runs.Run: ...
 
@@ -136,6 +136,12 @@ class Glance(Protocol):
     ) -> list[events.Event]: ...
 
     async def list_heartbeats(self) -> list[Heartbeat]: ...
+
+    async def queued_runs(self) -> list[runs.Run]: ...
+
+    async def in_flight_tags(self) -> list[Mapping[str, str]]: ...
+
+    async def get_flag(self, name: str) -> Any | None: ...
 
 
 class RunReader(Protocol):
