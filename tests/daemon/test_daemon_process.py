@@ -47,9 +47,20 @@ async def test_status_shows_healthy_loops_and_a_crashing_loop_restarted_with_its
     table = (await vigil(instance, "daemon", "status")).stdout.decode()
     assert "RuntimeError: planned failure" in table
     assert f"{socket.gethostname()}:{daemon.pid}" in table
-    live = await vigil(instance, "daemon", "liveness-check")
-    assert live.returncode == 0, live.stdout
-    assert live.stdout.decode().startswith(
+    answers: list[bytes] = []
+
+    async def live() -> bool:
+        # Heartbeats come every 0.3 s: on a loaded machine one may be late past 3 intervals,
+        # and the check rightly says so; the daemon is live when one check says ok.
+        check = await vigil(instance, "daemon", "liveness-check")
+        answers.append(check.stdout)
+        return check.returncode == 0
+
+    try:
+        await eventually(live, deadline=60.0)
+    except TimeoutError:
+        raise AssertionError(f"never live: {answers[-3:]}") from None
+    assert answers[-1].decode().startswith(
         f"ok: daemon {socket.gethostname()}:{daemon.pid}, 4 loops"  # with monitor, retries
     )
     assert "loop.crashed" in daemon.log()
