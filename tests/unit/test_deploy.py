@@ -30,8 +30,9 @@ from vigil import runs
 from vigil.cli import main as cli_main
 from vigil.config import loader
 from vigil.config import settings as settings_mod
+from vigil.coordinators import base as coordinators
 from vigil.daemon import loop, metrics
-from vigil.daemon.loops import monitor, retries
+from vigil.daemon.loops import instigation, monitor, retries
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -39,6 +40,7 @@ UNIT = DEPLOY / "systemd" / "vigil-daemon.service"
 COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+GRAFANA = DEPLOY / "grafana"
 VIGIL_HOME = "/var/lib/vigil"
 HTTP_PORT = settings_mod.HttpSettings().port
 
@@ -253,7 +255,7 @@ def vigil_command(service: dict[str, Any]) -> list[str]:
 
 def test_compose_services_and_their_order() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "migrate", "daemon", "prometheus"}
+    assert set(services) == {"postgres", "migrate", "daemon", "prometheus", "grafana"}
     assert services["postgres"]["image"] == "postgres:15"
     assert "healthcheck" in services["postgres"]
     migrate, daemon = services["migrate"], services["daemon"]
@@ -352,6 +354,11 @@ def rendered_samples() -> list[tuple[str, dict[str, str]]]:
     exported.observe_iteration("queue", 0.1)
     exported.watch_monitor(lambda: monitor.MonitorStatistics(ended={}, resumes=0, unknown=0))
     exported.watch_retries(lambda: retries.RetriesStatistics(submitted=0, backlog=0, next_due=None))
+    queue = coordinators.QueueStatistics(held={"paused": 2}, launches_in_flight=0)
+    exported.watch_queue(lambda: queue)
+    ticks = {("schedule", "FAILED"): 1}
+    timeouts = {"sensor": 1}
+    exported.watch_instigation(lambda: instigation.InstigationStatistics(ticks, timeouts, {}))
     text = exported.render().decode("utf-8")
     return [
         (sample.name, dict(sample.labels))
@@ -521,3 +528,49 @@ def test_alerts_fire_when_they_should_with_promtool_where_installed(
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# -- grafana ---------------------------------------------------------------------------
+# tests/daemon/test_daemon_dashboards.py checks every dashboard query against a real
+# daemon's /metrics; here the provisioning is checked against compose and the dashboards.
+
+
+def grafana_yaml(path: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((GRAFANA / path).read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_compose_grafana_is_pinned_provisioned_and_keeps_its_password_in_a_secret() -> None:
+    document = compose()
+    grafana = document["services"]["grafana"]
+    image, _, tag = grafana["image"].partition(":")
+    assert image == "grafana/grafana-oss"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), "pinned by version"
+    mounts = {source: target for source, target, *_ in (v.split(":") for v in grafana["volumes"])}
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    [provider] = grafana_yaml("provisioning/dashboards/vigil.yml")["providers"]
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    env = grafana["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in grafana["secrets"]
+    assert document["secrets"]["grafana_admin_password"]["file"].startswith("./secrets/")
+    assert "127.0.0.1:3000:3000" in grafana["ports"]
+
+
+def test_grafana_datasource_is_the_compose_prometheus_and_every_panel_uses_it() -> None:
+    [source] = grafana_yaml("provisioning/datasources/prometheus.yml")["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose()["services"]
+    dashboards = sorted((GRAFANA / "dashboards").glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        titles = {panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"}
+        assert titles >= {"Queue", "Launches", "Run outcomes and durations", "Ticks"}
+        assert titles >= {"Loop health", "Daemon resources"}
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == source["uid"], panel["title"]
+                assert target["expr"].strip(), panel["title"]
