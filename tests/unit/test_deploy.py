@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+import importlib.util
 import json
 import os
 import pathlib
@@ -26,6 +27,7 @@ import pytest
 import yaml
 from prometheus_client import parser
 
+from vigil import healthcheck as healthcheck_mod
 from vigil import runs
 from vigil.cli import main as cli_main
 from vigil.config import loader
@@ -214,8 +216,10 @@ def test_dockerfile_commands_are_exec_form_and_exist_in_the_cli() -> None:
     assert cli_has(command)
     healthcheck = instructions(runtime, "HEALTHCHECK")[-1]
     probe = exec_form(healthcheck.split(" CMD ", 1)[1])
-    assert probe == ["vigil", "daemon", "liveness-check"]
-    assert cli_has(probe[1:])
+    assert probe == ["python", "-m", "vigil.healthcheck"]  # the venv's python, on PATH
+    assert importlib.util.find_spec(probe[2]) is not None
+    assert healthcheck_mod.DEFAULT_PORT == HTTP_PORT
+    assert environment(runtime)["PATH"].startswith("/opt/vigil/bin:")
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
