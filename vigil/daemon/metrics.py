@@ -57,7 +57,7 @@ import anyio
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from vigil import errors, runs
+from vigil import errors, runs, ticks
 from vigil.daemon import loop as loop_mod
 
 logger = logging.getLogger(__name__)
@@ -417,6 +417,14 @@ class InstigationSnapshot(Protocol):
     def instigators(self) -> Mapping[tuple[str, str], int]: ...
 
 
+# Failed ticks and timeouts are exported from the start (0 until one happens), so that an
+# alert's `increase()` sees the first one after a daemon start (a series born at 1 shows none).
+ZERO_FAILED_TICKS = {
+    (kind.value, ticks.TickStatus.FAILED.value): 0 for kind in ticks.InstigatorKind
+}
+ZERO_TIMEOUTS = {kind.value: 0 for kind in ticks.InstigatorKind}
+
+
 class _InstigationCollector:
     """Reads the instigation snapshot at scrape time."""
 
@@ -428,7 +436,7 @@ class _InstigationCollector:
         ticks = CounterMetricFamily(
             "vigil_ticks", "Ticks ended, by kind and status.", labels=("kind", "status")
         )
-        for (kind, status), count in sorted(snapshot.ticks.items()):
+        for (kind, status), count in sorted((ZERO_FAILED_TICKS | dict(snapshot.ticks)).items()):
             ticks.add_metric((kind, status), count)
         yield ticks
         timeouts = CounterMetricFamily(
@@ -436,7 +444,7 @@ class _InstigationCollector:
             "Evaluations killed at their timeout, by kind.",
             labels=("kind",),
         )
-        for kind, count in sorted(snapshot.timeouts.items()):
+        for kind, count in sorted((ZERO_TIMEOUTS | dict(snapshot.timeouts)).items()):
             timeouts.add_metric((kind,), count)
         yield timeouts
         instigators = GaugeMetricFamily(
