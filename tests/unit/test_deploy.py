@@ -499,6 +499,38 @@ ALERT_CASES: list[dict[str, Any]] = [
             fired("VigilQueueGrowing", "50m", {"severity": "warning", "status": "QUEUED"}),
         ],
     },
+    {
+        "input_series": [
+            series("vigil_ticks_total", "0 0 1x10", kind="schedule", status="FAILED"),
+            series("vigil_ticks_total", "0x12", kind="sensor", status="FAILED"),
+            series("vigil_evaluation_timeouts_total", "0 0 0 2x10", kind="sensor"),
+            series("vigil_evaluation_timeouts_total", "0x12", kind="schedule"),
+        ],
+        "alert_rule_test": [
+            fired(
+                "VigilTicksFailing",
+                "5m",
+                {"severity": "warning", "kind": "schedule", "status": "FAILED"},
+            ),
+            fired("VigilEvaluationTimeouts", "5m", {"severity": "warning", "kind": "sensor"}),
+        ],
+    },
+    {
+        "input_series": [
+            series("vigil_runs", "3x60", status="QUEUED"),
+            series("vigil_runs_launched_total", "0x60"),
+            series("vigil_queue_held_runs", "3x60", reason="global"),
+            series("vigil_runs", "3x60", status="QUEUED", instance="busy:9464"),
+            series("vigil_runs_launched_total", "0+1x60", instance="busy:9464"),
+            series("vigil_runs", "3x60", status="QUEUED", instance="paused:9464"),
+            series("vigil_runs_launched_total", "0x60", instance="paused:9464"),
+            series("vigil_queue_held_runs", "3x60", reason="paused", instance="paused:9464"),
+        ],
+        "alert_rule_test": [
+            fired("VigilQueueStuck", "10m"),
+            fired("VigilQueueStuck", "40m", {"severity": "warning", "status": "QUEUED"}),
+        ],
+    },
 ]
 
 
