@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
 from prometheus_client import parser
 
-from vigil import runs
+from tests import pg_server
+from vigil import runs, storage
 from vigil.daemon import metrics, run_ends
 from vigil.storage import sql
 
@@ -74,3 +77,45 @@ async def test_a_run_canceled_before_it_started_counts_without_a_duration(
     found = exposed(exported)
     assert found[("vigil_runs_ended_total", (("job_name", "etl"), ("status", "CANCELED")))] == 1
     assert ("vigil_run_duration_seconds_count", (("job_name", "etl"),)) not in found
+
+
+async def allow_connections(admin: sa.engine.URL, database: str, allowed: bool) -> None:
+    """Open or close a database to new connections; closing also ends the open ones."""
+    await pg_server.admin_execute(
+        admin, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}'
+    )
+    if not allowed:
+        await pg_server.admin_execute(
+            admin,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()",
+        )
+
+
+@pytest.mark.postgres
+async def test_an_outage_counts_a_store_error_and_loses_no_end(
+    postgres_url: sa.engine.URL, postgres_database: sa.engine.URL
+) -> None:
+    name = postgres_database.database
+    assert name is not None
+    store = await storage.open_store(storage.StoreTarget(postgres_database))
+    try:
+        exported = metrics.Metrics(version="0", started_at=0.0)
+        follower = run_ends.RunEndFollower(store, exported)
+        await follower.catch_up()
+        await started(store, "a", "etl", 10.0)
+        await end(store, "a", S.SUCCESS, 20.0)
+        await allow_connections(postgres_url, name, allowed=False)
+
+        await follower.catch_up()
+        found = exposed(exported)
+        assert found[("vigil_store_errors_total", ())] == 1
+        assert not any(key[0] == "vigil_runs_ended_total" for key in found)
+
+        await allow_connections(postgres_url, name, allowed=True)
+        await follower.catch_up()
+        found = exposed(exported)
+        assert found[("vigil_runs_ended_total", (("job_name", "etl"), ("status", "SUCCESS")))] == 1
+    finally:
+        await allow_connections(postgres_url, name, allowed=True)
+        await store.close()
