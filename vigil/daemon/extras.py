@@ -118,19 +118,7 @@ def build(
         services.append(
             service.Service("http", functools.partial(http.serve, settings.http, routes))
         )
-    services.append(
-        service.Service(
-            "run-counts",
-            functools.partial(metrics.watch_run_counts, store, exported, RUN_COUNT_INTERVAL),
-            ready_on_start=True,
-        )
-    )
-    follower = run_ends.RunEndFollower(store, exported)
-    services.append(
-        service.Service(
-            "run-ends", functools.partial(follower.follow, RUN_END_INTERVAL), ready_on_start=True
-        )
-    )
+    services += _store_readers(store, exported)
     notifier = functools.partial(
         systemd.notify_lifecycle,
         systemd.Notifier.from_environ(environ),
@@ -145,6 +133,17 @@ def build(
         on_iteration=exported.observe_iteration,
         on_store_error=lambda _exc: exported.store_error(),
     )
+
+
+def _store_readers(store: ExtrasStore, exported: metrics.Metrics) -> list[service.Service]:
+    """The tasks that read the store for `/metrics`: run counts, and runs as they end."""
+    counts = functools.partial(metrics.watch_run_counts, store, exported, RUN_COUNT_INTERVAL)
+    follower = run_ends.RunEndFollower(store, exported)
+    ends = functools.partial(follower.follow, RUN_END_INTERVAL)
+    return [
+        service.Service("run-counts", counts, ready_on_start=True),
+        service.Service("run-ends", ends, ready_on_start=True),
+    ]
 
 
 def _version() -> str:
