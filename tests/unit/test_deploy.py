@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+import importlib.util
 import json
 import os
 import pathlib
@@ -26,12 +27,14 @@ import pytest
 import yaml
 from prometheus_client import parser
 
+from vigil import healthcheck as healthcheck_mod
 from vigil import runs
 from vigil.cli import main as cli_main
 from vigil.config import loader
 from vigil.config import settings as settings_mod
+from vigil.coordinators import base as coordinators
 from vigil.daemon import loop, metrics
-from vigil.daemon.loops import monitor, retries
+from vigil.daemon.loops import instigation, monitor, retries
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -39,6 +42,7 @@ UNIT = DEPLOY / "systemd" / "vigil-daemon.service"
 COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+GRAFANA = DEPLOY / "grafana"
 VIGIL_HOME = "/var/lib/vigil"
 HTTP_PORT = settings_mod.HttpSettings().port
 
@@ -212,8 +216,10 @@ def test_dockerfile_commands_are_exec_form_and_exist_in_the_cli() -> None:
     assert cli_has(command)
     healthcheck = instructions(runtime, "HEALTHCHECK")[-1]
     probe = exec_form(healthcheck.split(" CMD ", 1)[1])
-    assert probe == ["vigil", "daemon", "liveness-check"]
-    assert cli_has(probe[1:])
+    assert probe == ["python", "-m", "vigil.healthcheck"]  # the venv's python, on PATH
+    assert importlib.util.find_spec(probe[2]) is not None
+    assert healthcheck_mod.DEFAULT_PORT == HTTP_PORT
+    assert environment(runtime)["PATH"].startswith("/opt/vigil/bin:")
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
@@ -253,7 +259,7 @@ def vigil_command(service: dict[str, Any]) -> list[str]:
 
 def test_compose_services_and_their_order() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "migrate", "daemon", "prometheus"}
+    assert set(services) == {"postgres", "migrate", "daemon", "prometheus", "grafana"}
     assert services["postgres"]["image"] == "postgres:15"
     assert "healthcheck" in services["postgres"]
     migrate, daemon = services["migrate"], services["daemon"]
@@ -352,6 +358,11 @@ def rendered_samples() -> list[tuple[str, dict[str, str]]]:
     exported.observe_iteration("queue", 0.1)
     exported.watch_monitor(lambda: monitor.MonitorStatistics(ended={}, resumes=0, unknown=0))
     exported.watch_retries(lambda: retries.RetriesStatistics(submitted=0, backlog=0, next_due=None))
+    queue = coordinators.QueueStatistics(held={"paused": 2}, launches_in_flight=0)
+    exported.watch_queue(lambda: queue)
+    ticks = {("schedule", "FAILED"): 1}
+    timeouts = {"sensor": 1}
+    exported.watch_instigation(lambda: instigation.InstigationStatistics(ticks, timeouts, {}))
     text = exported.render().decode("utf-8")
     return [
         (sample.name, dict(sample.labels))
@@ -488,6 +499,38 @@ ALERT_CASES: list[dict[str, Any]] = [
             fired("VigilQueueGrowing", "50m", {"severity": "warning", "status": "QUEUED"}),
         ],
     },
+    {
+        "input_series": [
+            series("vigil_ticks_total", "0 0 1x10", kind="schedule", status="FAILED"),
+            series("vigil_ticks_total", "0x12", kind="sensor", status="FAILED"),
+            series("vigil_evaluation_timeouts_total", "0 0 0 2x10", kind="sensor"),
+            series("vigil_evaluation_timeouts_total", "0x12", kind="schedule"),
+        ],
+        "alert_rule_test": [
+            fired(
+                "VigilTicksFailing",
+                "5m",
+                {"severity": "warning", "kind": "schedule", "status": "FAILED"},
+            ),
+            fired("VigilEvaluationTimeouts", "5m", {"severity": "warning", "kind": "sensor"}),
+        ],
+    },
+    {
+        "input_series": [
+            series("vigil_runs", "3x60", status="QUEUED"),
+            series("vigil_runs_launched_total", "0x60"),
+            series("vigil_queue_held_runs", "3x60", reason="global"),
+            series("vigil_runs", "3x60", status="QUEUED", instance="busy:9464"),
+            series("vigil_runs_launched_total", "0+1x60", instance="busy:9464"),
+            series("vigil_runs", "3x60", status="QUEUED", instance="paused:9464"),
+            series("vigil_runs_launched_total", "0x60", instance="paused:9464"),
+            series("vigil_queue_held_runs", "3x60", reason="paused", instance="paused:9464"),
+        ],
+        "alert_rule_test": [
+            fired("VigilQueueStuck", "10m"),
+            fired("VigilQueueStuck", "40m", {"severity": "warning", "status": "QUEUED"}),
+        ],
+    },
 ]
 
 
@@ -521,3 +564,49 @@ def test_alerts_fire_when_they_should_with_promtool_where_installed(
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# -- grafana ---------------------------------------------------------------------------
+# tests/daemon/test_daemon_dashboards.py checks every dashboard query against a real
+# daemon's /metrics; here the provisioning is checked against compose and the dashboards.
+
+
+def grafana_yaml(path: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((GRAFANA / path).read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_compose_grafana_is_pinned_provisioned_and_keeps_its_password_in_a_secret() -> None:
+    document = compose()
+    grafana = document["services"]["grafana"]
+    image, _, tag = grafana["image"].partition(":")
+    assert image == "grafana/grafana-oss"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), "pinned by version"
+    mounts = {source: target for source, target, *_ in (v.split(":") for v in grafana["volumes"])}
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    [provider] = grafana_yaml("provisioning/dashboards/vigil.yml")["providers"]
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    env = grafana["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in grafana["secrets"]
+    assert document["secrets"]["grafana_admin_password"]["file"].startswith("./secrets/")
+    assert "127.0.0.1:3000:3000" in grafana["ports"]
+
+
+def test_grafana_datasource_is_the_compose_prometheus_and_every_panel_uses_it() -> None:
+    [source] = grafana_yaml("provisioning/datasources/prometheus.yml")["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose()["services"]
+    dashboards = sorted((GRAFANA / "dashboards").glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        titles = {panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"}
+        assert titles >= {"Queue", "Launches", "Run outcomes and durations", "Ticks"}
+        assert titles >= {"Loop health", "Daemon resources"}
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == source["uid"], panel["title"]
+                assert target["expr"].strip(), panel["title"]

@@ -2,7 +2,8 @@
 
 `build(...)` turns the instance settings and the running daemon into `runtime.Extras`:
 - the HTTP server (`/metrics`, `/healthz`, `/readyz`) when `http.enabled`;
-- a task refreshing the run counts that `/metrics` exports (a scrape never hits the store);
+- a task refreshing the run counts that `/metrics` exports (a scrape never hits the store),
+  and one following the runs that end (`run_ends.py`: ended by job and status, durations);
 - the systemd notifier (READY=1 after the loops started, WATCHDOG=1 only while every loop
   makes progress, STATUS=, STOPPING=1), a no-op outside systemd; `/healthz` answers by the
   same judgement as the watchdog (`health.liveness`);
@@ -25,15 +26,27 @@ from typing import Protocol
 from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
-from vigil.daemon import builtin, health, heartbeat, http, metrics, runtime, service, systemd
+from vigil.daemon import (
+    builtin,
+    health,
+    heartbeat,
+    http,
+    metrics,
+    run_ends,
+    runtime,
+    service,
+    systemd,
+)
 from vigil.daemon.loops import instigation
 from vigil.storage import store as store_mod
 
 RUN_COUNT_INTERVAL = 15.0
+RUN_END_INTERVAL = 5.0
 
 
-class ExtrasStore(store_mod.StoreLifecycle, metrics.RunCounter, Protocol):
-    """What the extras read: the schema check (`/readyz`) and the run counts (`/metrics`)."""
+class ExtrasStore(store_mod.StoreLifecycle, metrics.RunCounter, run_ends.RunEndStore, Protocol):
+    """What the extras read: the schema check (`/readyz`), the run counts and the run
+    ends (`/metrics`)."""
 
 
 def new_metrics(identity: heartbeat.DaemonIdentity) -> metrics.Metrics:
@@ -105,13 +118,7 @@ def build(
         services.append(
             service.Service("http", functools.partial(http.serve, settings.http, routes))
         )
-    services.append(
-        service.Service(
-            "run-counts",
-            functools.partial(metrics.watch_run_counts, store, exported, RUN_COUNT_INTERVAL),
-            ready_on_start=True,
-        )
-    )
+    services += _store_readers(store, exported)
     notifier = functools.partial(
         systemd.notify_lifecycle,
         systemd.Notifier.from_environ(environ),
@@ -126,6 +133,17 @@ def build(
         on_iteration=exported.observe_iteration,
         on_store_error=lambda _exc: exported.store_error(),
     )
+
+
+def _store_readers(store: ExtrasStore, exported: metrics.Metrics) -> list[service.Service]:
+    """The tasks that read the store for `/metrics`: run counts, and runs as they end."""
+    counts = functools.partial(metrics.watch_run_counts, store, exported, RUN_COUNT_INTERVAL)
+    follower = run_ends.RunEndFollower(store, exported)
+    ends = functools.partial(follower.follow, RUN_END_INTERVAL)
+    return [
+        service.Service("run-counts", counts, ready_on_start=True),
+        service.Service("run-ends", ends, ready_on_start=True),
+    ]
 
 
 def _version() -> str:

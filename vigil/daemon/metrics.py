@@ -42,6 +42,9 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_backfills{status}                            gauge     (backfills snapshot)
     vigil_backfill_partitions_submitted_total          counter   (backfills snapshot)
     vigil_backfill_lag_seconds                         gauge     (backfills snapshot)
+    vigil_runs_ended_total{job_name,status}            counter   (run_ends.py follows the ends)
+    vigil_run_duration_seconds{job_name}               histogram (start to end, started runs)
+    process_*                                          the daemon's CPU, memory, fds (Linux)
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import anyio
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from vigil import errors, runs
+from vigil import errors, runs, ticks
 from vigil.daemon import loop as loop_mod
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 9
 TICK_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 EVALUATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 ITERATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
 
 LoopStatisticsSource = Callable[[], Sequence[loop_mod.LoopStatistics]]
 
@@ -100,6 +104,9 @@ class Metrics:
         self._loops = _LoopCollector(loops)
         self.registry.register(self._loops)
         self._build_info(version, started_at)
+        # process_*: CPU seconds, resident and virtual memory, open and max fds (from /proc).
+        prometheus_client.ProcessCollector(registry=self.registry)
+        self._run_ends = _RunEndMetrics(self.registry)
         self._launched = self._counter("vigil_runs_launched", "Runs given a worker.")
         self._launch_failures = self._counter(
             "vigil_run_launch_failures", "Runs whose launch raised (the run ended FAILURE)."
@@ -196,6 +203,10 @@ class Metrics:
         """Export the backfill loop's snapshot (backfills by status, partitions submitted)."""
         self.registry.register(_BackfillsCollector(source))
 
+    def observe_run_end(self, job: str, status: str, seconds: float | None) -> None:
+        """A run of `job` ended `status`, `seconds` after its start (None: never started)."""
+        self._run_ends.observe(job, status, seconds)
+
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
         self._launch_failures.inc()
@@ -215,6 +226,34 @@ class Metrics:
     def render(self) -> bytes:
         """Every metric in the Prometheus text format (`content_type`)."""
         return prometheus_client.generate_latest(self.registry)
+
+
+class _RunEndMetrics:
+    """`vigil_runs_ended_total{job_name,status}` and `vigil_run_duration_seconds{job_name}`.
+
+    `job_name`, not `job`: Prometheus gives every scraped series its scrape job as `job`,
+    and would rename ours `exported_job`.
+    """
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self._ended = prometheus_client.Counter(
+            "vigil_runs_ended",
+            "Runs ended since the daemon started, by job and status (SUCCESS, FAILURE, CANCELED).",
+            labelnames=("job_name", "status"),
+            registry=registry,
+        )
+        self._duration = prometheus_client.Histogram(
+            "vigil_run_duration_seconds",
+            "Seconds from a run's start to its end, by job (runs that started).",
+            labelnames=("job_name",),
+            buckets=RUN_DURATION_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, job: str, status: str, seconds: float | None) -> None:
+        self._ended.labels(job_name=job, status=status).inc()
+        if seconds is not None:
+            self._duration.labels(job_name=job).observe(seconds)
 
 
 async def refresh_run_counts(store: RunCounter, metrics: Metrics) -> bool:
@@ -378,6 +417,14 @@ class InstigationSnapshot(Protocol):
     def instigators(self) -> Mapping[tuple[str, str], int]: ...
 
 
+# Failed ticks and timeouts are exported from the start (0 until one happens), so that an
+# alert's `increase()` sees the first one after a daemon start (a series born at 1 shows none).
+ZERO_FAILED_TICKS = {
+    (kind.value, ticks.TickStatus.FAILED.value): 0 for kind in ticks.InstigatorKind
+}
+ZERO_TIMEOUTS = {kind.value: 0 for kind in ticks.InstigatorKind}
+
+
 class _InstigationCollector:
     """Reads the instigation snapshot at scrape time."""
 
@@ -389,7 +436,7 @@ class _InstigationCollector:
         ticks = CounterMetricFamily(
             "vigil_ticks", "Ticks ended, by kind and status.", labels=("kind", "status")
         )
-        for (kind, status), count in sorted(snapshot.ticks.items()):
+        for (kind, status), count in sorted((ZERO_FAILED_TICKS | dict(snapshot.ticks)).items()):
             ticks.add_metric((kind, status), count)
         yield ticks
         timeouts = CounterMetricFamily(
@@ -397,7 +444,7 @@ class _InstigationCollector:
             "Evaluations killed at their timeout, by kind.",
             labels=("kind",),
         )
-        for kind, count in sorted(snapshot.timeouts.items()):
+        for kind, count in sorted((ZERO_TIMEOUTS | dict(snapshot.timeouts)).items()):
             timeouts.add_metric((kind,), count)
         yield timeouts
         instigators = GaugeMetricFamily(
