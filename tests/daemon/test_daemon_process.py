@@ -60,9 +60,8 @@ async def test_status_shows_healthy_loops_and_a_crashing_loop_restarted_with_its
         await eventually(live, deadline=60.0)
     except TimeoutError:
         raise AssertionError(f"never live: {answers[-3:]}") from None
-    assert answers[-1].decode().startswith(
-        f"ok: daemon {socket.gethostname()}:{daemon.pid}, 4 loops"  # with monitor, retries
-    )
+    ok = f"ok: daemon {socket.gethostname()}:{daemon.pid}, 4 loops"  # with monitor, retries
+    assert answers[-1].decode().startswith(ok)
     assert "loop.crashed" in daemon.log()
 
 
