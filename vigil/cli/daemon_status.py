@@ -10,14 +10,17 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
-import anyio
 import click
 
 from vigil import errors
 from vigil.cli import common
 from vigil.daemon import status as status_mod
 from vigil.storage import store as store_mod
+
+if TYPE_CHECKING:
+    import anyio
 
 FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --follow`
 
@@ -68,6 +71,8 @@ async def _follow(
     found: Sequence[status_mod.StatusRow],
 ) -> None:
     """Print the rows that change, every FOLLOW_POLL seconds, until SIGINT or SIGTERM."""
+    import anyio  # only --follow waits: the one-shot answer stays without it
+
     seen, _ = status_mod.changes({}, found)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
         async with anyio.create_task_group() as tg:
