@@ -18,7 +18,7 @@ import click
 
 from vigil import assembly, backfills, errors, runs
 from vigil import partitions as partitions_mod
-from vigil.cli import common, workspace
+from vigil.cli import common, output, workspace
 from vigil.cli import run as run_cli
 from vigil.config import settings as settings_mod
 from vigil.evaluation import messages
@@ -54,7 +54,7 @@ def backfill_group() -> None:
     default=None,
     help="At most this many of the backfill's runs in flight at once.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @workspace.load_timeout_option
 @common.handle_errors
 def launch(
@@ -103,7 +103,7 @@ def launch(
 
     made = common.run_async(main)
     if as_json:
-        common.echo_json(_backfill_dict(made, {}))
+        output.emit(_backfill_dict(made, None))
         return
     click.echo(
         f"backfill {made.backfill_id}: {made.total} partitions of {made.job_name} "
@@ -170,13 +170,13 @@ def _partitions_of(info: messages.JobInfo) -> partitions_mod.PartitionsDef:
 
 
 @backfill_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def list_backfills(as_json: bool) -> None:
     """Every backfill, oldest first."""
     found = _with_store(lambda store: store.list_backfills())
     if as_json:
-        common.echo_json([_backfill_dict(b, None) for b in found])
+        output.emit([_backfill_dict(b, None) for b in found])
         return
     if not found:
         click.echo("no backfills")
@@ -189,7 +189,7 @@ def list_backfills(as_json: bool) -> None:
 
 @backfill_group.command("show")
 @click.argument("backfill_id")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def show(backfill_id: str, as_json: bool) -> None:
     """A backfill: its partitions by the status of their latest run, and the failed ones."""
@@ -203,7 +203,7 @@ def show(backfill_id: str, as_json: bool) -> None:
     counts = backfills.counts(found, latest)
     failed = [k for k in found.partitions if _status(latest, k) == runs.RunStatus.FAILURE.value]
     if as_json:
-        common.echo_json({**_backfill_dict(found, counts), "failed_partitions": failed})
+        output.emit({**_backfill_dict(found, counts), "failed_partitions": failed})
         return
     click.echo(f"backfill   {found.backfill_id}")
     click.echo(f"job        {found.job_name}")
@@ -221,8 +221,9 @@ def show(backfill_id: str, as_json: bool) -> None:
 
 @backfill_group.command("cancel")
 @click.argument("backfill_id")
+@output.option
 @common.handle_errors
-def cancel(backfill_id: str) -> None:
+def cancel(backfill_id: str, as_json: bool) -> None:
     """Submit no more runs and cancel the queued ones (runs in flight finish)."""
 
     async def act(store: store_mod.Store) -> tuple[backfills.Backfill, list[str], int]:
@@ -233,6 +234,15 @@ def cancel(backfill_id: str) -> None:
         return stored, canceled, flying
 
     stored, canceled, flying = _with_store(act)
+    if as_json:
+        output.emit(
+            {
+                **_backfill_dict(stored, None),
+                "canceled_run_ids": list(canceled),
+                "in_flight": flying,
+            }
+        )
+        return
     click.echo(
         f"backfill {stored.backfill_id} {stored.status}: {len(canceled)} queued runs canceled, "
         f"{flying} in flight left to finish (vigil run cancel RUN_ID stops one)"
@@ -247,8 +257,9 @@ def cancel(backfill_id: str) -> None:
     default=None,
     help="At most this many runs in flight (default: the backfill's own limit).",
 )
+@output.option
 @common.handle_errors
-def rerun_failed(backfill_id: str, max_concurrent: int | None) -> None:
+def rerun_failed(backfill_id: str, max_concurrent: int | None, as_json: bool) -> None:
     """A new backfill of the partitions whose latest run in BACKFILL_ID failed."""
     st = common.state()
 
@@ -273,12 +284,15 @@ def rerun_failed(backfill_id: str, max_concurrent: int | None) -> None:
         return await store.add_backfill(made)
 
     made = _with_store(act)
+    if as_json:
+        output.emit(_backfill_dict(made, None))
+        return
     click.echo(f"backfill {made.backfill_id}: {made.total} failed partitions of {made.job_name}")
 
 
 @click.command("partitions")
 @click.argument("job")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @workspace.load_timeout_option
 @common.handle_errors
 def partitions_command(job: str, as_json: bool) -> None:
@@ -297,7 +311,7 @@ def partitions_command(job: str, as_json: bool) -> None:
 
     keys, latest = common.run_async(main)
     if as_json:
-        common.echo_json(
+        output.emit(
             [
                 {
                     "partition": key,
@@ -370,7 +384,9 @@ def _when(ts: float) -> str:
 
 
 def _backfill_dict(found: backfills.Backfill, counts: dict[str, int] | None) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    """A backfill as docs/cli-json/common.json describes it (`first` and `last` are null
+    where the store did not read the keys: `list`)."""
+    return {
         "backfill_id": found.backfill_id,
         "job": found.job_name,
         "status": found.status.value,
@@ -378,10 +394,8 @@ def _backfill_dict(found: backfills.Backfill, counts: dict[str, int] | None) -> 
         "submitted": found.cursor,
         "max_concurrent": found.max_concurrent,
         "rerun_of": found.rerun_of,
-        "created_at": _when(found.created_at),
+        "created_at": output.instant(found.created_at),
+        "first": found.partitions[0] if found.partitions else None,
+        "last": found.partitions[-1] if found.partitions else None,
+        "partitions": counts,  # by the status of their latest run (`show` counts them)
     }
-    if found.partitions:
-        data["first"], data["last"] = found.partitions[0], found.partitions[-1]
-    if counts is not None:
-        data["partitions"] = counts
-    return data

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 import sys
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from vigil import errors
+from vigil.cli import output
 from vigil.config import home as home_mod
 from vigil.config import redact
 
@@ -224,4 +224,5 @@ def read_run_config(path: pathlib.Path | None) -> dict[str, Any]:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """One JSON document on stdout, encoded by the rules of `output`."""
+    output.emit(data)

@@ -6,7 +6,6 @@ HTTP, metrics and systemd modules.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vigil import errors
-from vigil.cli import common
+from vigil.cli import common, output
 from vigil.daemon import status as status_mod
 from vigil.storage import store as store_mod
 
@@ -59,9 +58,9 @@ def _print_rows(
         click.echo(status_mod.table(found))
     elif lines:
         for row in found:
-            click.echo(json.dumps(status_mod.row_dict(row), default=str))
+            output.emit_line(status_mod.row_dict(row))
     else:
-        common.echo_json([status_mod.row_dict(row) for row in found])
+        output.emit([status_mod.row_dict(row) for row in found])
 
 
 async def _follow(
@@ -91,7 +90,7 @@ async def _follow(
 
 def _print_change(row: status_mod.StatusRow, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(status_mod.row_dict(row), default=str))
+        output.emit_line(status_mod.row_dict(row))
     else:
         click.echo(status_mod.change_line(row, time.time()))
 
@@ -105,8 +104,9 @@ async def _cancel_on_signal(
 
 
 @click.command("liveness-check")
+@output.option
 @common.handle_errors
-def liveness_check() -> None:
+def liveness_check(as_json: bool) -> None:
     """Exit 0 ("ok: ...") while the daemon's loops are live; 1 with the reason otherwise.
 
     Not live: no heartbeats, or a loop (or the daemon) down, hung or stopped. For a
@@ -114,6 +114,9 @@ def liveness_check() -> None:
     """
     interval = common.heartbeat_interval()
     live, line = status_mod.liveness(common.read_store(lambda store: _read_rows(store, interval)))
-    click.echo(line)
+    if as_json:
+        output.emit({"live": live, "message": line})
+    else:
+        click.echo(line)
     if not live:
         raise SystemExit(common.EXIT_FAILURE)

@@ -8,16 +8,17 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from vigil import runs
-from vigil.cli import common
+from vigil.cli import common, output
 from vigil.cli import partition as partition_mod
 
 if TYPE_CHECKING:
+    from vigil.cli import workspace
     from vigil.definitions import workspace as workspace_mod
 
 
@@ -27,9 +28,10 @@ def definitions_group() -> None:
 
 
 @definitions_group.command("list")
+@output.option
 @common.load_timeout_option
 @common.handle_errors
-def list_definitions() -> None:
+def list_definitions(as_json: bool) -> None:
     """List each code location's jobs (and their steps), schedules and sensors.
 
     A location that fails to load is left out with a warning on stderr.
@@ -37,6 +39,16 @@ def list_definitions() -> None:
     from vigil.cli import workspace
 
     locations = workspace.all_locations()
+    if as_json:
+        output.emit([_location_dict(loc) for loc in locations if loc.catalog is not None])
+    else:
+        _print_locations(locations)
+    workspace.warn(location for location in locations if location.error is not None)
+    for conflict in workspace.conflicts(locations):
+        click.echo(f"warning: {conflict}", err=True)
+
+
+def _print_locations(locations: Sequence[workspace.Location]) -> None:
     for location in locations:
         if location.catalog is None:
             continue
@@ -50,9 +62,51 @@ def list_definitions() -> None:
             )
         for sensor in location.sensors:
             click.echo(f"  sensor {sensor['name']}: {_sensor_line(sensor)}")
-    workspace.warn(location for location in locations if location.error is not None)
-    for conflict in workspace.conflicts(locations):
-        click.echo(f"warning: {conflict}", err=True)
+
+
+def _location_dict(location: workspace.Location) -> dict[str, Any]:
+    """A loaded location as docs/cli-json/definitions-list.json describes it."""
+    return {
+        "name": location.name,
+        "jobs": [
+            {
+                "name": job.name,
+                "steps": list(job.step_names),
+                "description": job.description,
+                "tags": dict(job.tags),
+                "partitioned": job.partitions is not None,
+            }
+            for job in location.jobs
+        ],
+        "schedules": [_schedule_dict(s) for s in location.schedules],
+        "sensors": [_sensor_dict(s) for s in location.sensors],
+    }
+
+
+def _schedule_dict(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": s["name"],
+        "cron": s["cron"],
+        "timezone": str(s["timezone"]),
+        "job": s["job"],
+        "default_status": str(s["default_status"]).lower(),
+        "catchup": s["catchup"],
+        "max_catchup_ticks": s["max_catchup_ticks"],
+        "overlap": s["overlap"],
+        "timeout": s["timeout"],
+    }
+
+
+def _sensor_dict(s: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": s["name"],
+        "jobs": list(s["jobs"]),
+        "minimum_interval": float(s["minimum_interval"]),
+        "run_status": s["run_status"],
+        "monitored_jobs": list(s["monitored_jobs"]),
+        "default_status": str(s["default_status"]).lower(),
+        "timeout": s["timeout"],
+    }
 
 
 def _sensor_line(sensor: Mapping[str, Any]) -> str:
@@ -66,9 +120,10 @@ def _sensor_line(sensor: Mapping[str, Any]) -> str:
 
 
 @definitions_group.command("check")
+@output.option
 @common.load_timeout_option
 @common.handle_errors
-def check() -> None:
+def check(as_json: bool) -> None:
     """Load every code location, each in its own process; report each one that fails (with
     its file and line), and exit 2 if any did."""
     from vigil.cli import workspace
@@ -83,6 +138,10 @@ def check() -> None:
     jobs = sum(len(loc.jobs) for loc in locations)
     schedules = sum(len(loc.schedules) for loc in locations)
     sensors = sum(len(loc.sensors) for loc in locations)
+    if as_json:
+        counts = {"code_locations": len(locations), "jobs": jobs}
+        output.emit({**counts, "schedules": schedules, "sensors": sensors})
+        return
     click.echo(
         f"ok: {len(locations)} code locations, {jobs} jobs, "
         f"{schedules} schedules, {sensors} sensors"
@@ -101,10 +160,15 @@ def job_group() -> None:
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V")
 @partition_mod.option
+@output.option
 @common.load_timeout_option
 @common.handle_errors
 def execute(
-    job: str, config_path: pathlib.Path | None, tags: tuple[str, ...], partition: str | None
+    job: str,
+    config_path: pathlib.Path | None,
+    tags: tuple[str, ...],
+    partition: str | None,
+    as_json: bool,
 ) -> None:
     """Run JOB in this process with the in-process executor (for development).
 
@@ -125,7 +189,7 @@ def execute(
     run = submission.new_run(loaded, job, run_config, checked, now)
     run = _as_starting(run)
 
-    async def main() -> runs.RunStatus:
+    async def main() -> runs.Run:
         async with common.opened_store(st.settings) as store:
             await store.add_run(run)
             env = worker.WorkerEnv(
@@ -134,12 +198,22 @@ def execute(
                 executor=executors.InProcessExecutor(executors.InProcessExecutor.Options()),
                 base_dir=pathlib.Path.cwd(),
             )
-            return await worker.run_worker(env, run.run_id)
+            await worker.run_worker(env, run.run_id)
+            return await store.get_run(run.run_id)
 
-    status = common.run_async(main)
-    click.echo(f"{run.run_id} {status}")
-    if status is not runs.RunStatus.SUCCESS:
+    ended = common.run_async(main)
+    _report(ended, as_json)
+    if ended.status is not runs.RunStatus.SUCCESS:
         raise SystemExit(common.EXIT_FAILURE)
+
+
+def _report(ended: runs.Run, as_json: bool) -> None:
+    if as_json:
+        from vigil.cli import render
+
+        output.emit(render.run_dict(ended))
+    else:
+        click.echo(f"{ended.run_id} {ended.status}")
 
 
 def _load_location_of(job: str) -> workspace_mod.CodeLocation:

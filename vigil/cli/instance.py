@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import click
 
 from vigil import runs
-from vigil.cli import common
+from vigil.cli import common, output
 
 if TYPE_CHECKING:
+    from vigil.config import settings as settings_mod
     from vigil.storage import engine
 
 
@@ -22,8 +23,9 @@ def instance_group() -> None:
 
 
 @instance_group.command("migrate")
+@output.option
 @common.handle_errors
-def migrate() -> None:
+def migrate(as_json: bool) -> None:
     """Bring the store to this vigil's schema (creating it if empty)."""
     from vigil.config import loader
     from vigil.storage import engine
@@ -35,7 +37,16 @@ def migrate() -> None:
         return before, await engine.migrate(target)
 
     before, after = common.run_async(main)
-    if before.current == after.current:
+    if as_json:
+        output.emit(
+            {
+                "store": target.redacted(),
+                "from": before.current,
+                "to": after.current,
+                "migrated": before.current != after.current,
+            }
+        )
+    elif before.current == after.current:
         click.echo(f"store {target.redacted()} is already at schema {after.current}")
     else:
         was = before.current or "empty"
@@ -43,8 +54,9 @@ def migrate() -> None:
 
 
 @instance_group.command("info")
+@output.option
 @common.handle_errors
-def info() -> None:
+def info(as_json: bool) -> None:
     """Where the instance lives, its schema, and how many runs it holds."""
     from vigil.config import loader
     from vigil.storage import engine
@@ -60,6 +72,9 @@ def info() -> None:
             return status, await store.count_runs_by_status()
 
     status, counts = common.run_async(main)
+    if as_json:
+        output.emit(_info_dict(settings, target.redacted(), status, counts))
+        return
     click.echo(f"home      {settings.home.absolute()}")
     click.echo(f"store     {target.redacted()}")
     state = (
@@ -73,13 +88,30 @@ def info() -> None:
     click.echo(f"runs      {summary}")
 
 
+def _info_dict(
+    settings: settings_mod.InstanceSettings,
+    store: str,
+    status: engine.SchemaStatus,
+    counts: dict[runs.RunStatus, int],
+) -> dict[str, object]:
+    return {
+        "home": str(settings.home.absolute()),
+        "store": store,
+        "schema": {"current": status.current, "head": status.head, "is_current": status.is_current},
+        "launcher": settings.run_launcher.type,
+        "executor": settings.executor.type,
+        "locations": [loc.location_name for loc in settings.workspace],
+        "runs": {s.value: n for s, n in sorted(counts.items())} if status.is_current else None,
+    }
+
+
 @click.group("config")
 def config_group() -> None:
     """Show and check the instance settings."""
 
 
 @config_group.command("show")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def show(as_json: bool) -> None:
     """Print the effective settings (vigil.yaml plus VIGIL_* overrides), secrets redacted."""
@@ -89,14 +121,15 @@ def show(as_json: bool) -> None:
 
     data = loader.redacted(common.state().settings)
     if as_json:
-        common.echo_json(data)
+        output.emit(data)
     else:
         click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
 @config_group.command("check")
+@output.option
 @common.handle_errors
-def check() -> None:
+def check(as_json: bool) -> None:
     """Validate the settings and the pluggable classes they name."""
     from vigil import assembly
     from vigil.config import loader
@@ -106,4 +139,7 @@ def check() -> None:
     assembly.check_plugins(st.settings)
     extension.resolve_loops(st.settings.daemon)
     loader.store_target(st.settings)
-    click.echo(f"{st.home / loader.CONFIG_FILE}: ok")
+    if as_json:
+        output.emit({"config_file": str(st.home / loader.CONFIG_FILE), "ok": True})
+    else:
+        click.echo(f"{st.home / loader.CONFIG_FILE}: ok")

@@ -14,17 +14,19 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from vigil import display, errors, ticks
-from vigil.cli import common
+from vigil.cli import common, output
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
 
 if TYPE_CHECKING:
+    from vigil import partitions as partitions_mod
+    from vigil.cli import workspace
     from vigil.daemon.loops import instigation
 
 R = TypeVar("R")
@@ -68,9 +70,12 @@ def _status_word(default: St, state: ticks.InstigatorState | None) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _Listed:
+    """One row of `list`: typed values for --json (`detail`), their text for the table."""
+
     name: str
     status: str
     detail: dict[str, Any]
+    cells: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 async def _states(store: store_mod.InstigationStore, kind: K) -> dict[str, ticks.InstigatorState]:
@@ -90,19 +95,28 @@ def _orphans(
     ]
 
 
-def _print_listed(listed: Sequence[_Listed], columns: Sequence[str], as_json: bool) -> None:
+def _stored(state: ticks.InstigatorState | None) -> str | None:
+    return None if state is None else state.status.value
+
+
+def _print_listed(
+    listed: Sequence[_Listed], columns: Sequence[str], keys: Sequence[str], as_json: bool
+) -> None:
+    """The rows as a table of `columns`; or as JSON, every row with every one of `keys`
+    (null where a row has no value: an orphaned instigator's code is gone)."""
     if as_json:
-        common.echo_json([{"name": i.name, "status": i.status, **i.detail} for i in listed])
+        empty = dict.fromkeys(keys)
+        output.emit([{**empty, "name": i.name, "status": i.status, **i.detail} for i in listed])
         return
     if not listed:
         click.echo("none defined")
         return
     rows = [("NAME", "STATUS", *(c.upper().replace("_", " ") for c in columns))]
-    rows += [(i.name, i.status, *(str(i.detail.get(c, "")) for c in columns)) for i in listed]
+    rows += [(i.name, i.status, *(i.cells.get(c, "") for c in columns)) for i in listed]
     click.echo(_table(rows))
 
 
-def _set_status(kind: K, name: str, status: St, known: bool) -> None:
+def _set_status(kind: K, name: str, status: St, known: bool, as_json: bool) -> None:
     instigator = ticks.instigator_id(kind, name)
 
     async def action(store: instigation.LoopStore) -> None:
@@ -111,14 +125,17 @@ def _set_status(kind: K, name: str, status: St, known: bool) -> None:
         await store.set_instigator_status(instigator, kind, status, time.time())
 
     _with_store(action)
-    click.echo(f"{kind.value} {name} {status.value.lower()}")
+    if as_json:
+        output.emit({"kind": kind.value, "name": name, "status": status.value.lower()})
+    else:
+        click.echo(f"{kind.value} {name} {status.value.lower()}")
 
 
 def _print_ticks(
     found: Sequence[ticks.Tick], describe: Callable[[float], str], as_json: bool
 ) -> None:
     if as_json:
-        common.echo_json([_tick_dict(t) for t in found])
+        output.emit([_tick_dict(t) for t in found])
         return
     if not found:
         click.echo("no ticks")
@@ -142,13 +159,13 @@ def _print_ticks(
 def _tick_dict(t: ticks.Tick) -> dict[str, Any]:
     return {
         "tick_id": t.tick_id,
-        "scheduled_time": t.scheduled_time,
+        "scheduled_time": output.instant(t.scheduled_time),
         "status": t.status.value,
         "run_ids": list(t.run_ids),
         "error": t.error,
         "cursor": t.cursor,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
+        "created_at": output.instant(t.created_at),
+        "updated_at": output.instant(t.updated_at),
     }
 
 
@@ -158,66 +175,82 @@ def schedule_group() -> None:
     """Schedules: list, start, stop, preview their ticks, show their ticks."""
 
 
+SCHEDULE_KEYS = ("cron", "timezone", "job", "location", "next_tick", "stored_status")
+
+
 @schedule_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def list_schedules(as_json: bool) -> None:
     """Every schedule with its status and next tick; orphaned ones (code gone) too."""
     from vigil.cli import workspace
-    from vigil.daemon.loops import instigation
-    from vigil.scheduling import ticks as tick_times
 
     locations = workspace.all_locations()
     states = _with_store(lambda store: _states(store, K.SCHEDULE))
     now = time.time()
     listed: list[_Listed] = []
     for location in locations:
-        for data in location.schedules:
-            s = instigation.schedule_info(location.name, data)
-            detail = {
-                "cron": s.cron.expression,
-                "timezone": str(data["timezone"]),
-                "job": str(data["job"]),
-                "location": location.name,
-                "next_tick": tick_times.describe(tick_times.next_tick(s.cron, s.zone, now), s.zone),
-            }
-            listed.append(
-                _Listed(s.name, _status_word(s.default_status, states.get(s.instigator)), detail)
-            )
+        listed += [_schedule_row(location, data, states, now) for data in location.schedules]
     known = {ticks.instigator_id(K.SCHEDULE, n) for loc in locations for n in loc.names("schedule")}
     failures = [loc for loc in locations if loc.error is not None]
     listed += _orphans(K.SCHEDULE, states, known, complete=not failures)
-    _print_listed(listed, ("cron", "timezone", "job", "next_tick"), as_json)
+    _print_listed(listed, ("cron", "timezone", "job", "next_tick"), SCHEDULE_KEYS, as_json)
     workspace.warn(failures)
+
+
+def _schedule_row(
+    location: workspace.Location,
+    data: Mapping[str, Any],
+    states: dict[str, ticks.InstigatorState],
+    now: float,
+) -> _Listed:
+    from vigil.daemon.loops import instigation
+    from vigil.scheduling import ticks as tick_times
+
+    s = instigation.schedule_info(location.name, data)
+    state = states.get(s.instigator)
+    next_tick = tick_times.next_tick(s.cron, s.zone, now)
+    cells = {
+        "cron": s.cron.expression,
+        "timezone": str(data["timezone"]),
+        "job": str(data["job"]),
+        "location": location.name,
+    }
+    detail = {**cells, "next_tick": output.instant(next_tick), "stored_status": _stored(state)}
+    cells["next_tick"] = tick_times.describe(next_tick, s.zone)
+    return _Listed(s.name, _status_word(s.default_status, state), detail, cells)
 
 
 @schedule_group.command("start")
 @click.argument("name")
+@output.option
 @common.handle_errors
-def start_schedule(name: str) -> None:
+def start_schedule(name: str, as_json: bool) -> None:
     """Run the schedule from now on (no catch-up of ticks before now)."""
     from vigil.cli import workspace
 
     workspace.locate("schedule", name)
-    _set_status(K.SCHEDULE, name, St.RUNNING, known=True)
+    _set_status(K.SCHEDULE, name, St.RUNNING, True, as_json)
 
 
 @schedule_group.command("stop")
 @click.argument("name")
+@output.option
 @common.handle_errors
-def stop_schedule(name: str) -> None:
+def stop_schedule(name: str, as_json: bool) -> None:
     """Stop the schedule (an orphaned one too)."""
     from vigil.cli import workspace
 
     known = workspace.lookup("schedule", name) is not None
-    _set_status(K.SCHEDULE, name, St.STOPPED, known=known)
+    _set_status(K.SCHEDULE, name, St.STOPPED, known, as_json)
 
 
 @schedule_group.command("preview")
 @click.argument("name")
 @click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@output.option
 @common.handle_errors
-def preview(name: str, count: int) -> None:
+def preview(name: str, count: int, as_json: bool) -> None:
     """The schedule's next ticks, in its time zone and in UTC (and, for a job partitioned by
     time, the partition each targets unless the function names another)."""
     from vigil import partitions as partitions_mod
@@ -229,18 +262,37 @@ def preview(name: str, count: int) -> None:
     s = instigation.schedule_info(location.name, data)
     job = location.job(str(data["job"]))
     partitions = None if job is None else job.partitions_def()
-    for t in tick_times.preview(s.cron, s.zone, time.time(), count):
+    timed = partitions if isinstance(partitions, partitions_mod.TimePartitions) else None
+    found = [
+        (t, _partition_at(timed, t)) for t in tick_times.preview(s.cron, s.zone, time.time(), count)
+    ]
+    if as_json:
+        output.emit(
+            [
+                {"time": output.instant(t), "timezone": s.zone.key, "partition": key}
+                for t, key in found
+            ]
+        )
+        return
+    for t, key in found:
         line = f"{tick_times.describe(t, s.zone)}  ({_utc(t)} UTC)"
-        if isinstance(partitions, partitions_mod.TimePartitions):
-            key = partitions.last_complete(datetime.datetime.fromtimestamp(t, datetime.UTC))
+        if timed is not None:
             line += f"  partition {key if key is not None else '(none complete yet)'}"
         click.echo(line)
+
+
+def _partition_at(partitions: partitions_mod.TimePartitions | None, t: float) -> str | None:
+    """The partition a tick at `t` targets (None: the job is not partitioned by time, or
+    no partition is complete yet)."""
+    if partitions is None:
+        return None
+    return partitions.last_complete(datetime.datetime.fromtimestamp(t, datetime.UTC))
 
 
 @schedule_group.command("ticks")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def schedule_ticks(name: str, limit: int, as_json: bool) -> None:
     """The schedule's latest ticks, newest first (an orphaned schedule's too)."""
@@ -265,8 +317,11 @@ def sensor_group() -> None:
     """Sensors: list, start, stop, show ticks and cursors, test one without launching."""
 
 
+SENSOR_KEYS = ("jobs", "minimum_interval", "watches", "location", "cursor", "stored_status")
+
+
 @sensor_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def list_sensors(as_json: bool) -> None:
     """Every sensor with its status and cursor; orphaned ones (code gone) too."""
@@ -281,46 +336,59 @@ def list_sensors(as_json: bool) -> None:
             s = instigation.sensor_info(location.name, data)
             state = states.get(s.instigator)
             detail = {
-                "jobs": ",".join(data["jobs"]) or "-",
-                "minimum_interval": f"{s.minimum_interval:g}s",
-                "watches": s.run_status.value if s.run_status else "-",
+                "jobs": list(data["jobs"]),
+                "minimum_interval": s.minimum_interval,
+                "watches": s.run_status.value if s.run_status else None,
                 "location": location.name,
-                "cursor": state.cursor if state is not None and state.cursor else "-",
+                "cursor": state.cursor if state is not None else None,
+                "stored_status": _stored(state),
             }
-            listed.append(_Listed(s.name, _status_word(s.default_status, state), detail))
+            status = _status_word(s.default_status, state)
+            listed.append(_Listed(s.name, status, detail, _sensor_cells(detail)))
     known = {ticks.instigator_id(K.SENSOR, n) for loc in locations for n in loc.names("sensor")}
     failures = [loc for loc in locations if loc.error is not None]
     listed += _orphans(K.SENSOR, states, known, complete=not failures)
-    _print_listed(listed, ("jobs", "minimum_interval", "watches", "cursor"), as_json)
+    _print_listed(listed, ("jobs", "minimum_interval", "watches", "cursor"), SENSOR_KEYS, as_json)
     workspace.warn(failures)
+
+
+def _sensor_cells(detail: dict[str, Any]) -> dict[str, str]:
+    return {
+        "jobs": ",".join(detail["jobs"]) or "-",
+        "minimum_interval": f"{detail['minimum_interval']:g}s",
+        "watches": detail["watches"] or "-",
+        "cursor": detail["cursor"] or "-",
+    }
 
 
 @sensor_group.command("start")
 @click.argument("name")
+@output.option
 @common.handle_errors
-def start_sensor(name: str) -> None:
+def start_sensor(name: str, as_json: bool) -> None:
     """Run the sensor from now on."""
     from vigil.cli import workspace
 
     workspace.locate("sensor", name)
-    _set_status(K.SENSOR, name, St.RUNNING, known=True)
+    _set_status(K.SENSOR, name, St.RUNNING, True, as_json)
 
 
 @sensor_group.command("stop")
 @click.argument("name")
+@output.option
 @common.handle_errors
-def stop_sensor(name: str) -> None:
+def stop_sensor(name: str, as_json: bool) -> None:
     """Stop the sensor (an orphaned one too)."""
     from vigil.cli import workspace
 
     known = workspace.lookup("sensor", name) is not None
-    _set_status(K.SENSOR, name, St.STOPPED, known=known)
+    _set_status(K.SENSOR, name, St.STOPPED, known, as_json)
 
 
 @sensor_group.command("ticks")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def sensor_ticks(name: str, limit: int, as_json: bool) -> None:
     """The sensor's latest ticks, newest first."""
@@ -333,8 +401,9 @@ def sensor_ticks(name: str, limit: int, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--set", "new_cursor", default=None, help="Replace the cursor with this value.")
 @click.option("--clear", is_flag=True, help="Forget the cursor.")
+@output.option
 @common.handle_errors
-def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
+def cursor(name: str, new_cursor: str | None, clear: bool, as_json: bool) -> None:
     """Show the sensor's cursor, or set (--set V) or clear (--clear) it."""
     from vigil.cli import workspace
 
@@ -347,15 +416,19 @@ def cursor(name: str, new_cursor: str | None, clear: bool) -> None:
             lambda store: store.set_instigator_cursor(instigator, K.SENSOR, new_cursor, time.time())
         )
     states = _with_store(lambda store: store.list_instigators([instigator]))
-    shown = states[0].cursor if states and states[0].cursor is not None else "(none)"
-    click.echo(shown)
+    stored = states[0].cursor if states else None
+    if as_json:
+        output.emit({"sensor": name, "cursor": stored})
+    else:
+        click.echo(stored if stored is not None else "(none)")
 
 
 @sensor_group.command("test")
 @click.argument("name")
 @click.option("--cursor", "given_cursor", default=None, help="Evaluate with this cursor.")
+@output.option
 @common.handle_errors
-def test_sensor(name: str, given_cursor: str | None) -> None:
+def test_sensor(name: str, given_cursor: str | None, as_json: bool) -> None:
     """Evaluate the sensor once, in its code location's process, and show what it asks for;
     launches nothing.
 
@@ -366,6 +439,9 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
     if answer.error is not None:
         click.echo(answer.error.rstrip(), err=True)
         raise SystemExit(common.EXIT_FAILURE)
+    if as_json:
+        output.emit(_answer_dict(answer))
+        return
     for r in answer.requests:
         key = display.printable(str(r.run_key))
         click.echo(f"run request: job {r.job} run_key {key} config {dict(r.run_config)}")
@@ -373,6 +449,17 @@ def test_sensor(name: str, given_cursor: str | None) -> None:
         click.echo(f"skipped: {answer.skip or 'no run requested'}")
     if answer.cursor_updated:
         click.echo(f"new cursor (not stored): {display.printable(str(answer.cursor))}")
+
+
+def _answer_dict(answer: messages.Answer) -> dict[str, Any]:
+    """What `sensor test --json` prints: the runs asked for, the skip reason, the cursor the
+    sensor would store (null when it keeps the one it had)."""
+    return {
+        "run_requests": [r.to_json() for r in answer.requests],
+        "skip": answer.skip,
+        "cursor_updated": answer.cursor_updated,
+        "cursor": answer.cursor if answer.cursor_updated else None,
+    }
 
 
 async def _test(name: str, given_cursor: str | None) -> messages.Answer:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from vigil import display, errors
-from vigil.cli import common, ids
+from vigil.cli import common, ids, output
 from vigil.coordinators import admission
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 @click.group("queue", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @click.pass_context
 @common.handle_errors
 def queue_group(ctx: click.Context, as_json: bool) -> None:
@@ -33,7 +33,7 @@ def queue_group(ctx: click.Context, as_json: bool) -> None:
         return
     entries = _queue_entries()
     if as_json:
-        common.echo_json([_entry_dict(e) for e in entries])
+        output.emit([_entry_dict(e) for e in entries])
         return
     if not entries:
         click.echo("no queued runs")
@@ -44,19 +44,28 @@ def queue_group(ctx: click.Context, as_json: bool) -> None:
 
 
 @queue_group.command("pause")
+@output.option
 @common.handle_errors
-def pause() -> None:
+def pause(as_json: bool) -> None:
     """Stop launching queued runs (submissions are still queued)."""
     _with_coordinator(lambda coordinator: coordinator.set_paused(True))
-    click.echo("queue paused")
+    _print_paused(True, as_json)
 
 
 @queue_group.command("resume")
+@output.option
 @common.handle_errors
-def resume() -> None:
+def resume(as_json: bool) -> None:
     """Launch queued runs again."""
     _with_coordinator(lambda coordinator: coordinator.set_paused(False))
-    click.echo("queue resumed")
+    _print_paused(False, as_json)
+
+
+def _print_paused(paused: bool, as_json: bool) -> None:
+    if as_json:
+        output.emit({"paused": paused})
+    else:
+        click.echo("queue paused" if paused else "queue resumed")
 
 
 def _queue_entries() -> list[admission.QueueEntry]:
@@ -105,7 +114,7 @@ def _entry_dict(entry: admission.QueueEntry) -> dict[str, object]:
     return {
         "run_id": entry.run.run_id,
         "job": entry.run.job_name,
-        "priority": entry.run.tags.get("vigil/priority", "0"),
-        "created_at": entry.run.created_at,
+        "priority": admission.priority_of(entry.run.tags),
+        "created_at": output.instant(entry.run.created_at),
         "waiting": entry.reason,
     }

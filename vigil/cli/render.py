@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from vigil import events, runs
-from vigil.cli import ids
+from vigil.cli import ids, output
 from vigil.display import printable as printable  # the CLI's printers use render.printable
 
 E = events.EventType
@@ -84,9 +83,9 @@ def run_dict(run: runs.Run) -> dict[str, Any]:
         "retry_number": run.retry_number,
         "step_selection": list(run.step_selection) if run.step_selection is not None else None,
         "launcher_info": dict(run.launcher_info),
-        "created_at": run.created_at,
-        "start_time": run.start_time,
-        "end_time": run.end_time,
+        "created_at": output.instant(run.created_at),
+        "start_time": output.instant(run.start_time),
+        "end_time": output.instant(run.end_time),
         "worker": f"{run.worker_host}:{run.worker_pid}" if run.worker_pid else None,
     }
 
@@ -114,12 +113,13 @@ def _run_row(run: runs.Run, now: float) -> tuple[str, str, str, str, str]:
 
 
 def step_dicts(step_events: Sequence[events.Event]) -> dict[str, dict[str, Any]]:
-    """The latest outcome of each step, with the error of a failed one."""
+    """The latest outcome of each step, with the error of a failed one (None otherwise)
+    and the duration of a successful one (None otherwise)."""
     steps: dict[str, dict[str, Any]] = {}
     for event in step_events:
         if event.step is None:
             continue
-        entry = steps.setdefault(event.step, {})
+        entry = steps.setdefault(event.step, {"error": None, "traceback": None, "duration": None})
         entry["status"] = event.event_type.value.removeprefix("STEP_")
         if event.event_type is E.STEP_FAILURE:
             entry["error"] = event.message
@@ -148,7 +148,7 @@ def run_detail(run: runs.Run, step_events: Sequence[events.Event], now: float) -
     lines.append("steps")
     for name, entry in step_dicts(step_events).items():
         lines.append(f"  {printable(name):<24} {entry['status']}")
-        if "error" in entry and entry["status"] == "FAILURE":
+        if entry["status"] == "FAILURE":
             lines.append(f"    error: {entry['error']}")
             lines.extend(
                 "    " + t for t in str(entry.get("traceback") or "").rstrip().splitlines()
@@ -165,18 +165,17 @@ def event_line(event: events.Event) -> str:
 
 
 def event_json(event: events.Event) -> str:
-    return json.dumps(
+    return output.encode(
         {
             "id": event.event_id,
             "run_id": event.run_id,
             "type": event.event_type.value,
-            "timestamp": event.timestamp,
+            "timestamp": output.instant(event.timestamp),
             "step": event.step,
             "level": event.level,
             "message": event.message,
             "data": dict(event.data),
-        },
-        default=str,
+        }
     )
 
 
@@ -196,7 +195,8 @@ class LogTail:
         )
         return [d / name for d in steps for name in LOG_STREAMS if (d / name).exists()]
 
-    def print_new(self, echo: Callable[[str], None]) -> None:
+    def new_lines(self) -> Iterator[LogLine]:
+        """The lines added since the last call, file by file."""
         for path in self._files():
             offset = self._offsets.get(path, 0)
             with path.open("rb") as fh:
@@ -204,6 +204,21 @@ class LogTail:
                 chunk = fh.read()
             if chunk:
                 self._offsets[path] = offset + len(chunk)
-                prefix = f"{path.parent.name} {path.stem}"
                 for line in chunk.decode("utf-8", "replace").splitlines():
-                    echo(f"[{prefix}] {line}")
+                    yield LogLine(path.parent.name, path.stem, line)
+
+    def print_new(self, echo: Callable[[str], None], *, as_json: bool = False) -> None:
+        for found in self.new_lines():
+            if as_json:
+                echo(output.encode(dataclasses.asdict(found)))
+            else:
+                echo(f"[{found.step} {found.stream}] {found.line}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a step's captured stdout or stderr."""
+
+    step: str
+    stream: str  # "stdout" or "stderr"
+    line: str

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vigil import errors, events, reexecution, runs
-from vigil.cli import common, ids
+from vigil.cli import common, ids, output
 from vigil.cli import partition as partition_mod
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
@@ -44,6 +44,7 @@ def run_group() -> None:
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
 @partition_mod.option
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@output.option
 @common.load_timeout_option
 @common.handle_errors
 def launch(
@@ -52,6 +53,7 @@ def launch(
     tags: tuple[str, ...],
     partition: str | None,
     wait: bool,
+    as_json: bool,
 ) -> None:
     """Submit a run of JOB through the configured coordinator and launcher.
 
@@ -67,9 +69,9 @@ def launch(
     async def main() -> runs.Run:
         run = await _checked_run(request, config_path, partition)
         async with common.opened_store(st.settings) as store:
-            return await _submit(store, run, wait)
+            return await _submit(store, run, wait, as_json)
 
-    _report(common.run_async(main), wait)
+    _report(common.run_async(main), wait, as_json)
 
 
 async def _checked_run(
@@ -127,7 +129,9 @@ def _check_json(run_config: Any) -> None:
         raise errors.RunConfigError(f"run config: not JSON data ({exc})") from None
 
 
-async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run:
+async def _submit(
+    store: store_mod.Store, run: runs.Run, wait: bool, as_json: bool = False
+) -> runs.Run:
     """Submit through the configured coordinator; print it; wait for its end if asked."""
     from vigil import assembly, submission
 
@@ -139,7 +143,8 @@ async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run
         submitted = await coordinator.submit(run)
     finally:
         await launcher.close()
-    click.echo(f"{submitted.run_id} {submitted.status}")
+    if not as_json:
+        click.echo(f"{submitted.run_id} {submitted.status}")
     if not wait:
         return submitted
     if submitted.status is runs.RunStatus.QUEUED:
@@ -147,11 +152,17 @@ async def _submit(store: store_mod.Store, run: runs.Run, wait: bool) -> runs.Run
     return await submission.wait_for_end(store, submitted.run_id)
 
 
-def _report(final: runs.Run, wait: bool) -> None:
-    if wait:
+def _report(final: runs.Run, wait: bool, as_json: bool = False) -> None:
+    """The run as submitted, or as it ended (`wait`): the text line, or the run as JSON
+    (docs/cli-json/run-launch.json); exit 1 when the run waited for did not succeed."""
+    from vigil.cli import render
+
+    if as_json:
+        output.emit(render.run_dict(final))
+    elif wait:
         click.echo(f"{final.run_id} {final.status}")
-        if final.status is not runs.RunStatus.SUCCESS:
-            raise SystemExit(common.EXIT_FAILURE)
+    if wait and final.status is not runs.RunStatus.SUCCESS:
+        raise SystemExit(common.EXIT_FAILURE)
 
 
 @run_group.command("reexecute")
@@ -169,8 +180,9 @@ def _report(final: runs.Run, wait: bool) -> None:
 @click.option("--all-steps", "mode", flag_value="all_steps", help="Run the whole job again.")
 @click.option("--steps", "steps", default=None, metavar="A,B", help="Run exactly these steps.")
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@output.option
 @common.handle_errors
-def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> None:
+def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool, as_json: bool) -> None:
     """Submit a child run of the ended run RUN_ID (same job, config and tags)."""
     st = common.state()
     if steps is not None and mode is not None:
@@ -191,9 +203,9 @@ def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool) -> N
             assert job is not None
             _check_reexecution(job, parent, chosen, names)
             child = reexecution.child_run(parent, chosen, time.time(), steps=names)
-            return await _submit(store, child, wait)
+            return await _submit(store, child, wait, as_json)
 
-    _report(common.run_async(main), wait)
+    _report(common.run_async(main), wait, as_json)
 
 
 def _check_reexecution(
@@ -222,7 +234,7 @@ def _check_reexecution(
 )
 @click.option("--job", "job_name", default=None)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
@@ -237,14 +249,14 @@ def list_runs(statuses: tuple[str, ...], job_name: str | None, limit: int, as_js
 
     found = common.read_store(main)
     if as_json:
-        common.echo_json([render.run_dict(r) for r in found])
+        output.emit([render.run_dict(r) for r in found])
     else:
         click.echo(render.run_table(found, time.time()))
 
 
 @run_group.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@output.option
 @common.handle_errors
 def show(run_id: str, as_json: bool) -> None:
     """Show one run: status, timing, worker, tags and step outcomes with their errors."""
@@ -259,7 +271,7 @@ def show(run_id: str, as_json: bool) -> None:
 
     run, step_events, chain = common.read_store(main)
     if as_json:
-        common.echo_json(
+        output.emit(
             {
                 **render.run_dict(run),
                 "steps": render.step_dicts(step_events),
@@ -316,8 +328,9 @@ def events_cmd(run_id: str, follow: bool, as_json: bool) -> None:
 @click.argument("run_id")
 @click.argument("step", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line: step, stream, line.")
 @common.handle_errors
-def logs(run_id: str, step: str | None, follow: bool) -> None:
+def logs(run_id: str, step: str | None, follow: bool, as_json: bool) -> None:
     """Print the captured stdout and stderr of a run's steps (or one STEP)."""
     import anyio
 
@@ -331,9 +344,9 @@ def logs(run_id: str, step: str | None, follow: bool) -> None:
             tail = render.LogTail(st.settings.compute_logs_dir / whole_id, step)
             while True:
                 run = await store.get_run(whole_id)
-                tail.print_new(click.echo)
+                tail.print_new(click.echo, as_json=as_json)
                 if not follow or run.status.is_terminal:
-                    tail.print_new(click.echo)
+                    tail.print_new(click.echo, as_json=as_json)
                     return
                 await anyio.sleep(FOLLOW_POLL)
 
@@ -349,8 +362,9 @@ def logs(run_id: str, step: str | None, follow: bool) -> None:
     type=click.FloatRange(min=0),
     help="Seconds to wait for the run to end CANCELED (0: do not wait).",
 )
+@output.option
 @common.handle_errors
-def cancel(run_id: str, timeout: float) -> None:
+def cancel(run_id: str, timeout: float, as_json: bool) -> None:
     """Cancel a run: its worker is asked to stop, and the run ends CANCELED."""
     import anyio
 
@@ -372,4 +386,9 @@ def cancel(run_id: str, timeout: float) -> None:
             return run
 
     run = common.run_async(main)
-    click.echo(f"{run.run_id} {run.status}")
+    if as_json:
+        from vigil.cli import render
+
+        output.emit(render.run_dict(run))
+    else:
+        click.echo(f"{run.run_id} {run.status}")
