@@ -36,10 +36,14 @@ def status(follow: bool, as_json: bool) -> None:
         return
 
     async def main() -> None:
-        async with common.opened_store(common.state().settings) as store:
-            found = await _read_rows(store, interval)
-            _print_rows(found, as_json, lines=True)
-            await _follow(store, interval, as_json, found)
+        import anyio  # only --follow waits: the one-shot answer stays without it
+
+        # Listening before the first rows print: a Ctrl-C right after them ends cleanly.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async with common.opened_store(common.state().settings) as store:
+                found = await _read_rows(store, interval)
+                _print_rows(found, as_json, lines=True)
+                await _follow(store, interval, as_json, found, received)
 
     common.run_async(main)
 
@@ -68,24 +72,24 @@ async def _follow(
     interval: float,
     as_json: bool,
     found: Sequence[status_mod.StatusRow],
+    received: AsyncIterator[signal.Signals],
 ) -> None:
     """Print the rows that change, every FOLLOW_POLL seconds, until SIGINT or SIGTERM."""
-    import anyio  # only --follow waits: the one-shot answer stays without it
+    import anyio
 
     seen, _ = status_mod.changes({}, found)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_signal, received, tg.cancel_scope)
-            while True:
-                await anyio.sleep(FOLLOW_POLL)
-                try:
-                    rows = await _read_rows(store, interval)
-                except errors.StoreUnavailable as exc:
-                    click.echo(f"store unavailable: {exc}", err=True)
-                    continue
-                seen, changed = status_mod.changes(seen, rows)
-                for row in changed:
-                    _print_change(row, as_json)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_signal, received, tg.cancel_scope)
+        while True:
+            await anyio.sleep(FOLLOW_POLL)
+            try:
+                rows = await _read_rows(store, interval)
+            except errors.StoreUnavailable as exc:
+                click.echo(f"store unavailable: {exc}", err=True)
+                continue
+            seen, changed = status_mod.changes(seen, rows)
+            for row in changed:
+                _print_change(row, as_json)
 
 
 def _print_change(row: status_mod.StatusRow, as_json: bool) -> None:
