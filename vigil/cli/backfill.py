@@ -12,17 +12,19 @@ import dataclasses
 import pathlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from vigil import assembly, backfills, errors, runs
+from vigil import backfills, errors, runs
 from vigil import partitions as partitions_mod
-from vigil.cli import common, output, workspace
+from vigil.cli import common, output
 from vigil.cli import run as run_cli
-from vigil.config import settings as settings_mod
 from vigil.evaluation import messages
 from vigil.storage import store as store_mod
+
+if TYPE_CHECKING:
+    from vigil.config import settings as settings_mod
 
 B = backfills.BackfillStatus
 MIN_PREFIX = 4
@@ -55,7 +57,7 @@ def backfill_group() -> None:
     help="At most this many of the backfill's runs in flight at once.",
 )
 @output.option
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def launch(
     job: str,
@@ -78,6 +80,8 @@ def launch(
     request = messages.RunCheckRequest(job, common.read_run_config(config_path), given)
 
     async def main() -> backfills.Backfill:
+        from vigil.cli import workspace  # the evaluation processes: when a command runs
+
         async with common.opened_store(st.settings) as store:
             _check_queued(st.settings, store)
             now = time.time()
@@ -152,6 +156,8 @@ class _Selection:
 
 def _check_queued(settings: settings_mod.InstanceSettings, store: store_mod.Store) -> None:
     """Backfills go through the queue: refuse a coordinator without one."""
+    from vigil import assembly
+
     ctx = assembly.launch_context(settings, {}, pathlib.Path.cwd())
     launcher = assembly.build_launcher(settings, ctx)
     coordinator = assembly.build_coordinator(settings, store, launcher, time.time)
@@ -293,13 +299,15 @@ def rerun_failed(backfill_id: str, max_concurrent: int | None, as_json: bool) ->
 @click.command("partitions")
 @click.argument("job")
 @output.option
-@workspace.load_timeout_option
+@common.load_timeout_option
 @common.handle_errors
 def partitions_command(job: str, as_json: bool) -> None:
     """Each partition of JOB with its latest run's status (ranges of equal status)."""
     st = common.state()
 
     async def main() -> tuple[list[str], dict[str, backfills.PartitionRun]]:
+        from vigil.cli import workspace
+
         async with workspace.opened() as ws:
             location = await workspace.job_location(ws, job)
             workspace.warn(ws.failures)

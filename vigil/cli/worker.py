@@ -1,4 +1,8 @@
-"""`vigil worker run RUN_ID`: the run worker process the launchers start."""
+"""`vigil worker run RUN_ID`: the run worker process the launchers start.
+
+The worker's parts (settings, store, executor) are imported when a command runs, so
+`vigil worker --help` stays light; the worker template imports them once, before it forks.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,15 @@ import os
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from vigil import assembly, errors, runs
+from vigil import errors, runs
 from vigil.cli import common
-from vigil.config import loader, secrets
-from vigil.config import settings as settings_mod
-from vigil.storage import sql
-from vigil.worker import patience, worker
-from vigil.worker import template as template_mod
+
+if TYPE_CHECKING:
+    from vigil.config import settings as settings_mod
 
 
 @click.group("worker")
@@ -37,6 +40,9 @@ def worker_group() -> None:
 @common.handle_errors
 def run(run_id: str, resume: bool, token: str | None, secret_fd: int | None) -> None:
     """Execute one run to its end."""
+    from vigil import assembly
+    from vigil.worker import patience, worker
+
     st = common.state()
     settings = _settings_without_secret_variables(st.home, secret_fd)
     executor = assembly.build_executor(settings)
@@ -66,6 +72,8 @@ def _settings_without_secret_variables(
     """The settings, built with the secret variables handed over on `secret_fd` and those
     of this process's own environment, which are removed from it first: user code loaded
     later (and the step processes forked from this one) finds none in `os.environ`."""
+    from vigil.config import loader, secrets
+
     secret = secrets.scrub(os.environ)
     if secret_fd is not None:
         secret |= secrets.take_over(secret_fd)
@@ -76,6 +84,10 @@ def _settings_without_secret_variables(
 @worker_group.command("template", hidden=True)
 def template() -> None:
     """Serve fork requests from the subprocess launcher on stdin (see vigil.worker.template)."""
+    from vigil.config import loader, secrets
+    from vigil.storage import sql
+    from vigil.worker import template as template_mod
+
     root = click.get_current_context().find_root().command
 
     def run_command(argv: Sequence[str]) -> int:
