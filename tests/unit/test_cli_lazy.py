@@ -55,6 +55,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))), fil
                 "config",
                 "definitions",
                 "job",
+                "backfill",
+                "worker",
+                "partitions",
             )
         ),
     ],
