@@ -6,6 +6,7 @@ at once under a concurrency limit and each within `health_check_timeout` (a chec
 times out or raises counts as UNKNOWN), and acts on each verdict
 (`monitoring.health_action`): end the run FAILURE or CANCELED with an event saying why
 (then stop or kill whatever worker is left), or give it a new worker that resumes it.
+Last, it logs the runs that ended since its last pass, whoever ended them (`runends`).
 
 It iterates every `poll_interval`, and at once when the launcher tells of a worker's exit
 (`relay_exits`): a worker this daemon launched is handled the moment it dies; one launched
@@ -27,7 +28,7 @@ import anyio.abc
 from vigil import errors, events, monitoring, runs
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop
+from vigil.daemon import loop, runends
 from vigil.daemon import orphans as orphans_mod
 from vigil.launchers import base as launchers
 from vigil.storage import store as store_mod
@@ -40,9 +41,9 @@ MIN_TIMEOUT = 60.0
 EXIT_PASS_SPACING = 0.1  # seconds between two monitor passes set off by worker exits
 
 
-class MonitorStore(store_mod.RunStore, store_mod.EventWriter, Protocol):
+class MonitorStore(store_mod.RunStore, store_mod.EventStore, Protocol):
     """The in-flight runs and their state verbs (end, resume, record the launch), and the
-    event log for the monitor's notes."""
+    event log for the monitor's notes and the run ends it logs."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class MonitorLoop(loop.Loop):
     ) -> None:
         super().__init__()
         self._store = store
+        self._ends = runends.RunEnds(store)
         self._launcher = launcher
         self._clock = clock
         self._settings = settings
@@ -127,6 +129,7 @@ class MonitorLoop(loop.Loop):
                 self._launcher.supports_resume,
             )
             await self._apply(run, action)
+        await self._ends.log_new()
 
     def _forget_all_but(self, in_flight: set[str]) -> None:
         for run_id in set(self._suspicions) - in_flight:
@@ -218,7 +221,12 @@ class MonitorLoop(loop.Loop):
                 run.run_id,
                 status,
                 action.message,
-                extra={"event": "run.ended_by_monitor", "run_id": run.run_id, "reason": reason},
+                extra={
+                    "event": "run.ended_by_monitor",
+                    "run_id": run.run_id,
+                    "status": status.value,
+                    "reason": reason,
+                },
             )
         return won
 
@@ -258,7 +266,11 @@ class MonitorLoop(loop.Loop):
             "run %s: %s",
             run.run_id,
             action.message,
-            extra={"event": "run.resumed", "run_id": run.run_id},
+            extra={
+                "event": "run.resumed",
+                "run_id": run.run_id,
+                "resume_attempt": action.resume_attempt,
+            },
         )
 
     def _event(
