@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.acceptance.harness import REPO, Instance, run_id_of
-from tests.daemon.process import Daemon, Daemons, wait_for_rows
+from tests.daemon.process import Daemon, Daemons
 from tests.waiting import eventually
 
 LOCATION = REPO / "tests" / "daemon" / "logged_instigators.py"
@@ -43,7 +43,7 @@ def events(daemon: Daemon, event: str, **fields: Any) -> list[Line]:
     ]
 
 
-async def until(daemon: Daemon, found: Callable[[], bool], deadline: float = 60.0) -> None:
+async def until(daemon: Daemon, found: Callable[[], bool], deadline: float = 120.0) -> None:
     async def check() -> bool:
         return found()
 
@@ -54,12 +54,12 @@ async def until(daemon: Daemon, found: Callable[[], bool], deadline: float = 60.
 
 
 async def test_json_logs_tell_each_run_tick_and_retry_once_with_stable_fields(
-    sqlite_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+    instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
 ) -> None:
-    configure(sqlite_instance)
+    configure(instance)
     daemon = daemons.start("--log-format", "json", env={"INSTIGATOR_DIR": str(tmp_path)})
     await daemon.logged('"daemon.started"')
-    failing = run_id_of(sqlite_instance.ok("run", "launch", "exploding"))
+    failing = run_id_of(instance.ok("run", "launch", "exploding"))
     scheduled = "schedule:chatty"
     await until(daemon, lambda: len(events(daemon, "run.submitted", instigator=scheduled)) >= 2)
     (tmp_path / "enough").touch()
@@ -126,11 +126,12 @@ async def test_log_level_warning_drops_the_info_lines(
 ) -> None:
     configure(sqlite_instance)
     daemon = daemons.start("--log-level", "warning")
-    await wait_for_rows(sqlite_instance, {"scheduler": "healthy", "monitor": "healthy"})
 
-    def ticked() -> bool:
-        found = json.loads(sqlite_instance.ok("schedule", "ticks", "chatty", "--json"))
-        return any(tick["status"] == "SUCCESS" for tick in found)
+    def ticked() -> bool:  # the schedule is unknown until the daemon first reads it
+        done = sqlite_instance.vigil("schedule", "ticks", "chatty", "--json")
+        return done.returncode == 0 and any(
+            t["status"] == "SUCCESS" for t in json.loads(done.stdout)
+        )
 
     await until(daemon, ticked)
     daemon.send(signal.SIGTERM)
