@@ -69,7 +69,7 @@ def test_timeout_gives_up_waiting_and_the_run_goes_on(instance: Instance) -> Non
     try:
         assert done.returncode == progress.EXIT_TIMEOUT == 124
         assert done.stderr.splitlines()[-1] == (
-            "error: the run did not end within --timeout 1 s; it goes on"
+            f"error: run {run_id} did not end within --timeout 1 s; it goes on"
         )
         assert instance.show(run_id)["status"] in {"STARTING", "STARTED"}
     finally:

@@ -4,7 +4,7 @@ On a terminal one line is redrawn in place (carriage return): steps done of the 
 steps running, the time since the wait began. Piped, a plain line is written for each
 change (a step started or ended, the run ended), each led by that elapsed time. The events
 are read from the store, from a cursor, every `POLL` seconds. `watch` gives up after
-`timeout` seconds (None: never) and returns None: the run goes on.
+`timeout` seconds (None: never) raising `WaitTimedOut`: the run goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ POLL = 0.25
 EXIT_TIMEOUT = 124  # `--wait --timeout` ran out before the run ended (as timeout(1) exits)
 WATCHED = (E.STEP_START, E.STEP_SUCCESS, E.STEP_FAILURE, E.STEP_SKIPPED)
 ENDED = {E.STEP_SUCCESS: "succeeded", E.STEP_FAILURE: "failed", E.STEP_SKIPPED: "skipped"}
+
+
+class WaitTimedOut(Exception):
+    """The run did not end within `--timeout`; the message names it."""
 
 
 class WatchStore(store_mod.RunReader, store_mod.EventReader, Protocol):
@@ -98,13 +102,15 @@ async def watch(
     run_id: str,
     progress: Progress,
     display: Display,
-    timeout: float | None,  # noqa: ASYNC109 - the wait's own deadline, answered with None
-) -> runs.Run | None:
-    """Show the run's progress until it ends (the run) or `timeout` passes (None)."""
+    timeout: float | None,  # noqa: ASYNC109 - the wait's own deadline
+) -> runs.Run:
+    """Show the run's progress until it ends; WaitTimedOut once `timeout` passed."""
     found: runs.Run | None = None
     with anyio.move_on_after(timeout):
         found = await _follow(store, run_id, progress, display)
     display.close()
+    if found is None:
+        raise WaitTimedOut(f"run {run_id} did not end within --timeout {timeout:g} s; it goes on")
     return found
 
 

@@ -12,6 +12,7 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -77,12 +78,12 @@ def launch(
         job, common.read_run_config(config_path), common.parse_tags(tags)
     )
 
-    async def main() -> runs.Run | None:
+    async def main() -> runs.Run:
         run, steps = await _checked_run(request, config_path, partition)
         async with common.opened_store(st.settings) as store:
             return await _submit(store, run, _Wait(steps, timeout) if wait else None)
 
-    _report(common.run_async(main), wait, timeout)
+    _report(main, wait)
 
 
 async def _checked_run(
@@ -155,9 +156,9 @@ def _check_timeout(wait: bool, timeout: float | None) -> None:
         raise click.UsageError("--timeout goes with --wait")
 
 
-async def _submit(store: store_mod.Store, run: runs.Run, wait: _Wait | None) -> runs.Run | None:
+async def _submit(store: store_mod.Store, run: runs.Run, wait: _Wait | None) -> runs.Run:
     """Submit through the configured coordinator; print it; if asked, wait for its end
-    showing its progress (None: `--timeout` passed first)."""
+    showing its progress (`progress.WaitTimedOut` once `--timeout` passed)."""
     from vigil import assembly
     from vigil.cli import progress
 
@@ -179,14 +180,15 @@ async def _submit(store: store_mod.Store, run: runs.Run, wait: _Wait | None) -> 
     return await progress.watch(store, submitted.run_id, shown, display, wait.timeout)
 
 
-def _report(final: runs.Run | None, wait: bool, timeout: float | None) -> None:
+def _report(main: Callable[[], Awaitable[runs.Run]], wait: bool) -> None:
+    """Run `main`; with --wait, print the run's end and exit 1 unless it succeeded (124
+    when --timeout passed first)."""
     from vigil.cli import progress
 
-    if final is None:
-        common.fail(
-            f"the run did not end within --timeout {timeout:g} s; it goes on",
-            progress.EXIT_TIMEOUT,
-        )
+    try:
+        final = common.run_async(main)
+    except progress.WaitTimedOut as exc:
+        common.fail(str(exc), progress.EXIT_TIMEOUT)
     if wait:
         click.echo(f"{final.run_id} {final.status}")
         if final.status is not runs.RunStatus.SUCCESS:
@@ -232,7 +234,7 @@ def reexecute(
     )
     names = [name.strip() for name in (steps or "").split(",") if name.strip()]
 
-    async def main() -> runs.Run | None:
+    async def main() -> runs.Run:
         from vigil.cli import workspace
 
         async with common.opened_store(st.settings) as store:
@@ -246,7 +248,7 @@ def reexecute(
             planned = await _planned_steps(store, job, child) if wait else None
             return await _submit(store, child, _Wait(planned, timeout) if wait else None)
 
-    _report(common.run_async(main), wait, timeout)
+    _report(main, wait)
 
 
 async def _planned_steps(store: store_mod.Store, job: messages.JobInfo, child: runs.Run) -> int:
