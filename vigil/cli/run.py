@@ -54,6 +54,7 @@ def run_group() -> None:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
+    metavar="SECONDS",
     help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
 )
 @common.load_timeout_option
@@ -218,6 +219,7 @@ def _report(main: Callable[[], Awaitable[runs.Run]], wait: bool) -> None:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
+    metavar="SECONDS",
     help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
 )
 @common.handle_errors
