@@ -9,7 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.daemon import logs
+from vigil import events, runs, ticks
+from vigil.daemon import logs, run_ends
+from vigil.daemon.loops import instigation
+
+S = runs.RunStatus
 
 
 @pytest.fixture
@@ -67,3 +71,57 @@ def test_text_lines_read_as_event_message_and_fields() -> None:
     assert " INFO log plain line from a library" in text
     assert "ValueError: boom" in text
     assert "Running upgrade" not in text
+
+
+def ended_run(status: runs.RunStatus, start: float | None) -> tuple[runs.Run, events.Event]:
+    run = runs.Run("r-1", "etl", status, start_time=start, end_time=112.5)
+    kind = events.EventType.RUN_SUCCESS if status is S.SUCCESS else events.EventType.RUN_FAILURE
+    data = {} if status is S.SUCCESS else {"reason": "step_failure"}
+    end = events.Event(7, "r-1", kind, 112.5, None, None, "failed: load", data)
+    return run, end
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_run_end_reads_as_its_status_duration_and_reason() -> None:
+    stream = io.StringIO()
+    logs.configure("text", stream)
+    run_ends.log_end(*ended_run(S.FAILURE, 100.0))
+    run_ends.log_end(*ended_run(S.SUCCESS, None))
+    failed, succeeded = (line.split(" ", 1)[1] for line in stream.getvalue().splitlines())
+    assert failed == (
+        "WARNING run.ended run r-1 of job etl ended FAILURE: failed: load "
+        "run_id=r-1 job=etl status=FAILURE reason=step_failure duration=12.5"
+    )
+    assert (
+        succeeded
+        == "INFO run.ended run r-1 of job etl ended SUCCESS run_id=r-1 job=etl status=SUCCESS"
+    )
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_tick_reads_as_its_outcome_and_runs_in_json() -> None:
+    stream = io.StringIO()
+    logs.configure("json", stream)
+    outcome = ticks.TickOutcome(4, "schedule:nightly", ticks.TickStatus.SUCCESS, ("a", "b"))
+    instigation.log_tick(outcome)
+    instigation.log_tick(ticks.TickOutcome(5, "sensor:files", ticks.TickStatus.FAILED, (), "boom"))
+    done, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert done["message"] == "tick 4 of schedule:nightly: SUCCESS, runs a b"
+    assert (done["event"], done["level"], done["tick_id"]) == ("tick.evaluated", "info", 4)
+    assert (done["instigator"], done["run_ids"], done["error"]) == (
+        "schedule:nightly",
+        ["a", "b"],
+        None,
+    )
+    assert (failed["level"], failed["status"], failed["error"]) == ("warning", "FAILED", "boom")
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("name", "shown"), [("debug", 2), ("info", 1), ("warning", 0)])
+def test_the_log_level_drops_the_lines_below_it(name: str, shown: int) -> None:
+    stream = io.StringIO()
+    logs.configure("text", stream, logs.level_of(name))
+    log = logging.getLogger("vigil.test")
+    log.debug("a debug line")
+    log.info("an info line")
+    assert len(stream.getvalue().splitlines()) == shown

@@ -41,8 +41,14 @@ EXIT_DEADLINE = 10.0  # seconds the process gets to end once the daemon is done
     show_default=True,
     help="Readable lines, or one JSON object a line (keys event, loop, run_id).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS),
+    default=None,
+    help="The least level of the lines logged (default: daemon.log_level, info).",
+)
 @common.handle_errors
-def run(log_format: logs.LogFormat) -> None:
+def run(log_format: logs.LogFormat, log_level: str | None) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT.
 
     The first signal drains the loops (within daemon.shutdown_grace) and exits 0; a second
@@ -52,7 +58,7 @@ def run(log_format: logs.LogFormat) -> None:
     st = common.state()
     settings = st.settings
     resolved = extension.resolve_loops(settings.daemon)
-    logs.configure(log_format, sys.stderr)
+    logs.configure(log_format, sys.stderr, logs.level_of(log_level or settings.daemon.log_level))
     clock = clock_mod.SystemClock()
     identity = heartbeat.new_identity(clock.now())
     controls = runtime.Controls(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,7 +45,18 @@ def run_group() -> None:
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
 @partition_mod.option
-@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the run to end, showing its progress on stderr; exit 1 unless it succeeds.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
+)
 @output.option
 @common.load_timeout_option
 @common.handle_errors
@@ -53,6 +66,7 @@ def launch(
     tags: tuple[str, ...],
     partition: str | None,
     wait: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Submit a run of JOB through the configured coordinator and launcher.
@@ -62,34 +76,37 @@ def launch(
     needs --partition KEY, checked against the job's partitions.
     """
     st = common.state()
+    _check_timeout(wait, timeout)
     request = messages.RunCheckRequest(
         job, common.read_run_config(config_path), common.parse_tags(tags)
     )
 
     async def main() -> runs.Run:
-        run = await _checked_run(request, config_path, partition)
+        run, steps = await _checked_run(request, config_path, partition)
         async with common.opened_store(st.settings) as store:
-            return await _submit(store, run, wait, as_json)
+            return await _submit(store, run, _Wait(steps, timeout) if wait else None, as_json)
 
-    _report(common.run_async(main), wait, as_json)
+    _report(main, wait, as_json)
 
 
 async def _checked_run(
     request: messages.RunCheckRequest,
     source: pathlib.Path | None = None,
     partition: str | None = None,
-) -> runs.Run:
+) -> tuple[runs.Run, int]:
     """The run, checked by the job's code location (UnknownJob, RunConfigError otherwise;
     a config error names `source`, the run config file, when there is one), and its
-    partition by the job's partitions (PartitionError)."""
+    partition by the job's partitions (PartitionError); and how many steps it runs."""
     from vigil.cli import workspace
 
     async with workspace.opened() as ws:
         location = await workspace.job_location(ws, request.job)
-        request = _with_partition(request, location.job(request.job), partition)
+        job = location.job(request.job)
+        request = _with_partition(request, job, partition)
         checked = await check_in(ws, location, request, source)
         workspace.warn(ws.failures)
-    return checked
+    assert job is not None
+    return checked, len(job.step_names)
 
 
 async def check_in(
@@ -129,11 +146,26 @@ def _check_json(run_config: Any) -> None:
         raise errors.RunConfigError(f"run config: not JSON data ({exc})") from None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Wait:
+    """`--wait`: the steps the run will run, and `--timeout`."""
+
+    steps: int | None
+    timeout: float | None
+
+
+def _check_timeout(wait: bool, timeout: float | None) -> None:
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
+
+
 async def _submit(
-    store: store_mod.Store, run: runs.Run, wait: bool, as_json: bool = False
+    store: store_mod.Store, run: runs.Run, wait: _Wait | None, as_json: bool = False
 ) -> runs.Run:
-    """Submit through the configured coordinator; print it; wait for its end if asked."""
-    from vigil import assembly, submission
+    """Submit through the configured coordinator; print it; if asked, wait for its end
+    showing its progress (`progress.WaitTimedOut` once `--timeout` passed)."""
+    from vigil import assembly
+    from vigil.cli import progress
 
     st = common.state()
     ctx = assembly.launch_context(st.settings, st.environ, pathlib.Path.cwd())
@@ -145,18 +177,25 @@ async def _submit(
         await launcher.close()
     if not as_json:
         click.echo(f"{submitted.run_id} {submitted.status}")
-    if not wait:
+    if wait is None:
         return submitted
     if submitted.status is runs.RunStatus.QUEUED:
         click.echo("waiting for the daemon to launch it (`vigil daemon run`)", err=True)
-    return await submission.wait_for_end(store, submitted.run_id)
+    display = progress.Display(sys.stderr, sys.stderr.isatty())
+    shown = progress.Progress(wait.steps)
+    return await progress.watch(store, submitted.run_id, shown, display, wait.timeout)
 
 
-def _report(final: runs.Run, wait: bool, as_json: bool = False) -> None:
-    """The run as submitted, or as it ended (`wait`): the text line, or the run as JSON
-    (docs/cli-json/run-launch.json); exit 1 when the run waited for did not succeed."""
-    from vigil.cli import render
+def _report(main: Callable[[], Awaitable[runs.Run]], wait: bool, as_json: bool = False) -> None:
+    """Run `main`; print the run as submitted, or as it ended (`wait`): the text line, or
+    the run as JSON (docs/cli-json/run-launch.json); exit 1 when the run waited for did not
+    succeed (124 when --timeout passed first)."""
+    from vigil.cli import progress, render
 
+    try:
+        final = common.run_async(main)
+    except progress.WaitTimedOut as exc:
+        common.fail(str(exc), progress.EXIT_TIMEOUT)
     if as_json:
         output.emit(render.run_dict(final))
     elif wait:
@@ -179,12 +218,31 @@ def _report(final: runs.Run, wait: bool, as_json: bool = False) -> None:
 )
 @click.option("--all-steps", "mode", flag_value="all_steps", help="Run the whole job again.")
 @click.option("--steps", "steps", default=None, metavar="A,B", help="Run exactly these steps.")
-@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeds.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the run to end, showing its progress on stderr; exit 1 unless it succeeds.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
+)
 @output.option
 @common.handle_errors
-def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool, as_json: bool) -> None:
+def reexecute(
+    run_id: str,
+    mode: str | None,
+    steps: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
     """Submit a child run of the ended run RUN_ID (same job, config and tags)."""
     st = common.state()
+    _check_timeout(wait, timeout)
     if steps is not None and mode is not None:
         raise click.UsageError(f"--steps and --{mode.replace('_', '-')} exclude each other")
     chosen = (
@@ -203,9 +261,23 @@ def reexecute(run_id: str, mode: str | None, steps: str | None, wait: bool, as_j
             assert job is not None
             _check_reexecution(job, parent, chosen, names)
             child = reexecution.child_run(parent, chosen, time.time(), steps=names)
-            return await _submit(store, child, wait, as_json)
+            planned = await _planned_steps(store, job, child) if wait else None
+            return await _submit(store, child, _Wait(planned, timeout) if wait else None, as_json)
 
-    _report(common.run_async(main), wait, as_json)
+    _report(main, wait, as_json)
+
+
+async def _planned_steps(store: store_mod.Store, job: messages.JobInfo, child: runs.Run) -> int:
+    """How many steps a re-execution runs: its selection, less the steps its lineage
+    already did when it is one from the failure (as its worker will plan it)."""
+    from vigil.worker import lineage
+
+    selection = child.step_selection
+    planned = [s for s in job.step_names if selection is None or s in selection]
+    if reexecution.is_from_failure(child) and child.parent_run_id is not None:
+        done = await lineage.done_steps(store, child.parent_run_id)
+        planned = [s for s in planned if s not in done]
+    return len(planned)
 
 
 def _check_reexecution(

@@ -17,7 +17,6 @@ loaded location while some failed says so (`missing`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import pathlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -133,7 +132,7 @@ class Workspace:
             _spec(self._settings[name], self._base_dir),
             self._environ,
             str(self._base_dir),
-            output=functools.partial(self._output, name),
+            output=lambda line, _instigator: self._output(name, line),
         )
         self._processes[name] = proc
         try:

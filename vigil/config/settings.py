@@ -122,6 +122,8 @@ class DaemonSettings(_Section):
     shutdown_grace: Delay = 30.0
     restart_backoff: BackoffSettings = BackoffSettings()
     loops: tuple[PluginSettings, ...] = ()
+    # The least level of the daemon's log lines (`vigil daemon run --log-level` overrides it).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @pydantic.model_validator(mode="after")
     def _live_heartbeats_are_kept(self) -> DaemonSettings:

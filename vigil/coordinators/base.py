@@ -75,6 +75,40 @@ class RunQueue(Protocol):
     def statistics(self) -> QueueStatistics: ...
 
 
+def log_submitted(stored: Sequence[runs.Run]) -> None:
+    """One `run.submitted` line a run (a no-op in a CLI, which logs nothing at INFO)."""
+    for run in stored:
+        logger.info(
+            "run %s of job %s submitted (%s)",
+            run.run_id,
+            run.job_name,
+            run.status,
+            extra={
+                "event": "run.submitted",
+                "run_id": run.run_id,
+                "job": run.job_name,
+                "location": run.code_location,
+                "instigator": run.instigator,
+                "status": run.status.value,
+            },
+        )
+
+
+def log_launched(run: runs.Run, info: Mapping[str, object]) -> None:
+    """One `run.launched` line: the launcher took the run and started its worker."""
+    logger.info(
+        "run %s of job %s launched",
+        run.run_id,
+        run.job_name,
+        extra={
+            "event": "run.launched",
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "pid": info.get("pid"),
+        },
+    )
+
+
 def cli_claimer() -> str:
     """The claimer name of a process that is not a daemon (a CLI launching a run): its pid,
     start time (ms) and host, so a daemon on the same host can tell whether it still
@@ -182,6 +216,7 @@ class RunCoordinator(abc.ABC):
             raise
         launch = store_mod.Launch(run.run_id, run.launch_token, info)
         await self.store.record_launches([launch], self.clock())
+        log_launched(run, info)
         # As launched; the worker may already have moved it on (no re-read on this hot path).
         return dataclasses.replace(run, status=S.STARTING, launcher_info=dict(info))
 

@@ -108,15 +108,19 @@ class QueuedCoordinator(base.RunCoordinator):
 
     async def submit(self, run: runs.Run) -> runs.Run:
         queued = dataclasses.replace(run, status=S.QUEUED)
-        return await self.store.add_run(
+        stored = await self.store.add_run(
             queued, self._event(run.run_id, events.EventType.RUN_ENQUEUED, "queued")
         )
+        base.log_submitted([stored])
+        return stored
 
     async def submit_many(self, batch: Sequence[runs.Run]) -> list[runs.Run]:
         """Queue several runs in one transaction (all or nothing)."""
         queued = [dataclasses.replace(run, status=S.QUEUED) for run in batch]
         enqueued = [self._event(r.run_id, events.EventType.RUN_ENQUEUED, "queued") for r in batch]
-        return await self.store.add_runs(queued, enqueued)
+        stored = await self.store.add_runs(queued, enqueued)
+        base.log_submitted(stored)
+        return stored
 
     async def launch_due(self, instigator: str, limit: int = base.DUE_BATCH) -> list[runs.Run]:
         """Nothing: a queued run with a due time is claimed by the queue once it is due."""
@@ -184,6 +188,7 @@ class QueuedCoordinator(base.RunCoordinator):
             else:
                 await self._launches.record(store_mod.Launch(run.run_id, launch.launch_token, info))
                 self._observe(run, time.perf_counter() - started)
+                base.log_launched(run, info)
                 return
 
     async def _after_failed_attempt(

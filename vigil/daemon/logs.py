@@ -25,6 +25,7 @@ from vigil.config import redact
 
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LEVELS = ("debug", "info", "warning", "error")
 STABLE_KEYS = ("event", "loop", "run_id")
 QUIET_LOGGERS = ("alembic",)  # its INFO lines narrate a first migration step by step
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -82,6 +83,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
         return redact.text(json.dumps(data, default=str))
+
+
+def level_of(name: str) -> int:
+    """The logging level named by one of `LEVELS`."""
+    return logging.getLevelNamesMapping()[name.upper()]
 
 
 def configure(log_format: LogFormat, stream: TextIO, level: int = logging.INFO) -> None:

@@ -1,4 +1,4 @@
-"""Runs ending, followed for the metrics: each end reported once per daemon.
+"""Runs ending, followed for the log and the metrics: each end reported once per daemon.
 
 A run ends in its worker, in the monitor, in a cancel from the CLI: not in one place the
 daemon sees. Every end writes one end event (RUN_SUCCESS, RUN_FAILURE, RUN_CANCELED), so
@@ -6,14 +6,16 @@ the daemon follows the event log with a cursor of its own, kept in memory: it st
 the newest event when the daemon starts (ends before that are not this daemon's to count;
 a counter restarting at 0 with its process is the Prometheus way) and moves past each end
 once it is reported, so a scrape, or a store outage between two reads, never counts one
-end twice. A run purged before it is read is skipped.
+end twice. A run purged before it is read is skipped. Each end is one `run.ended` log line
+(its status, reason, duration and, unless it succeeded, the end's message) and one count
+in `vigil_runs_ended_total` and `vigil_run_duration_seconds`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -92,11 +94,41 @@ class RunEndFollower:
             run = await self._store.get_run(end.run_id)
         except errors.UnknownRun:
             return
-        self._observer.observe_run_end(run.job_name, ENDS[end.event_type].value, _duration(run))
+        log_end(run, end)
+        self._observer.observe_run_end(run.job_name, ENDS[end.event_type].value, duration(run, end))
 
 
-def _duration(run: runs.Run) -> float | None:
+def duration(run: runs.Run, end: events.Event) -> float | None:
     """Seconds from the run's start to its end; None for a run that never started."""
-    if run.start_time is None or run.end_time is None:
+    if run.start_time is None:
         return None
-    return max(0.0, run.end_time - run.start_time)
+    ended = run.end_time if run.end_time is not None else end.timestamp
+    return max(0.0, ended - run.start_time)
+
+
+def log_end(run: runs.Run, end: events.Event) -> None:
+    """The `run.ended` line of one run-end event."""
+    message = "" if run.status is runs.RunStatus.SUCCESS else f": {end.message}"
+    level = logging.INFO if run.status is runs.RunStatus.SUCCESS else logging.WARNING
+    logger.log(
+        level,
+        "run %s of job %s ended %s%s",
+        run.run_id,
+        run.job_name,
+        run.status,
+        message,
+        extra=end_fields(run, end),
+    )
+
+
+def end_fields(run: runs.Run, end: events.Event) -> dict[str, Any]:
+    """The line's stable fields: run, job, status, reason, duration (s, from its start)."""
+    seconds = duration(run, end)
+    return {
+        "event": "run.ended",
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "status": run.status.value,
+        "reason": end.data.get("reason"),
+        "duration": None if seconds is None else round(seconds, 3),
+    }

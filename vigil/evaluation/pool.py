@@ -267,11 +267,15 @@ class Hooks:
             listener()
 
     def output_of(self, location: str) -> process_mod.Output:
-        def output(line: str) -> None:
+        def output(line: str, instigator: str | None) -> None:
             logger.info(
                 "%s",
                 line,
-                extra={"event": "location.output", "location": location},
+                extra={
+                    "event": "location.output",
+                    "location": location,
+                    "instigator": instigator,
+                },
             )
 
         return output

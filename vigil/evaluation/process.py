@@ -8,9 +8,10 @@ decode) is an `EvaluationError`. Either way the process is gone and the owner st
 one.
 
 Whatever user code prints (the child points its fd 1 to fd 2) comes back on a pipe and is
-handed to `output` a line at a time, while the parent waits for a line of the protocol: at
-most `OUTPUT_LIMIT` bytes in the life of one process, lines cut at `LINE_LIMIT`; the rest is
-read and dropped (so the child never blocks on a full pipe) and counted in one note line.
+handed to `output` a line at a time, with the instigator being evaluated (`KIND:NAME`),
+while the parent waits for a line of the protocol: at most `OUTPUT_LIMIT` bytes in the
+life of one process, lines cut at `LINE_LIMIT`; the rest is read and dropped (so the
+child never blocks on a full pipe) and counted in one note line.
 Nothing user code prints reaches the daemon's or the CLI's own streams unbounded. The
 child leads a process group of its own, killed whole with it, so processes user code
 forked do not outlive it.
@@ -41,13 +42,15 @@ LINE_LIMIT = 8 * 1024
 EXIT_GRACE = 0.5  # seconds a line may still arrive after the child exited
 EXIT_WAIT = 5.0  # seconds a child that closed its pipe has to exit before it is killed
 M = TypeVar("M")
-Output = Callable[[str], None]
+Line = Callable[[str], None]
+# A line of output and the instigator whose evaluation printed it (None: while loading).
+Output = Callable[[str, str | None], None]
 
 
 class OutputBound:
     """The child's output as lines, at most `limit` bytes of it; the rest only counted."""
 
-    def __init__(self, emit: Output, limit: int = OUTPUT_LIMIT, line_limit: int = LINE_LIMIT):
+    def __init__(self, emit: Line, limit: int = OUTPUT_LIMIT, line_limit: int = LINE_LIMIT):
         self._emit = emit
         self._limit = limit
         self._line_limit = line_limit
@@ -88,8 +91,16 @@ class OutputBound:
         self._emit(kept.decode("utf-8", "replace").rstrip("\r"))
 
 
-def _ignore(line: str) -> None:
+def _ignore(line: str, instigator: str | None) -> None:
     pass
+
+
+def instigator_of(request: messages.Request) -> str | None:
+    """The instigator (`KIND:NAME`) a request evaluates; None for a run check."""
+    if isinstance(request, messages.RunCheckRequest):
+        return None
+    kind = "schedule" if isinstance(request, messages.ScheduleRequest) else "sensor"
+    return f"{kind}:{request.name}"
 
 
 class EvaluationProcess:
@@ -102,7 +113,8 @@ class EvaluationProcess:
         self._cwd = cwd
         self._process: anyio.abc.Process | None = None
         self._lines: BufferedByteReceiveStream | None = None
-        self._output = OutputBound(output)
+        self._asking: str | None = None  # the instigator of the request being answered
+        self._output = OutputBound(lambda line: output(line, self._asking))
         self.started = False  # its code location loaded (its catalog line was read)
 
     @property
@@ -144,7 +156,11 @@ class EvaluationProcess:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             await self.kill()
             raise errors.EvaluationError(f"the evaluation process is gone ({exc})") from None
-        return await self._read(timeout, "to answer", messages.Answer.from_json)
+        self._asking = instigator_of(request)
+        try:
+            return await self._read(timeout, "to answer", messages.Answer.from_json)
+        finally:
+            self._asking = None
 
     async def _read(
         self,

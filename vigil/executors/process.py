@@ -11,7 +11,6 @@ its exit code or signal. However the wait ends, the child is stopped and reaped.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -23,7 +22,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from vigil import events, filemodes
+from vigil import events, filemodes, proctitle
 from vigil.executors import attempt, base
 from vigil.executors import plan as plan_mod
 
@@ -220,33 +219,21 @@ def _child_main(
     os._exit(code)
 
 
-def _load_prctl() -> Any:
-    """libc's prctl, looked up in the worker before any fork (never in a forked child)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-
-
 def _die_with_worker(worker_pid: int) -> None:
     """Linux: the kernel SIGKILLs this step process when its worker dies, however it dies.
 
     A worker killed with SIGKILL cannot stop its steps; without this they would run on,
     orphaned. If the worker is already gone by now, leave at once.
     """
-    if _PRCTL is None:
+    if proctitle.PRCTL is None:
         return
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    proctitle.PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != worker_pid:
         os._exit(1)
 
 
 def _prepare_child(services: base.ExecutionServices, run_id: str, step: str) -> None:
+    proctitle.name_process("s", run_id, step)
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     with contextlib.suppress(ValueError):

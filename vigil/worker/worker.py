@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
-from vigil import errors, events, reexecution, runs
+from vigil import errors, events, proctitle, reexecution, runs
 from vigil.config import settings as settings_mod
 from vigil.definitions import job as job_mod
 from vigil.definitions import workspace as workspace_mod
@@ -99,6 +99,7 @@ async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt)
         run = await _started_after_all(env, run_id)
     if run is None:
         return await _settle_lost_start(env, run_id)
+    proctitle.name_process("w", run_id, run.job_name)
     try:
         plan = await _plan(env, run, resume)
     except errors.VigilError as exc:

@@ -120,7 +120,14 @@ class BackfillLoop(loop.Loop):
             count,
             backfill.cursor,
             backfill.total,
-            extra={"event": "backfill.submitted", "backfill_id": backfill.backfill_id},
+            extra={
+                "event": "backfill.submitted",
+                "backfill_id": backfill.backfill_id,
+                "job": backfill.job_name,
+                "count": count,
+                "cursor": backfill.cursor,
+                "total": backfill.total,
+            },
         )
 
     def _observe(self, every: list[backfills.Backfill]) -> None:

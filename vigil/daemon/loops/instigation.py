@@ -201,6 +201,7 @@ class Instigation:
         for outcome in outcomes:
             kind, _ = ticks.split_id(outcome.instigator)
             self._ticks[(kind.value, outcome.status.value)] += 1
+            log_tick(outcome)
 
     def count_missed(self, count: int) -> None:
         self._ticks[(ticks.InstigatorKind.SCHEDULE.value, ticks.TickStatus.MISSED.value)] += count
@@ -412,6 +413,30 @@ class _Batch:
     left: set[str]
     done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     detached: bool = False
+
+
+def log_tick(outcome: ticks.TickOutcome) -> None:
+    """The `tick.evaluated` line: the tick's outcome, its runs, its error or skip reason."""
+    failed = outcome.status is ticks.TickStatus.FAILED
+    runs_part = f", runs {' '.join(outcome.run_ids)}" if outcome.run_ids else ""
+    why = f": {outcome.error}" if outcome.error else ""
+    logger.log(
+        logging.WARNING if failed else logging.INFO,
+        "tick %s of %s: %s%s%s",
+        outcome.tick_id,
+        outcome.instigator,
+        outcome.status,
+        runs_part,
+        why,
+        extra={
+            "event": "tick.evaluated",
+            "instigator": outcome.instigator,
+            "tick_id": outcome.tick_id,
+            "status": outcome.status.value,
+            "run_ids": list(outcome.run_ids),
+            "error": outcome.error,
+        },
+    )
 
 
 def by_location(

@@ -218,7 +218,12 @@ class MonitorLoop(loop.Loop):
                 run.run_id,
                 status,
                 action.message,
-                extra={"event": "run.ended_by_monitor", "run_id": run.run_id, "reason": reason},
+                extra={
+                    "event": "run.ended_by_monitor",
+                    "run_id": run.run_id,
+                    "status": status.value,
+                    "reason": reason,
+                },
             )
         return won
 
@@ -258,7 +263,11 @@ class MonitorLoop(loop.Loop):
             "run %s: %s",
             run.run_id,
             action.message,
-            extra={"event": "run.resumed", "run_id": run.run_id},
+            extra={
+                "event": "run.resumed",
+                "run_id": run.run_id,
+                "resume_attempt": action.resume_attempt,
+            },
         )
 
     def _event(

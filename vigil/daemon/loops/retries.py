@@ -139,7 +139,13 @@ class RetriesLoop(loop.Loop):
             "run %s: %s",
             run.run_id,
             message,
-            extra={"event": "run.retry_submitted", "run_id": run.run_id},
+            extra={
+                "event": "run.retry_submitted",
+                "run_id": run.run_id,
+                "job": run.job_name,
+                "retry_run_id": child.run_id,
+                "retry_number": child.retry_number,
+            },
         )
 
     async def _note(
