@@ -20,7 +20,7 @@ NAMING_CONVENTION = {
 # The revision of the newest migration: the schema this vigil expects. Kept here as a
 # constant so opening a store needs no alembic; a test checks it equals alembic's head, so
 # a new migration must update it.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -60,6 +60,8 @@ runs = sa.Table(
     sa.Index(None, "job_name", "created_at"),
     sa.Index(None, "instigator", "run_key", unique=True),
     sa.Index(None, "root_run_id", "retry_number", unique=True),
+    # Retention purges ended runs by status and age (migration 0007).
+    sa.Index(None, "status", "updated_at"),
 )
 
 run_tags = sa.Table(
@@ -158,4 +160,13 @@ backfills = sa.Table(
     sa.Column("rerun_of", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+# Runs purged whose files (compute logs, outputs) may remain (migration 0007): written with
+# the purge of their rows, deleted once their files are gone (`vigil.retention`).
+purged_runs = sa.Table(
+    "purged_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("purged_at", sa.Double(), nullable=False),
 )

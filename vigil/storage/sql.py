@@ -31,8 +31,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext import asyncio as sa_asyncio
 
-from vigil import backfills, errors, events, runs, ticks
-from vigil.storage import backfill_rows, instigation, rows, schema, schema_version, store, wakeup
+from vigil import backfills, errors, events, retention, runs, ticks
+from vigil.storage import (
+    backfill_rows,
+    instigation,
+    retention_rows,
+    rows,
+    schema,
+    schema_version,
+    store,
+    wakeup,
+)
 from vigil.storage import target as target_mod
 
 S = runs.RunStatus
@@ -699,6 +708,41 @@ class SqlStore(store.Store):
             found = (await conn.execute(query)).all()
         return [rows.event_from_row(row) for row in found]
 
+    # retention ----------------------------------------------------------------------
+    async def purge_runs(self, rule: retention.Rule, now: float) -> retention.Batch:
+        async with self._write() as conn:
+            cursor = await _retries_cursor(conn, rule)
+            chosen = list(await conn.scalars(retention_rows.batch_query(rule, cursor)))
+            if not chosen:
+                return retention.Batch((), 0)
+            statement = retention_rows.delete_runs(chosen, rule, cursor)
+            gone = list(await conn.scalars(statement))
+            if not gone:
+                return retention.Batch((), 0)
+            purged = await conn.execute(retention_rows.delete_events(gone))
+            await conn.execute(retention_rows.delete_tags(gone))
+            await conn.execute(
+                retention_rows.insert_journal, retention_rows.journal_rows(gone, now)
+            )
+        return retention.Batch(tuple(gone), int(purged.rowcount))
+
+    async def count_purgeable(self, rule: retention.Rule) -> retention.Purged:
+        async with self._read() as conn:
+            cursor = await _retries_cursor(conn, rule)
+            found = (await conn.execute(retention_rows.count_query(rule, cursor))).one()
+        return retention.Purged(runs=int(found[0]), events=int(found[1]))
+
+    async def purged_files_pending(self, limit: int) -> list[str]:
+        async with self._read() as conn:
+            return list(await conn.scalars(retention_rows.pending_query(limit)))
+
+    async def forget_purged(self, run_ids: Collection[str]) -> None:
+        if not run_ids:
+            return
+        async with self._write() as conn:
+            for chunk in _chunks(sorted(run_ids)):
+                await conn.execute(retention_rows.forget_statement(list(chunk)))
+
     # daemon -------------------------------------------------------------------------
     async def write_heartbeat(self, heartbeat: store.Heartbeat) -> None:
         insert = postgresql.insert if self._is_postgres else sqlite.insert
@@ -782,6 +826,14 @@ def _record_untokened(launch: store.Launch, now: float) -> sa.Update:
         .where(table.c.run_id == launch.run_id, table.c.launch_token.is_(None))
         .values(launcher_info=dict(launch.info), launched_at=now)
     )
+
+
+async def _retries_cursor(conn: sa_asyncio.AsyncConnection, rule: retention.Rule) -> int | None:
+    """The retries loop's cursor when the rule spares retries (0 before its first pass)."""
+    if not rule.spare_retries:
+        return None
+    value = (await conn.execute(retention_rows.cursor_query())).scalar_one_or_none()
+    return int(value or 0)
 
 
 def run_ids_query(prefix: str, limit: int, *, postgres: bool) -> sa.Select[Any]:

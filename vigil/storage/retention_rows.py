@@ -1,0 +1,140 @@
+"""Run retention in SQL: which runs a rule lets go, and the statements that purge them.
+
+`may_go(table, rule, cursor)` is the whole rule as one condition on a runs row: ended
+before its status's time, not an end the retries loop has yet to pass (`cursor`, its
+durable cursor, when the rule spares retries), not a run of a backfill still submitting,
+and no run of its lineage (the runs sharing its root) that may not go. The purge applies
+it when it picks a batch and again in the DELETE, so a run that a concurrent writer made
+ineligible in between (a new re-execution in its lineage) stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import dml
+
+from vigil import backfills, events, retention, runs
+from vigil.storage import schema
+
+E = events.EventType
+_ENDS_RETRIED = (E.RUN_FAILURE.value, E.RUN_CANCELED.value)
+_RETRIED_STATUSES = (runs.RunStatus.FAILURE.value, runs.RunStatus.CANCELED.value)
+RETRIES_CURSOR_FLAG = "retries.cursor"  # the retries loop's durable cursor (instance flag)
+
+_runs = schema.runs
+_events = schema.event_log
+_tags = schema.run_tags
+_journal = schema.purged_runs
+
+
+def _ended_in_time(table: sa.FromClause, rule: retention.Rule) -> sa.ColumnElement[bool]:
+    """Ended (terminal statuses never change, so `updated_at` is the end) before its time."""
+    return sa.or_(
+        sa.false(),
+        *(
+            sa.and_(table.c.status == status.value, table.c.updated_at < before)
+            for status, before in sorted(rule.ended_before.items())
+        ),
+    )
+
+
+def _awaits_retry(table: sa.FromClause, cursor: int | None) -> sa.ColumnElement[bool]:
+    """A FAILURE or CANCELED run whose end event is after the retries loop's cursor."""
+    if cursor is None:
+        return sa.false()
+    end_after = sa.exists().where(
+        _events.c.run_id == table.c.run_id,
+        _events.c.id > cursor,
+        _events.c.event_type.in_(_ENDS_RETRIED),
+    )
+    return sa.and_(table.c.status.in_(_RETRIED_STATUSES), end_after)
+
+
+def _in_open_backfill(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A run of a backfill that is still submitting runs."""
+    submitting = schema.backfills.c.status == backfills.BackfillStatus.SUBMITTING.value
+    return sa.exists().where(
+        _tags.c.run_id == table.c.run_id,
+        _tags.c.key == runs.TAG_BACKFILL,
+        _tags.c.value == schema.backfills.c.backfill_id,
+        submitting,
+    )
+
+
+def _alone_may_go(
+    table: sa.FromClause, rule: retention.Rule, cursor: int | None
+) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        _ended_in_time(table, rule),
+        sa.not_(_awaits_retry(table, cursor)),
+        sa.not_(_in_open_backfill(table)),
+    )
+
+
+def may_go(rule: retention.Rule, cursor: int | None) -> sa.ColumnElement[bool]:
+    """The rule on a row of `runs`, its lineage included (see the module docstring)."""
+    other = _runs.alias("lineage")
+    root = sa.func.coalesce(_runs.c.root_run_id, _runs.c.run_id)
+    in_lineage = sa.or_(other.c.run_id == root, other.c.root_run_id == root)
+    kept_relative = sa.exists().where(in_lineage, sa.not_(_alone_may_go(other, rule, cursor)))
+    return sa.and_(_alone_may_go(_runs, rule, cursor), sa.not_(kept_relative))
+
+
+def batch_query(rule: retention.Rule, cursor: int | None) -> sa.Select[Any]:
+    """The ids of the next batch, oldest end first."""
+    return (
+        sa.select(_runs.c.run_id)
+        .where(may_go(rule, cursor))
+        .order_by(_runs.c.updated_at, _runs.c.run_id)
+        .limit(rule.batch_size)
+    )
+
+
+def delete_runs(
+    run_ids: list[str], rule: retention.Rule, cursor: int | None
+) -> dml.ReturningDelete[Any]:
+    """Delete these runs where they still may go; returns the ids deleted."""
+    chosen = _runs.c.run_id.in_(run_ids)
+    return sa.delete(_runs).where(chosen, may_go(rule, cursor)).returning(_runs.c.run_id)
+
+
+def delete_events(run_ids: list[str]) -> sa.Delete:
+    return sa.delete(_events).where(_events.c.run_id.in_(run_ids))
+
+
+def delete_tags(run_ids: list[str]) -> sa.Delete:
+    return sa.delete(_tags).where(_tags.c.run_id.in_(run_ids))
+
+
+def journal_rows(run_ids: list[str], now: float) -> list[dict[str, Any]]:
+    return [{"run_id": run_id, "purged_at": now} for run_id in run_ids]
+
+
+insert_journal = sa.insert(_journal)
+
+
+def count_query(rule: retention.Rule, cursor: int | None) -> sa.Select[Any]:
+    """How many runs may go now, and how many events they have."""
+    chosen = sa.select(_runs.c.run_id).where(may_go(rule, cursor)).subquery()
+    events_of = sa.select(sa.func.count()).where(_events.c.run_id.in_(sa.select(chosen.c.run_id)))
+    return sa.select(
+        sa.select(sa.func.count()).select_from(chosen).scalar_subquery(),
+        events_of.scalar_subquery(),
+    )
+
+
+def pending_query(limit: int) -> sa.Select[Any]:
+    return (
+        sa.select(_journal.c.run_id).order_by(_journal.c.purged_at, _journal.c.run_id).limit(limit)
+    )
+
+
+def forget_statement(run_ids: list[str]) -> sa.Delete:
+    return sa.delete(_journal).where(_journal.c.run_id.in_(run_ids))
+
+
+def cursor_query() -> sa.Select[Any]:
+    flags = schema.instance_flags
+    return sa.select(flags.c.value).where(flags.c.name == RETRIES_CURSOR_FLAG)
