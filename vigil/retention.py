@@ -72,15 +72,17 @@ class Batch:
     events: int
 
 
-def rule_from_settings(settings: settings_mod.InstanceSettings, now: float) -> Rule | None:
-    """The instance's rule at `now`; None when it keeps every run."""
-    kept = settings.retention
-    days = {S.SUCCESS: kept.success_days, S.FAILURE: kept.failure_days}
-    days[S.CANCELED] = kept.canceled_days
+def rule_from_settings(
+    settings: settings_mod.RunRetentionSettings, now: float, *, spare_retries: bool
+) -> Rule | None:
+    """The `retention` settings' rule at `now`; None when they keep every run.
+    `spare_retries`: the retries loop runs (`run_retries.enabled`)."""
+    days = {S.SUCCESS: settings.success_days, S.FAILURE: settings.failure_days}
+    days[S.CANCELED] = settings.canceled_days
     before = {s: now - d * DAY for s, d in days.items() if d is not None}
     if not before:
         return None
-    return Rule(before, kept.batch_size, spare_retries=settings.run_retries.enabled)
+    return Rule(before, settings.batch_size, spare_retries=spare_retries)
 
 
 def parse_age(raw: str) -> float:

@@ -42,6 +42,8 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_backfills{status}                            gauge     (backfills snapshot)
     vigil_backfill_partitions_submitted_total          counter   (backfills snapshot)
     vigil_backfill_lag_seconds                         gauge     (backfills snapshot)
+    vigil_purged_runs_total, vigil_purged_events_total, vigil_purged_run_directories_total
+                                                       counters  (retention snapshot)
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ class Metrics:
     def watch_backfills(self, source: Callable[[], BackfillsSnapshot]) -> None:
         """Export the backfill loop's snapshot (backfills by status, partitions submitted)."""
         self.registry.register(_BackfillsCollector(source))
+
+    def watch_retention(self, source: Callable[[], RetentionSnapshot]) -> None:
+        """Export the retention loop's snapshot (runs, events, run directories purged)."""
+        self.registry.register(_RetentionCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -528,3 +534,28 @@ class _BackfillsCollector:
             "Age of the oldest backfill still submitting its runs (0: none).",
             value=snapshot.lag,
         )
+
+
+class RetentionSnapshot(Protocol):
+    """What the retention loop's `statistics()` returns."""
+
+    @property
+    def runs(self) -> int: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+
+
+class _RetentionCollector:
+    def __init__(self, source: Callable[[], RetentionSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        for name, what, value in (
+            ("runs", "Ended runs this daemon purged (retention).", snapshot.runs),
+            ("events", "Events of the runs this daemon purged.", snapshot.events),
+            ("run_directories", "Run directories (compute logs, outputs) removed.", snapshot.files),
+        ):
+            yield CounterMetricFamily(f"vigil_purged_{name}", what, value=value)

@@ -82,13 +82,17 @@ def may_go(rule: retention.Rule, cursor: int | None) -> sa.ColumnElement[bool]:
     return sa.and_(_alone_may_go(_runs, rule, cursor), sa.not_(kept_relative))
 
 
-def batch_query(rule: retention.Rule, cursor: int | None) -> sa.Select[Any]:
-    """The ids of the next batch, oldest end first."""
+def batch_query(
+    rule: retention.Rule, cursor: int | None, status: runs.RunStatus, limit: int
+) -> sa.Select[Any]:
+    """The ids of up to `limit` runs of one status that may go, oldest end first: one
+    range of the (status, updated_at) index, read until enough are found."""
+    ended = sa.and_(_runs.c.status == status.value, _runs.c.updated_at < rule.ended_before[status])
     return (
         sa.select(_runs.c.run_id)
-        .where(may_go(rule, cursor))
+        .where(ended, may_go(rule, cursor))
         .order_by(_runs.c.updated_at, _runs.c.run_id)
-        .limit(rule.batch_size)
+        .limit(limit)
     )
 
 

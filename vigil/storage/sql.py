@@ -712,7 +712,7 @@ class SqlStore(store.Store):
     async def purge_runs(self, rule: retention.Rule, now: float) -> retention.Batch:
         async with self._write() as conn:
             cursor = await _retries_cursor(conn, rule)
-            chosen = list(await conn.scalars(retention_rows.batch_query(rule, cursor)))
+            chosen = await _purge_batch(conn, rule, cursor)
             if not chosen:
                 return retention.Batch((), 0)
             statement = retention_rows.delete_runs(chosen, rule, cursor)
@@ -826,6 +826,20 @@ def _record_untokened(launch: store.Launch, now: float) -> sa.Update:
         .where(table.c.run_id == launch.run_id, table.c.launch_token.is_(None))
         .values(launcher_info=dict(launch.info), launched_at=now)
     )
+
+
+async def _purge_batch(
+    conn: sa_asyncio.AsyncConnection, rule: retention.Rule, cursor: int | None
+) -> list[str]:
+    """Up to a batch of runs the rule lets go, status by status."""
+    chosen: list[str] = []
+    for status in sorted(rule.ended_before):
+        left = rule.batch_size - len(chosen)
+        if left <= 0:
+            break
+        query = retention_rows.batch_query(rule, cursor, status, left)
+        chosen += await conn.scalars(query)
+    return chosen
 
 
 async def _retries_cursor(conn: sa_asyncio.AsyncConnection, rule: retention.Rule) -> int | None:
