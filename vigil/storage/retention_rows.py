@@ -3,9 +3,8 @@
 `may_go(table, rule, cursor)` is the whole rule as one condition on a runs row: ended
 before its status's time, not an end the retries loop has yet to pass (`cursor`, its
 durable cursor, when the rule spares retries), not a run of a backfill still submitting,
-and no run of its lineage (the runs sharing its root) that may not go. The purge applies
-it when it picks a batch and again in the DELETE, so a run that a concurrent writer made
-ineligible in between (a new re-execution in its lineage) stays.
+and no run of its lineage (the runs sharing its root) that may not go. The purge picks a
+batch with it, then deletes those runs that are still ended, in the same transaction.
 """
 
 from __future__ import annotations
@@ -75,11 +74,19 @@ def _alone_may_go(
 
 def may_go(rule: retention.Rule, cursor: int | None) -> sa.ColumnElement[bool]:
     """The rule on a row of `runs`, its lineage included (see the module docstring)."""
-    other = _runs.alias("lineage")
     root = sa.func.coalesce(_runs.c.root_run_id, _runs.c.run_id)
-    in_lineage = sa.or_(other.c.run_id == root, other.c.root_run_id == root)
-    kept_relative = sa.exists().where(in_lineage, sa.not_(_alone_may_go(other, rule, cursor)))
-    return sa.and_(_alone_may_go(_runs, rule, cursor), sa.not_(kept_relative))
+    other = _runs.alias("lineage")
+    kept_root = sa.exists().where(
+        other.c.run_id == root, sa.not_(_alone_may_go(other, rule, cursor))
+    )
+    # The lineages with a run that may not go, read once per statement: a lookup per run
+    # by `root_run_id` would be planned as a scan where most runs have none (SQLite).
+    kept_lineages = sa.select(other.c.root_run_id).where(
+        other.c.root_run_id.is_not(None), sa.not_(_alone_may_go(other, rule, cursor))
+    )
+    return sa.and_(
+        _alone_may_go(_runs, rule, cursor), sa.not_(kept_root), root.not_in(kept_lineages)
+    )
 
 
 def batch_query(
@@ -96,12 +103,11 @@ def batch_query(
     )
 
 
-def delete_runs(
-    run_ids: list[str], rule: retention.Rule, cursor: int | None
-) -> dml.ReturningDelete[Any]:
-    """Delete these runs where they still may go; returns the ids deleted."""
-    chosen = _runs.c.run_id.in_(run_ids)
-    return sa.delete(_runs).where(chosen, may_go(rule, cursor)).returning(_runs.c.run_id)
+def delete_runs(run_ids: list[str]) -> dml.ReturningDelete[Any]:
+    """Delete these runs, each only if it is still ended; returns the ids deleted (a run a
+    concurrent purge took first is not)."""
+    ended = _runs.c.status.in_(sorted(s.value for s in runs.TERMINAL_STATUSES))
+    return sa.delete(_runs).where(_runs.c.run_id.in_(run_ids), ended).returning(_runs.c.run_id)
 
 
 def delete_events(run_ids: list[str]) -> sa.Delete:
