@@ -548,10 +548,10 @@ class RetentionStore(Protocol):
 
     @abc.abstractmethod
     async def purge_runs(self, rule: retention.Rule, now: float) -> retention.Batch:
-        """Delete up to `rule.batch_size` runs the rule lets go, oldest end first, with their
-        tags and events, in one transaction that also writes their ids to the journal
-        (purged at `now`). Each is deleted only if it still may go as the delete runs, so
-        a run that is not ended, or that a concurrent purge took, is never counted."""
+        """Delete up to `rule.batch_size` runs the rule lets go (status by status, oldest
+        end first) with their tags and events, in one transaction that also writes their ids
+        to the journal (purged at `now`). Only runs still ended as the delete runs go, and
+        the ids returned are those this call deleted (never one a concurrent purge took)."""
 
     @abc.abstractmethod
     async def count_purgeable(self, rule: retention.Rule) -> retention.Purged:
