@@ -1,6 +1,6 @@
 """Run retention in SQL: which runs a rule lets go, and the statements that purge them.
 
-`may_go(table, rule, cursor)` is the whole rule as one condition on a runs row: ended
+`may_go(rule, cursor)` is the whole rule as one condition on a runs row: ended
 before its status's time, not an end the retries loop has yet to pass (`cursor`, its
 durable cursor, when the rule spares retries), not a run of a backfill still submitting,
 and no run of its lineage (the runs sharing its root) that may not go. The purge picks a
