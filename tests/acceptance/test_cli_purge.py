@@ -16,7 +16,7 @@ DAY = 86400.0
 QUEUED_LONG_AGO = "abcd1111-0000-4000-8000-000000000001"
 
 
-async def _age(instance: Instance, run_id: str) -> None:
+async def age_one_run(instance: Instance, run_id: str) -> None:
     """Make one run 40 days old, and add a run QUEUED as long ago (never purged)."""
     store = await engine.open_store(loader.store_target(loader.load_settings(instance.home)))
     try:
@@ -38,7 +38,7 @@ def _purge(instance: Instance, *args: str) -> dict[str, object]:
 async def test_purge_removes_old_ended_runs_and_their_files(instance: Instance) -> None:
     old = run_id_of(instance.ok("run", "launch", "hello", "--wait"))
     recent = run_id_of(instance.ok("run", "launch", "hello", "--wait"))
-    await _age(instance, old)
+    await age_one_run(instance, old)
     logs = instance.home / "logs" / old
     assert logs.is_dir()
 
