@@ -43,6 +43,18 @@ def coordinator(kind: str, tmp_path: pathlib.Path) -> coordinators.RunCoordinato
         ),
         ("immediate", {"run_monitoring": {"enabled": False}}, ["retries"], ["worker-exits"]),
         (
+            "immediate",
+            {"retention": {"success_days": 30}},
+            ["retries", "monitor", "retention"],
+            ["worker-exits"],
+        ),
+        (
+            "immediate",
+            {"retention": {"success_days": 30, "enabled": False}},
+            ["retries", "monitor"],
+            ["worker-exits"],
+        ),
+        (
             "queued",
             {
                 "run_monitoring": {"enabled": False},
@@ -68,6 +80,7 @@ def test_builtin_loops_follow_the_settings(
     assert (built.monitor_loop is not None) == ("monitor" in loops)
     assert (built.retries_loop is not None) == ("retries" in loops)
     assert (built.backfill_loop is not None) == ("backfills" in loops)
+    assert (built.retention_loop is not None) == ("retention" in loops)
 
 
 def test_the_monitor_loop_takes_its_interval_from_the_settings(tmp_path: pathlib.Path) -> None:

@@ -16,6 +16,7 @@ from vigil import coordinators, errors, runs, storage
 from vigil.daemon import loop, metrics
 from vigil.daemon.loops import backfills as backfill_loop
 from vigil.daemon.loops import instigation, monitor, retries
+from vigil.daemon.loops import retention as retention_loop
 
 START = 1_700_000_000.0
 
@@ -277,3 +278,13 @@ def test_the_backfills_snapshot_is_exported() -> None:
     assert value(rendered, "vigil_backfills", status="CANCELED") == 0
     assert value(rendered, "vigil_backfill_partitions_submitted_total") == 1500
     assert value(rendered, "vigil_backfill_lag_seconds") == 12.5
+
+
+def test_the_retention_snapshot_is_exported() -> None:
+    exported = metrics.Metrics(version="1", started_at=0.0, loops=list)
+    snapshot = retention_loop.RetentionStatistics(runs=120, events=900, files=200)
+    exported.watch_retention(lambda: snapshot)
+    rendered = exported.render()
+    assert value(rendered, "vigil_purged_runs_total") == 120
+    assert value(rendered, "vigil_purged_events_total") == 900
+    assert value(rendered, "vigil_purged_run_directories_total") == 200

@@ -5,6 +5,7 @@ The loader, the store and the plugins are imported by the commands, not by `--he
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import click
@@ -13,13 +14,16 @@ from vigil import runs
 from vigil.cli import common, output
 
 if TYPE_CHECKING:
+    from vigil import retention
     from vigil.config import settings as settings_mod
     from vigil.storage import engine
+
+ENDED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 @click.group("instance")
 def instance_group() -> None:
-    """Create, migrate and describe the instance store."""
+    """Create, migrate, describe and purge the instance store."""
 
 
 @instance_group.command("migrate")
@@ -103,6 +107,66 @@ def _info_dict(
         "locations": [loc.location_name for loc in settings.workspace],
         "runs": {s.value: n for s, n in sorted(counts.items())} if status.is_current else None,
     }
+
+
+@instance_group.command("purge")
+@click.option(
+    "--older-than", required=True, metavar="AGE", help="Runs that ended this long ago: 30d, 12h."
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(ENDED, case_sensitive=False),
+    help="Only runs that ended so (repeatable; default: every end).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@output.option
+@common.handle_errors
+def purge(older_than: str, statuses: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Delete ended runs with their events, compute logs and outputs."""
+    import time
+
+    from vigil import retention
+
+    try:
+        age = retention.parse_age(older_than)
+    except ValueError as exc:
+        common.fail(f"--older-than: {exc}", common.EXIT_USAGE)
+    settings = common.state().settings
+    now = time.time()
+    chosen = [runs.RunStatus(s.upper()) for s in statuses or ENDED]
+    rule = retention.Rule(
+        dict.fromkeys(chosen, now - age),
+        settings.retention.batch_size,
+        spare_retries=settings.run_retries.enabled,
+    )
+    purged = common.run_async(lambda: _purge(rule, now, dry_run))
+    if as_json:
+        output.emit({"dry_run": dry_run, **dataclasses.asdict(purged)})
+    elif dry_run:
+        click.echo(f"would purge {purged.runs} runs and {purged.events} events (dry run)")
+    else:
+        click.echo(
+            f"purged {purged.runs} runs, {purged.events} events and {purged.files} run directories"
+        )
+
+
+async def _purge(rule: retention.Rule, now: float, dry_run: bool) -> retention.Purged:
+    """Count, or purge batch after batch until a batch is not full."""
+    from vigil import purge as purge_mod
+
+    settings = common.state().settings
+    async with common.opened_store(settings) as store:
+        if dry_run:
+            return await store.count_purgeable(rule)
+        purger = purge_mod.Purger(store, (settings.compute_logs_dir, settings.outputs_dir))
+        total = await purger.leftovers()
+        while True:
+            batch = await purger.batch(rule, now)
+            total += batch
+            if not purge_mod.is_full(batch, rule):
+                return total
 
 
 @click.group("config")

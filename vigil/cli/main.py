@@ -30,7 +30,7 @@ COMMANDS = {
 # (tests/unit/test_cli_lazy.py checks them against the commands).
 SUMMARIES = {
     "run": "Launch and inspect runs.",
-    "instance": "Create, migrate and describe the instance store.",
+    "instance": "Create, migrate, describe and purge the instance store.",
     "config": "Show and check the instance settings.",
     "definitions": "Load and inspect the workspace's code locations.",
     "job": "Work with jobs directly.",

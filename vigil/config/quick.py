@@ -33,7 +33,7 @@ TOP_LEVEL = frozenset(
     {
         "home", "store", "logs_dir", "storage_dir", "workspace", "run_launcher",
         "run_coordinator", "executor", "daemon", "http", "scheduling", "run_monitoring",
-        "run_retries", "backfills", "run_worker",
+        "run_retries", "backfills", "run_worker", "retention",
     }
 )  # fmt: skip
 

@@ -143,6 +143,23 @@ class RetentionSettings(_Section):
     purge_interval: Interval = HOUR
 
 
+# How long an ended run is kept, in days (None: for ever).
+KeepDays = Annotated[float | None, Field(ge=0.01, le=3650, allow_inf_nan=False)]
+
+
+class RunRetentionSettings(_Section):
+    """How long ended runs are kept, with their events, tags, compute logs and outputs: days
+    since the run ended, by its end status; None keeps them (the default: nothing is
+    deleted unless an operator asks). The daemon purges `batch_size` runs per transaction."""
+
+    enabled: bool = True
+    success_days: KeepDays = None
+    failure_days: KeepDays = None
+    canceled_days: KeepDays = None
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    purge_interval: Interval = HOUR
+
+
 class SchedulingSettings(_Section):
     """The daemon's scheduler and sensor loops and their evaluation processes."""
 
@@ -237,6 +254,7 @@ class InstanceSettings(BaseSettings):
     run_retries: RunRetriesSettings = RunRetriesSettings()
     backfills: BackfillSettings = BackfillSettings()
     run_worker: RunWorkerSettings = RunWorkerSettings()
+    retention: RunRetentionSettings = RunRetentionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,8 @@
   claims whose claimer died before launching them (`orphans`);
 - the `worker-exits` service relaying the launcher's worker-exit notices to the monitor,
   retries and queue loops (an exit usually ends a run and frees a slot).
+- `retention` (`retention.enabled`, with an age for some end status; none by default),
+  which purges ended runs past their age in batches (`vigil.retention`);
 - `scheduler` and `sensors` (`scheduling.enabled`, on by default; `instigation`), with
   their due-time timers, sharing the code locations' evaluation processes.
 """
@@ -19,12 +21,13 @@ import dataclasses
 import functools
 from typing import Protocol
 
+from vigil import purge
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import loop, orphans, service
 from vigil.daemon import precedence as precedence_mod
-from vigil.daemon.loops import backfills, monitor, queue, retries, scheduler, sensors
+from vigil.daemon.loops import backfills, monitor, queue, retention, retries, scheduler, sensors
 from vigil.daemon.loops import instigation as instigation_mod
 from vigil.launchers import base as launchers
 from vigil.storage import store as store_mod
@@ -35,6 +38,7 @@ class BuiltinStore(
     retries.RetriesStore,
     backfills.BackfillLoopStore,
     store_mod.QueueStore,
+    store_mod.RetentionStore,
     store_mod.HeartbeatReader,
     Protocol,
 ):
@@ -49,6 +53,7 @@ class Builtins:
     retries_loop: retries.RetriesLoop | None = None
     queue_loop: queue.QueueLoop | None = None
     backfill_loop: backfills.BackfillLoop | None = None
+    retention_loop: retention.RetentionLoop | None = None
 
 
 def build(
@@ -88,7 +93,25 @@ def build(
         built = dataclasses.replace(
             built, loops=(*built.loops, monitor_loop), monitor_loop=monitor_loop
         )
+    built = _with_retention(built, settings, store, clock, precedence)
     return _with_exit_relay(built, coordinator.launcher)
+
+
+def _with_retention(
+    built: Builtins,
+    settings: settings_mod.InstanceSettings,
+    store: store_mod.RetentionStore,
+    clock: clock_mod.Clock,
+    precedence: precedence_mod.Precedence | None,
+) -> Builtins:
+    kept = settings.retention
+    ages = (kept.success_days, kept.failure_days, kept.canceled_days)
+    if not kept.enabled or all(age is None for age in ages):
+        return built
+    purger = purge.Purger(store, (settings.compute_logs_dir, settings.outputs_dir))
+    spare = settings.run_retries.enabled
+    found = retention.RetentionLoop(purger, clock, kept, spare, precedence)
+    return dataclasses.replace(built, loops=(*built.loops, found), retention_loop=found)
 
 
 def _with_queue(

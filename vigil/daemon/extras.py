@@ -76,6 +76,8 @@ def _watch(
         exported.watch_retries(built.retries_loop.statistics)
     if built is not None and built.backfill_loop is not None:
         exported.watch_backfills(built.backfill_loop.statistics)
+    if built is not None and built.retention_loop is not None:
+        exported.watch_retention(built.retention_loop.statistics)
 
 
 def build(

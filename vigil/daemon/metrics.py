@@ -45,6 +45,8 @@ with bounded values only (a loop name, a run status; never a run id).
     vigil_runs_ended_total{job_name,status}            counter   (run_ends.py follows the ends)
     vigil_run_duration_seconds{job_name}               histogram (start to end, started runs)
     process_*                                          the daemon's CPU, memory, fds (Linux)
+    vigil_purged_runs_total, vigil_purged_events_total, vigil_purged_run_directories_total
+                                                       counters  (retention snapshot)
 """
 
 from __future__ import annotations
@@ -206,6 +208,10 @@ class Metrics:
     def observe_run_end(self, job: str, status: str, seconds: float | None) -> None:
         """A run of `job` ended `status`, `seconds` after its start (None: never started)."""
         self._run_ends.observe(job, status, seconds)
+
+    def watch_retention(self, source: Callable[[], RetentionSnapshot]) -> None:
+        """Export the retention loop's snapshot (runs, events, run directories purged)."""
+        self.registry.register(_RetentionCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -575,3 +581,28 @@ class _BackfillsCollector:
             "Age of the oldest backfill still submitting its runs (0: none).",
             value=snapshot.lag,
         )
+
+
+class RetentionSnapshot(Protocol):
+    """What the retention loop's `statistics()` returns."""
+
+    @property
+    def runs(self) -> int: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+
+
+class _RetentionCollector:
+    def __init__(self, source: Callable[[], RetentionSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        for name, what, value in (
+            ("runs", "Ended runs this daemon purged (retention).", snapshot.runs),
+            ("events", "Events of the runs this daemon purged.", snapshot.events),
+            ("run_directories", "Run directories (compute logs, outputs) removed.", snapshot.files),
+        ):
+            yield CounterMetricFamily(f"vigil_purged_{name}", what, value=value)

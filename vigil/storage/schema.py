@@ -62,6 +62,8 @@ runs = sa.Table(
     sa.Index(None, "job_name", "created_at"),
     sa.Index(None, "instigator", "run_key", unique=True),
     sa.Index(None, "root_run_id", "retry_number", unique=True),
+    # Retention purges ended runs by status and age (migration 0007).
+    sa.Index(None, "status", "updated_at"),
 )
 
 run_tags = sa.Table(
@@ -160,4 +162,13 @@ backfills = sa.Table(
     sa.Column("rerun_of", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("updated_at", sa.Double(), nullable=False),
+)
+
+# Runs purged whose files (compute logs, outputs) may remain (migration 0007): written with
+# the purge of their rows, deleted once their files are gone (`vigil.retention`).
+purged_runs = sa.Table(
+    "purged_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("purged_at", sa.Double(), nullable=False),
 )

@@ -16,6 +16,7 @@ roles it plays and no more, and a test's fake implements a handful of methods:
     LineageReader      a run and its events (the worker's planning)
     FlagStore          instance-wide flags (the queue's pause, the retries cursor)
     InstigationStore   schedules' and sensors' state and their ticks
+    RetentionStore     purging ended runs by age, and the journal of their files
     HeartbeatReader    the daemons' heartbeats, read (status, one daemon per store)
     HeartbeatStore     HeartbeatReader + writing and pruning them (the daemon)
     StoreLifecycle     the reachability and schema checks, and closing
@@ -40,7 +41,7 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from vigil import backfills, errors, events, runs, ticks
+from vigil import backfills, errors, events, retention, runs, ticks
 
 # The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
 # the in-flight runs) -> the ids of the runs to claim, in launch order.
@@ -585,6 +586,30 @@ class BackfillStore(Protocol):
         """Every run of a job that names a partition, with its partition."""
 
 
+class RetentionStore(Protocol):
+    """Run retention (see `vigil.retention`): purging ended runs in batches, and the
+    journal of the purged runs whose files may remain."""
+
+    @abc.abstractmethod
+    async def purge_runs(self, rule: retention.Rule, now: float) -> retention.Batch:
+        """Delete up to `rule.batch_size` runs the rule lets go (status by status, oldest
+        end first) with their tags and events, in one transaction that also writes their ids
+        to the journal (purged at `now`). Only runs still ended as the delete runs go, and
+        the ids returned are those this call deleted (never one a concurrent purge took)."""
+
+    @abc.abstractmethod
+    async def count_purgeable(self, rule: retention.Rule) -> retention.Purged:
+        """How many runs (and their events) the rule lets go now, all batches together."""
+
+    @abc.abstractmethod
+    async def purged_files_pending(self, limit: int) -> list[str]:
+        """Up to `limit` run ids in the journal: purged, their files maybe not removed yet."""
+
+    @abc.abstractmethod
+    async def forget_purged(self, run_ids: Collection[str]) -> None:
+        """Drop these ids from the journal: their files are gone."""
+
+
 class HeartbeatReader(Protocol):
     """The daemons' heartbeats, read (`vigil daemon status`, one daemon per store)."""
 
@@ -633,6 +658,7 @@ class Store(
     FlagStore,
     InstigationStore,
     BackfillStore,
+    RetentionStore,
     HeartbeatStore,
     StoreLifecycle,
     Protocol,

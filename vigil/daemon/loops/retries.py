@@ -94,7 +94,10 @@ class RetriesLoop(loop.Loop):
 
     async def _deal_with(self, end: events.Event) -> None:
         """Submit the retry this end calls for, due when its delay has passed."""
-        run = await self._store.get_run(end.run_id)
+        try:
+            run = await self._store.get_run(end.run_id)
+        except errors.UnknownRun:
+            return  # purged since (by a purge that did not spare retries): nothing to retry
         try:
             policy = retrying.policy_for(run.tags, self._settings)
         except errors.TagError as exc:
