@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests import imports
 from tests.acceptance import harness
 
 FULL_PATH = (
@@ -23,15 +24,7 @@ FULL_PATH = (
     "vigil.config.loader",
     "vigil.storage.sql",
 )
-PROBE = f"""
-import json, sys
-from vigil.cli import main
-try:
-    main.cli(sys.argv[1:], prog_name="vigil")
-except SystemExit:
-    pass
-print(json.dumps(sorted(m for m in sys.modules if m.startswith({FULL_PATH!r}))), file=sys.stderr)
-"""
+PROBE = imports.probe(FULL_PATH)
 QUEUED = "run_coordinator:\n  type: queued\n  options:\n    max_concurrent_runs: 0\n"
 
 

@@ -11,6 +11,7 @@ import tomllib
 import click
 import pytest
 
+from tests import imports
 from vigil import version
 from vigil.cli import daemon, lazy, main
 
@@ -27,15 +28,7 @@ HEAVY = (
     "importlib.metadata",
 )
 
-PROBE = f"""
-import json, sys
-from vigil.cli import main
-try:
-    main.cli(sys.argv[1:], prog_name="vigil")
-except SystemExit:
-    pass
-print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))), file=sys.stderr)
-"""
+PROBE = imports.probe(HEAVY)
 
 
 @pytest.mark.parametrize(

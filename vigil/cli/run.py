@@ -13,7 +13,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -28,6 +28,25 @@ if TYPE_CHECKING:
 
 FOLLOW_POLL = 0.25
 CANCEL_POLL = 0.1
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _wait_options(command: F) -> F:
+    """`--wait` and `--timeout`, for the commands that submit a run."""
+    command = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="SECONDS",
+        help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
+    )(command)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="Wait for the run to end, showing its progress on stderr; exit 1 unless it succeeds.",
+    )(command)
 
 
 @click.group("run")
@@ -45,18 +64,7 @@ def run_group() -> None:
 )
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag the run (repeatable).")
 @partition_mod.option
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Wait for the run to end, showing its progress on stderr; exit 1 unless it succeeds.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="SECONDS",
-    help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
-)
+@_wait_options
 @output.option
 @common.load_timeout_option
 @common.handle_errors
@@ -218,18 +226,7 @@ def _report(main: Callable[[], Awaitable[runs.Run]], wait: bool, as_json: bool =
 )
 @click.option("--all-steps", "mode", flag_value="all_steps", help="Run the whole job again.")
 @click.option("--steps", "steps", default=None, metavar="A,B", help="Run exactly these steps.")
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="Wait for the run to end, showing its progress on stderr; exit 1 unless it succeeds.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="SECONDS",
-    help="With --wait: give up waiting after SECONDS (exit 124); the run goes on.",
-)
+@_wait_options
 @output.option
 @common.handle_errors
 def reexecute(
