@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from vigil import errors, runs
-from vigil import partitions as partitions_mod
+
+if TYPE_CHECKING:
+    from vigil import partitions as partitions_mod
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +62,8 @@ def tagged(
 
 
 def _latest(partitions: partitions_mod.PartitionsDef, now: float) -> str:
+    from vigil import partitions as partitions_mod  # the definitions, only once a key is asked
+
     if isinstance(partitions, partitions_mod.StaticPartitions):
         names = partitions.names
         return f"one of {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"

@@ -20,11 +20,11 @@ import click
 from vigil import errors, events, reexecution, runs
 from vigil.cli import common, ids, output
 from vigil.cli import partition as partition_mod
-from vigil.evaluation import messages
 from vigil.storage import store as store_mod
 
 if TYPE_CHECKING:
     from vigil.cli import render, workspace
+    from vigil.evaluation import messages
 
 FOLLOW_POLL = 0.25
 CANCEL_POLL = 0.1
@@ -83,6 +83,8 @@ def launch(
     other locations are not waited for (a failed one is a warning). A partitioned job
     needs --partition KEY, checked against the job's partitions.
     """
+    from vigil.evaluation import messages
+
     st = common.state()
     _check_timeout(wait, timeout)
     request = messages.RunCheckRequest(

@@ -39,9 +39,12 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vigil import backfills, errors, events, retention, runs, ticks
+from vigil import errors, events, runs
+
+if TYPE_CHECKING:
+    from vigil import backfills, retention, ticks
 
 # The admission rule, pure: (the QUEUED runs in FIFO order with their tags, the tag maps of
 # the in-flight runs) -> the ids of the runs to claim, in launch order.
