@@ -25,13 +25,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 QUEUED = "run_coordinator:\n  type: queued\n  options:\n    poll_interval: 0.5\n"
+# Every built-in loop runs, the retention loop too (it is built when an age is set), so
+# the scrape holds every metric a daemon can export.
+RETENTION = "retention:\n  success_days: 3650\n"
 RUN_END = 'vigil_runs_ended_total{job_name="hello",status="SUCCESS"}'
 
 
 async def scrape_after_a_run(instance: Instance, daemons: Daemons) -> str:
     """/metrics of a real daemon once a run it launched has ended and been counted."""
     config = (instance.home / "vigil.yaml").read_text()
-    instance.write_config(config.replace(IMMEDIATE, QUEUED))
+    instance.write_config(config.replace(IMMEDIATE, QUEUED) + RETENTION)
     port = free_port()
     configure(instance, TICKER, http_port=port, scheduling=True)
     daemon = daemons.start()
