@@ -52,6 +52,12 @@ WARM_MODULES = (
     "anyio._core._signals",
     # imported by the multiprocess executor's first fork
     "multiprocessing.popen_fork",
+    # what `vigil worker run` imports when it runs (the CLI module imports it lazily)
+    "vigil.assembly",
+    "vigil.config.loader",
+    "vigil.config.secrets",
+    "vigil.worker.patience",
+    "vigil.worker.worker",
 )
 
 RunCommand = Callable[[Sequence[str]], int]
