@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pathlib
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import anyio
 import psutil
 import pytest
 
+from tests import waiting
 from tests.integration import pools
 from vigil import runs
 from vigil.config import settings
@@ -152,13 +154,16 @@ def test_round_robin_interleaves_locations_in_their_own_order() -> None:
 HANGING = settings.CodeLocationSettings(name="hanging", file=HERE / "hanging_location.py")
 FLOODING = settings.CodeLocationSettings(name="flooding", file=HERE / "flooding_location.py")
 EXITING = settings.CodeLocationSettings(name="exiting", file=HERE / "exiting_location.py")
+GATED = settings.CodeLocationSettings(name="gated", file=HERE / "gated_location.py")
 
 
 @contextlib.asynccontextmanager
 async def served(
-    locations: list[settings.CodeLocationSettings], load_timeout: float = 120.0
+    locations: list[settings.CodeLocationSettings],
+    load_timeout: float = 120.0,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[pool.EvaluatorPool]:
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", **(extra_env or {})}
     built = pool.build(
         locations,
         REPO,
@@ -220,6 +225,51 @@ async def test_a_reload_kills_a_hanging_load_and_takes_the_new_workspace() -> No
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert good.location == "good"
     assert good.error is None
+
+
+async def test_a_reload_lets_an_evaluation_in_flight_answer(tmp_path: pathlib.Path) -> None:
+    # A SIGHUP reloads the workspace: the evaluation a process is answering then finishes
+    # (on the code as it was), and only then is that process closed. Before, the reload
+    # closed it mid-answer and the tick failed ("the evaluation process is gone").
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    async with served([GATED], extra_env={"VIGIL_TEST_GATE": str(gate)}) as evaluators:
+        await pools.loaded(evaluators)
+        location = evaluators._locations["gated"]
+        [proc] = location._all
+        results: list[pool.Result] = []
+
+        async def ask() -> None:
+            results.extend(await evaluators.evaluate_all([evaluation("gated", location="gated")]))
+
+        async def taken() -> bool:  # the process took the request: none is idle
+            return not location._idle
+
+        async def closed() -> bool:
+            return not psutil.pid_exists(proc.pid or 0) or (
+                psutil.Process(proc.pid or 0).status() == psutil.STATUS_ZOMBIE
+            )
+
+        async def opened() -> bool:  # the schedule reads the gate: let it answer
+            try:
+                fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader (yet, or any more: its process is gone)
+                return False
+            os.write(fd, b"go")
+            os.close(fd)
+            return True
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await waiting.eventually(taken)
+            with anyio.fail_after(30):
+                await evaluators.reload([GATED])
+            await waiting.eventually(opened)
+        [result] = results
+        await waiting.eventually(closed)  # the old process, once it had answered
+
+    assert result.error is None
+    assert [request.job for request in result.answer.requests] == ["nothing"]
 
 
 async def test_output_of_user_code_is_bounded_and_logged(

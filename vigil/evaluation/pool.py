@@ -132,6 +132,7 @@ class LocationEvaluator:
             if proc is None:
                 return Result.failed(self._not_ready())
             began = self._limits.monotonic()
+            generation = self._generation
             try:
                 answer = await proc.call(request, timeout)
             except errors.EvaluationTimeout as exc:
@@ -140,8 +141,20 @@ class LocationEvaluator:
             except errors.EvaluationError as exc:
                 self._lost(proc)
                 return Result.failed(str(exc))
-            self._idle.append(proc)
+            except BaseException:  # cancelled halfway through an answer: not to be reused
+                self._all.discard(proc)
+                await proc.kill()
+                raise
+            self._answered(proc, generation)
             return Result(answer, seconds=self._limits.monotonic() - began)
+
+    def _answered(self, proc: process_mod.EvaluationProcess, generation: int) -> None:
+        """Back to the idle ones; unless the location was closed while it answered (the
+        workspace reloaded): then it runs the code as it was, and is closed now."""
+        if generation == self._generation:
+            self._idle.append(proc)
+        else:
+            self._hooks.spawn(proc.close)
 
     def _not_ready(self) -> str:
         error = None if self._catalog is None else self._catalog.error
@@ -223,17 +236,22 @@ class LocationEvaluator:
         self.restarts += 1
 
     async def close(self) -> None:
-        """Stop its processes (one still loading is killed at once); the next request
-        starts (and imports the code) afresh."""
-        procs, self._all, self._idle = list(self._all), set(), []
+        """Stop its processes: the idle ones now, one still loading at once (killed), one
+        answering a request once it has answered (`_answered`), so a reload fails no
+        evaluation in flight. The next request starts (and imports the code) afresh."""
+        idle = self._idle
+        loading_procs = [proc for proc in self._all if not proc.started]
+        self._all, self._idle = set(), []
         self._generation += 1
         self._failed_at = None
         loading, self._loading = self._loading, None
         if loading is not None:
             loading.set()
         async with anyio.create_task_group() as tg:
-            for proc in procs:
-                tg.start_soon(proc.close if proc.started else proc.kill)
+            for proc in idle:
+                tg.start_soon(proc.close)
+            for proc in loading_procs:
+                tg.start_soon(proc.kill)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
