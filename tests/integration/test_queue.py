@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import psutil
 
+from tests import waiting
 from tests.integration import test_worker
 from vigil import coordinators, errors, events, launchers, runs, storage
 from vigil.coordinators import admission, base, queued
@@ -311,6 +312,36 @@ async def test_the_monitor_looks_again_when_an_unowned_claim_is_old_enough(
     [taken] = await claims.relaunch(now=101.5)
     assert taken.run_id == run_id
     assert claims.next_due is None
+
+
+async def test_a_claim_this_daemon_never_heard_of_is_launched_again(
+    store: storage.Store,
+) -> None:
+    """The store went away as a claim committed: the claim holds, but the daemon that made
+    it never learned of it and launches it nowhere. The monitor launches it again once old
+    enough; never a claim the daemon is launching."""
+    launcher = ScriptedLauncher()
+    c = coordinator(store, launcher)
+    [lost_id, busy_id] = await submit(c, 2)
+    await store.claim_run(lost_id, S.QUEUED, 100.0, c.claimer)  # committed, never heard of
+    busy = await store.claim_run(busy_id, S.QUEUED, 100.0, c.claimer)
+    assert busy is not None
+    claims = orphans.OrphanedClaims(c, store, heartbeat_interval=0.5, every=0.0)
+
+    async def launching() -> bool:
+        return busy_id in c.launching()
+
+    async with anyio.create_task_group() as tg:
+        launcher.hang_once = True  # the busy claim's launch is in progress, and stays so
+        tg.start_soon(c.start_worker, busy)
+        await waiting.eventually(launching)
+        taken = await claims.relaunch(now=200.0)
+        tg.cancel_scope.cancel()
+
+    assert [r.run_id for r in taken] == [lost_id]
+    assert launcher.launched == [lost_id]
+    events_ = await store.get_events(lost_id, event_types=[events.EventType.ENGINE])
+    assert any("did not learn of its claim" in e.message for e in events_)
 
 
 async def test_a_cli_claim_is_orphaned_when_its_process_is_gone_never_while_it_runs(

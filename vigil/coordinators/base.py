@@ -163,6 +163,11 @@ class RunCoordinator(abc.ABC):
         self.clock = clock
         self.claimer = claimer or cli_claimer()
         self.observer = observer
+        self._launching_ids: set[str] = set()
+
+    def launching(self) -> Collection[str]:
+        """The runs this process is launching now: claimed, their launch not yet ended."""
+        return self._launching_ids
 
     def run_queue(self) -> RunQueue | None:
         """The queue the daemon's queue loop drives; None (the default): runs are launched
@@ -209,13 +214,17 @@ class RunCoordinator(abc.ABC):
 
     async def start_worker(self, run: runs.Run) -> runs.Run:
         """Give a claimed (STARTING) run its worker; a LaunchError ends the run FAILURE."""
+        self._launching_ids.add(run.run_id)
         try:
-            info = await self.launcher.launch(run)
-        except errors.LaunchError as exc:
-            await self._end(run, S.STARTING, S.FAILURE, str(exc), R.LAUNCH_FAILED)
-            raise
-        launch = store_mod.Launch(run.run_id, run.launch_token, info)
-        await self.store.record_launches([launch], self.clock())
+            try:
+                info = await self.launcher.launch(run)
+            except errors.LaunchError as exc:
+                await self._end(run, S.STARTING, S.FAILURE, str(exc), R.LAUNCH_FAILED)
+                raise
+            launch = store_mod.Launch(run.run_id, run.launch_token, info)
+            await self.store.record_launches([launch], self.clock())
+        finally:
+            self._launching_ids.discard(run.run_id)
         log_launched(run, info)
         # As launched; the worker may already have moved it on (no re-read on this hot path).
         return dataclasses.replace(run, status=S.STARTING, launcher_info=dict(info))
@@ -255,6 +264,11 @@ class RunCoordinator(abc.ABC):
                 f"claimed by {orphan.claimed_by or 'an older vigil'}, which is gone, and "
                 f"never launched; launching again (claimed by {self.claimer})"
             )
+            if orphan.claimed_by == self.claimer:
+                message = (
+                    "claimed by this daemon, which did not learn of its claim (the store "
+                    "went away as it committed), and never launched; launching again"
+                )
             event = self._event(orphan.run_id, events.EventType.ENGINE, message)
             run = await self.store.reclaim_launch(
                 orphan.run_id, orphan.launch_token, self.clock(), self.claimer, event

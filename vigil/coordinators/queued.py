@@ -159,10 +159,12 @@ class QueuedCoordinator(base.RunCoordinator):
 
     async def _launch_claimed(self, run: runs.Run) -> None:
         self._launching += 1
+        self._launching_ids.add(run.run_id)
         try:
             await self._launch_with_retries(run)
         finally:
             self._launching -= 1
+            self._launching_ids.discard(run.run_id)
 
     async def _launch_with_retries(self, run: runs.Run) -> None:
         """Launch within `launch_timeout`, retrying transient failures with backoff.

@@ -1,4 +1,5 @@
-"""Claims nobody will launch: runs STARTING with no launch recorded, whose claimer is gone.
+"""Claims nobody will launch: runs STARTING with no launch recorded, whose claimer is gone
+(or is this daemon, which is not launching them: it never heard its claim commit).
 
 A claim (QUEUED -> STARTING) and its launch are two steps: a daemon killed between them
 leaves runs that hold their concurrency slots and would only end, much later, by the start
@@ -69,12 +70,17 @@ class OrphanedClaims:
         # One read: the claims of claimers not live, up to now. The old enough are orphans;
         # the younger (a daemon killed before its first heartbeat, a CLI launching now) are
         # looked at again the moment the oldest of them is old enough.
-        unowned = await self._coordinator.store.orphaned_claims(
-            {*live, self._coordinator.claimer}, now
-        )
+        # This daemon's own claims count too, but for those it is launching: a claim whose
+        # commit it never heard of (the store went away as it committed) is launched by
+        # nobody else.
+        me = self._coordinator.claimer
+        unowned = await self._coordinator.store.orphaned_claims(set(live) - {me}, now)
+        launching = self._coordinator.launching()
         due = now - self._grace
         orphans, young = [], []
         for run in unowned:
+            if run.claimed_by == me and run.run_id in launching:
+                continue
             alive = self._cli_alive(run.claimed_by)
             if alive is False or (alive is None and run.updated_at <= due):
                 orphans.append(run)
