@@ -125,3 +125,4 @@ class Run:
     launched_at: float | None = None
     resume_attempt: int = 0  # how many times the monitor gave the run a new worker
     not_before: float | None = None  # not claimed before this time (a waiting retry)
+    worker_heartbeat: float | None = None  # when its worker last proved it is alive

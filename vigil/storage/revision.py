@@ -3,4 +3,4 @@ no SQLAlchemy (the read commands' quick look at the store, `glance`, checks it).
 
 from __future__ import annotations
 
-HEAD = "0007"
+HEAD = "0008"

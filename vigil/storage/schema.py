@@ -59,6 +59,8 @@ runs = sa.Table(
     sa.Column("resume_attempt", sa.Integer(), nullable=False, server_default="0"),
     # A run inserted ahead of its time (a retry waiting out its delay) is not claimed before.
     sa.Column("not_before", sa.Double(), nullable=True),
+    # When the run's worker last proved it is alive, whatever the launcher (migration 0008).
+    sa.Column("worker_heartbeat", sa.Double(), nullable=True),
     sa.Index(None, "job_name", "created_at"),
     sa.Index(None, "instigator", "run_key", unique=True),
     sa.Index(None, "root_run_id", "retry_number", unique=True),
@@ -171,4 +173,17 @@ purged_runs = sa.Table(
     metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("purged_at", sa.Double(), nullable=False),
+)
+
+# Leases (migration 0008): each unit of daemon work with one owner at a time (an instigator,
+# a shard of the monitor's in-flight runs, a cursor). `token` rises at every change of
+# owner; every write of the unit's work checks it (fencing). `owner` NULL: released.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("unit", sa.String(512), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=True, index=True),
+    sa.Column("token", sa.BigInteger(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+    sa.Column("acquired_at", sa.Double(), nullable=False),
 )
