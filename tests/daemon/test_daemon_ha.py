@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import os
 import pathlib
 import signal
 import time
@@ -22,9 +23,9 @@ from collections.abc import AsyncIterator, Mapping
 import anyio
 import pytest
 
-from tests.acceptance.harness import IMMEDIATE, REPO, Instance
+from tests.acceptance.harness import IMMEDIATE, REPO, Instance, run_id_of
 from tests.crash import harness as crash_harness
-from tests.daemon import ha_instigators
+from tests.daemon import ha_instigators, process, test_daemon_monitor, test_daemon_retries
 from tests.daemon.process import Daemon, Daemons
 from tests.waiting import eventually
 from vigil import storage, ticks
@@ -290,3 +291,58 @@ async def _cursor_written_by(instance: Instance, pid: int) -> None:
         return state is not None and (state.cursor or "").startswith(f"{pid}:")
 
     await eventually(reached, DEADLINE)
+
+
+async def test_a_daemon_killed_as_it_submits_a_retry_leaves_the_other_to_launch_it_once(
+    pg_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    """The retries cursor's owner dies just after inserting a retry run, before launching it
+    or moving its cursor: the other daemon takes the cursor over, finds the retry already
+    submitted (its run key), and launches it; each retry exists once."""
+    test_daemon_retries.retries(pg_instance, max_retries=2)
+    process.configure(pg_instance, process.TICKER, lease_ttl=2.0)
+    env = crash_harness.daemon_env(tmp_path, "SqlStore.add_run:after:daemon")
+    pair = [daemons.start(env=env), daemons.start(env=env)]
+    root = run_id_of(pg_instance.vigil("run", "launch", "broken").stdout)
+
+    killed = await crash_harness.read_marker(crash_harness.crash_marker(tmp_path), DEADLINE)
+    assert killed.pid in {d.pid for d in pair}
+    chain = test_daemon_retries.wait_for_lineage(pg_instance, root, ["FAILURE"] * 3)
+    assert [run["tags"].get("vigil/retry_number") for run in chain] == [None, "1", "2"]
+    assert killed.run_ids == (chain[1]["run_id"],) or killed.run_ids == (chain[2]["run_id"],)
+    [survivor] = [d for d in pair if d.pid != killed.pid]
+    await stop(survivor)
+
+
+async def test_a_daemon_killed_as_it_resumes_a_run_leaves_the_other_to_resume_it(
+    pg_instance: Instance, daemons: Daemons, tmp_path: pathlib.Path
+) -> None:
+    """A run's worker is killed; the daemon watching the run's shard takes the resume (a
+    new launch token) and dies before launching the new worker. The other daemon takes
+    the shard over, finds no worker, and resumes the run with the next attempt."""
+    test_daemon_monitor.monitoring(pg_instance, poll_interval=0.2, max_resume_attempts=2)
+    process.configure(pg_instance, process.TICKER, lease_ttl=2.0)
+    env = crash_harness.daemon_env(tmp_path, "SqlStore.resume_run:after:daemon")
+    pair = [daemons.start(env=env), daemons.start(env=env)]
+    run_id = run_id_of(pg_instance.ok("run", "launch", "sleepy"))
+
+    first = pg_instance.wait_until(run_id, lambda r: r["status"] == "STARTED" and r["worker"])
+    os.kill(test_daemon_monitor.worker_pid(first), signal.SIGKILL)
+    killed = await crash_harness.read_marker(crash_harness.crash_marker(tmp_path), DEADLINE)
+    assert killed.run_ids == (run_id,)
+    [survivor] = [d for d in pair if d.pid != killed.pid]
+
+    def resumed_twice(run: dict[str, object]) -> bool:
+        return run["status"] == "STARTED" and run["worker"] != first["worker"]
+
+    pg_instance.wait_until(run_id, resumed_twice, deadline=DEADLINE)
+    notes = [
+        e["message"]
+        for e in test_daemon_monitor.events_of(pg_instance, run_id)
+        if e["type"] == "ENGINE"
+    ]
+    assert len([m for m in notes if "resuming (attempt 1 of 2)" in m]) == 1, notes
+    assert len([m for m in notes if "resuming (attempt 2 of 2)" in m]) == 1, notes
+    pg_instance.ok("run", "cancel", run_id)
+    pg_instance.wait_until(run_id, lambda r: r["status"] == "CANCELED", deadline=DEADLINE)
+    await stop(survivor)
