@@ -10,7 +10,9 @@ Fair shares without a coordinator: each unit's preferred owner is the live membe
 ranks first for it by rendezvous hashing (a hash of unit and daemon id). A loop calls
 `share(kind, units)` at each iteration: the keeper gives up the units another member now
 prefers and takes the ones it prefers, when they are released or their owner's
-membership expired. So a daemon that joins takes about 1/N of each kind, one that stops
+membership expired. Those it prefers but could not take yet, it tries again every
+`MEMBERS_POLL` seconds, and wakes the loops when it takes one: a handover waits for no
+loop's poll interval. So a daemon that joins takes about 1/N of each kind, one that stops
 cleanly releases its units (`leave`) and the others take them at once, and one that was
 killed loses its units once its membership expires (`ttl`), when the others take them
 over with new fencing tokens. A change of membership wakes every loop that shares.
@@ -90,6 +92,9 @@ class Keeper:
         self._stale = False  # what it holds must be read again before the next share
         self._renewed_at = -math.inf
         self._watchers: list[loop_mod.Wakeup] = []
+        # Units it prefers but another daemon still held at its last share, by prefix: the
+        # service tries them every MEMBERS_POLL, so a handover takes no loop's poll.
+        self._awaiting: dict[str, frozenset[str]] = {}
         self.takeovers: collections.Counter[str] = collections.Counter()  # by kind
 
     # what the loops call -------------------------------------------------------------------
@@ -108,6 +113,7 @@ class Keeper:
         wanted = mine - held
         if wanted:
             await self._acquire(wanted)
+        self._awaiting[prefix] = frozenset(u for u in wanted if u not in self._held)
         return frozenset(u for u in units if u in self._held)
 
     async def own(self, unit: str) -> bool:
@@ -149,6 +155,7 @@ class Keeper:
             if now - self._renewed_at >= every:
                 await self._renew_quietly()
             await self._watch_members()
+            await self._take_awaited()
             await self._clock.sleep_until(self._clock.now() + MEMBERS_POLL)
 
     async def leave(self) -> None:
@@ -188,8 +195,26 @@ class Keeper:
         except errors.StoreError:
             return  # the store is away: the renewal logs it, the loops wait for it
         if changed:
-            for wake in self._watchers:
-                wake.set()
+            self._wake_all()
+
+    async def _take_awaited(self) -> None:
+        """Take the units it waits for as soon as their owner lets them go (a handover, a
+        clean stop) or its membership expires; wake the loops when it got any."""
+        awaited = {u for units in self._awaiting.values() for u in units if self._prefers_me(u)}
+        if not awaited:
+            return
+        try:
+            await self._acquire(awaited)
+        except errors.StoreError:
+            return  # the store is away: the renewal logs it
+        got = {u for u in awaited if u in self._held}
+        if got:
+            self._awaiting = {p: units - got for p, units in self._awaiting.items()}
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        for wake in self._watchers:
+            wake.set()
 
     async def _read_members(self) -> bool:
         now = self._clock.now()
