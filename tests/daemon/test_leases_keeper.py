@@ -151,3 +151,16 @@ async def test_the_service_takes_a_handed_over_unit_and_wakes_the_loops(
     await a._take_awaited()  # the service, within MEMBERS_POLL
     assert wake.is_set()
     assert await a.share("schedule:", UNITS) == held_by_a
+
+
+async def test_a_daemon_alone_on_its_store_takes_a_dead_ones_units_at_once(
+    store: sql.SqlStore,
+) -> None:
+    clock = ManualClock()
+    [dead] = await joined(store, clock, "dead")
+    await dead.share("schedule:", UNITS)  # then SIGKILLed: its membership has TTL left
+
+    restarted = keeper(store, clock, "restarted")
+    await restarted.join(alone=True)
+    assert await restarted.share("schedule:", UNITS) == set(UNITS)
+    assert [m.daemon_id for m in await store.list_members()] == ["restarted"]

@@ -142,8 +142,14 @@ class Keeper:
         return self._members
 
     # membership ----------------------------------------------------------------------------
-    async def join(self) -> None:
-        """Become a member (before the loops start), and learn the others."""
+    async def join(self, *, alone: bool = False) -> None:
+        """Become a member (before the loops start), and learn the others. `alone`: no
+        other daemon can be live (SQLite, checked by `presence`): the memberships left by
+        daemons that died end now, so their units are taken at once, not after the TTL."""
+        if alone:
+            for other in await self._store.list_members():
+                if other.daemon_id != self.me:
+                    await self._store.leave(other.daemon_id)
         await self._renew()
         await self._read_members()
 

@@ -120,7 +120,7 @@ class Daemon:
         self._on_iteration = extras.on_iteration
         services = [*self._heartbeat_services(extras.on_store_error), *extras.services]
         if self.keeper is not None:
-            await self.keeper.join()
+            await self.keeper.join(alone=self._alone)
             services.insert(0, service_mod.Service("leases", self.keeper.run, ready_on_start=True))
         watch = functools.partial(
             signals.watch,
