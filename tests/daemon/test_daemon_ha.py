@@ -38,6 +38,7 @@ SCHEDULES = [f"schedule:s{n}" for n in range(ha_instigators.SCHEDULES)]
 SENSORS = ["sensor:counting", "sensor:gated"]
 UNITS = [*SCHEDULES, *SENSORS]
 DEADLINE = 90.0
+POLL = 0.25  # seconds between two reads of the store (each opens a store of its own)
 
 pytestmark = pytest.mark.postgres
 
@@ -88,7 +89,7 @@ async def wait_for_owners(instance: Instance, wanted: set[int | None]) -> dict[s
         return set(found.values()) == wanted
 
     try:
-        await eventually(reached, DEADLINE)
+        await eventually(reached, DEADLINE, POLL)
     except TimeoutError:
         raise AssertionError(f"owners never became {wanted}: {found}") from None
     return found
@@ -99,15 +100,13 @@ async def wait_for_ticks_after(instance: Instance, moment: float) -> None:
 
     async def reached() -> bool:
         async with opened(instance) as store:
-            latest = await store.latest_ticks()
-        return all(
-            name in latest
-            and latest[name].scheduled_time > moment
-            and latest[name].status is T.SUCCESS
-            for name in SCHEDULES
-        )
+            for name in SCHEDULES:
+                newest = await store.list_ticks(name, [T.SUCCESS], limit=1)
+                if not newest or newest[0].scheduled_time <= moment:
+                    return False
+        return True
 
-    await eventually(reached, DEADLINE)
+    await eventually(reached, DEADLINE, POLL)
 
 
 async def stop(*daemons: Daemon) -> None:
@@ -269,7 +268,7 @@ async def wait_for_owners_of(instance: Instance, unit: str, pid: int) -> None:
     async def reached() -> bool:
         return (await owners(instance))[unit] == pid
 
-    await eventually(reached, DEADLINE)
+    await eventually(reached, DEADLINE, POLL)
 
 
 async def _waiting_at_gate(tmp_path: pathlib.Path, seen: set[int]) -> int:
@@ -290,7 +289,7 @@ async def _cursor_written_by(instance: Instance, pid: int) -> None:
             [state] = await store.list_instigators(["sensor:gated"]) or [None]
         return state is not None and (state.cursor or "").startswith(f"{pid}:")
 
-    await eventually(reached, DEADLINE)
+    await eventually(reached, DEADLINE, POLL)
 
 
 async def test_a_daemon_killed_as_it_submits_a_retry_leaves_the_other_to_launch_it_once(
