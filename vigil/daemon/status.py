@@ -155,7 +155,7 @@ def _daemon_cells(row: StatusRow, found: Sequence[StatusRow]) -> tuple[str, ...]
 
 
 def owned_text(owned: Mapping[str, int] | None) -> str:
-    """ "schedule 3, monitor 8": the kinds it owns units of; "none"; "-" when not told."""
+    """The kinds it owns units of ("schedule 3, monitor 8"); "none"; "-" when not told."""
     if owned is None:
         return "-"
     kinds = [*vitals.UNIT_KINDS, *sorted(set(owned) - set(vitals.UNIT_KINDS))]
