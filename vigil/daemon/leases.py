@@ -25,6 +25,7 @@ the loop calls `lost(units)` so the keeper reads again what it still holds.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import math
@@ -65,6 +66,14 @@ async def owns(keeper: Keeper | None, unit: str) -> bool:
 def kind_of(unit: str) -> str:
     """The kind a unit counts under: "schedule", "sensor", "monitor", or the unit itself."""
     return unit.partition(":")[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseStatistics:
+    """A snapshot for `/metrics`: the units held by kind, the takeovers since the start."""
+
+    owned: Mapping[str, int]
+    takeovers: Mapping[str, int]
 
 
 def _rank(unit: str, member: str) -> bytes:
@@ -136,6 +145,10 @@ class Keeper:
     def owned(self) -> Mapping[str, int]:
         """How many units this daemon holds, by kind."""
         return collections.Counter(kind_of(u) for u in self._held)
+
+    def statistics(self) -> LeaseStatistics:
+        """What `/metrics` reads at scrape time (a copy: read-only)."""
+        return LeaseStatistics(dict(self.owned()), dict(self.takeovers))
 
     @property
     def members(self) -> tuple[str, ...]:

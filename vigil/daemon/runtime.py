@@ -188,6 +188,7 @@ class Daemon:
             self.supervisor.loop_names,
             self.identity,
             self._settings.heartbeat_interval,
+            owned=None if self.keeper is None else self.keeper.owned(),
         )
 
     def _loop_info(self, runner: runner_mod.LoopRunner) -> dict[str, object]:
