@@ -19,7 +19,7 @@ import psutil
 import pydantic
 import pytest
 
-from vigil import errors, events
+from vigil import blobs, errors, events
 from vigil.definitions import job, step
 from vigil.executors import (
     BUILTIN_EXECUTORS,
@@ -235,7 +235,7 @@ class Harness:
 
     @property
     def outputs(self) -> PickleOutputStore:
-        return PickleOutputStore(self.tmp_path / "outputs")
+        return PickleOutputStore(blobs.LocalRoot(self.tmp_path / "outputs"))
 
     def output(self, run_id: str, step_name: str) -> Any:
         """A stored output, read by the digest its file has now (the tests wrote it)."""
@@ -599,7 +599,7 @@ def test_executor_options_are_validated() -> None:
 
 
 def test_pickle_output_store_round_trips_atomically(tmp_path: pathlib.Path) -> None:
-    store = PickleOutputStore(tmp_path)
+    store = PickleOutputStore(blobs.LocalRoot(tmp_path))
     stored = store.put("r1", "s", {"a": [1, 2]})
     assert stored.locator == str(tmp_path / "r1" / "s")
     data = (tmp_path / "r1" / "s").read_bytes()
