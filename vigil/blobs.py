@@ -14,6 +14,7 @@ sees the old file, no file, or the whole new one, never part of one.
 from __future__ import annotations
 
 import abc
+import importlib
 import os
 import pathlib
 import shutil
@@ -94,12 +95,11 @@ def check(url: str, key: str) -> None:
     if local_path(url) is not None:
         return
     import fsspec.core
-    import fsspec.registry
 
     for link in url.split("::"):
         protocol = fsspec.core.split_protocol(link)[0] or "file"
         try:
-            fsspec.registry.get_filesystem_class(protocol)
+            fsspec.get_filesystem_class(protocol)
         except ImportError:
             package = _package(protocol)
             raise errors.PluginError(
@@ -114,9 +114,9 @@ def check(url: str, key: str) -> None:
 
 
 def _package(protocol: str) -> str:
-    import fsspec.registry
-
-    known: dict[str, Any] = dict(fsspec.registry.known_implementations.get(protocol, {}))
+    # The module, not `fsspec.registry`: fsspec's package attribute of that name is a dict.
+    registry = importlib.import_module("fsspec.registry")
+    known: dict[str, Any] = dict(registry.known_implementations.get(protocol, {}))
     return str(known.get("class", protocol)).split(".")[0]
 
 
