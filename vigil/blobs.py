@@ -103,13 +103,13 @@ def check(url: str, key: str) -> None:
         except ImportError:
             package = _package(protocol)
             raise errors.PluginError(
-                f"{url!r} needs the fsspec filesystem of {protocol}://, which is not "
+                f"{key}: {url!r} needs the fsspec filesystem of {protocol}://, which is not "
                 f"installed: install the package {package}",
                 key=key,
             ) from None
         except ValueError:
             raise errors.PluginError(
-                f"{url!r}: fsspec knows no filesystem for {protocol}://", key=key
+                f"{key}: {url!r}: fsspec knows no filesystem for {protocol}://", key=key
             ) from None
 
 
