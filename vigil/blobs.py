@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from vigil import errors, filemodes
+from vigil.config import redact
 
 
 class Sink(Protocol):
@@ -204,7 +205,7 @@ class RemoteRoot(Root):
         finally:
             if self._fs.exists(tmp):
                 self._fs.rm(tmp)
-        return f"{self.url}/{_checked(key)}"
+        return redact.text(f"{self.url}/{_checked(key)}")  # it goes into events
 
     def read(self, key: str, start: int = 0) -> bytes:
         data: bytes = self._fs.cat_file(self._path(key), start=start or None)

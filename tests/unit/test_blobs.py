@@ -84,6 +84,11 @@ def test_upload_copies_a_local_file(root: blobs.Root, tmp_path: pathlib.Path) ->
     assert root.read("r1/step/stdout.log") == b"line 1\nline 2\n"
 
 
+def test_a_locator_never_carries_a_password() -> None:
+    root = blobs.RemoteRoot("memory://bob:hunter2@vigil-locator")
+    assert "hunter2" not in root.put("r1/s", _bytes(b"x"))
+
+
 def test_a_local_root_writes_private_files(tmp_path: pathlib.Path) -> None:
     blobs.LocalRoot(tmp_path / "base").put("r1/s", _bytes(b"x"))
     assert (tmp_path / "base" / "r1" / "s").stat().st_mode & 0o777 == 0o600
