@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -13,6 +16,7 @@ import pytest
 
 from vigil import blobs, errors
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CHUNK = 64 * 1024
 CHUNKS = 32  # a version is 2 MiB, written a chunk at a time
 VERSIONS = 24
@@ -132,6 +136,48 @@ def test_a_concurrent_reader_never_sees_a_partial_file(root: blobs.Root) -> None
     assert seen, "the reader read nothing"
     # Whole versions only (a caching URL such as simplecache:: may keep showing the first).
     assert all(size == CHUNK * CHUNKS and len(values) == 1 for size, values in seen)
+
+
+READER = """
+import pathlib, sys
+from vigil import blobs
+root = blobs.open_root(sys.argv[1], "storage_dir")
+stop, size = pathlib.Path(sys.argv[2]), int(sys.argv[3])
+reads = torn = 0
+print("ready", flush=True)
+while True:
+    last = stop.exists()
+    try:
+        data = root.read("r1/step")
+    except FileNotFoundError:
+        data = None
+    if data is not None:
+        reads += 1
+        torn += len(data) != size or len(set(data)) != 1
+    if last:
+        break
+print(reads, torn)
+"""
+
+
+@pytest.mark.parametrize("kind", ["path", "file", "chained", "local"])
+def test_a_reader_in_another_process_never_sees_a_partial_file(
+    kind: str, tmp_path: pathlib.Path
+) -> None:
+    url, stop = _url_of(kind, tmp_path / "root"), tmp_path / "stop"
+    args = [sys.executable, "-c", READER, url, str(stop), str(CHUNK * CHUNKS)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) as reader:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+        root = blobs.open_root(url, "storage_dir")
+        for number in range(VERSIONS):
+            root.put("r1/step", _version(number))
+        stop.touch()
+        reads, torn = map(int, reader.stdout.read().split())
+    assert reader.returncode == 0
+    assert reads >= 1
+    assert torn == 0
 
 
 def test_a_missing_filesystem_package_names_the_key_and_the_package() -> None:
