@@ -14,6 +14,7 @@ sees the old file, no file, or the whole new one, never part of one.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import os
 import pathlib
@@ -202,9 +203,10 @@ class RemoteRoot(Root):
             with self._fs.open(tmp, "wb") as fh:
                 fill(fh)
             self._fs.mv(tmp, path)
-        finally:
-            if self._fs.exists(tmp):
-                self._fs.rm(tmp)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm(tmp)  # a partial upload may have left it
+            raise
         return redact.text(f"{self.url}/{_checked(key)}")  # it goes into events
 
     def read(self, key: str, start: int = 0) -> bytes:

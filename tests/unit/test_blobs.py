@@ -81,6 +81,23 @@ def test_files_land_where_the_url_points(tmp_path: pathlib.Path) -> None:
         assert sorted(p.name for p in (tmp_path / kind).iterdir()) == ["s"]  # no temp left
 
 
+@pytest.mark.parametrize("kind", ["path", "file", "chained", "local"])
+def test_a_put_that_fails_leaves_the_old_file_and_no_temporary(
+    kind: str, tmp_path: pathlib.Path
+) -> None:
+    root = blobs.open_root(_url_of(kind, tmp_path), "storage_dir")
+    root.put("r1/step", _bytes(b"old"))
+
+    def half_then_fail(sink: blobs.Sink) -> None:
+        sink.write(b"ne")
+        raise RuntimeError("the pickle failed")
+
+    with pytest.raises(RuntimeError, match="the pickle failed"):
+        root.put("r1/step", half_then_fail)
+    assert root.read("r1/step") == b"old"
+    assert [p.name for p in (tmp_path / "r1").iterdir()] == ["step"]
+
+
 def test_upload_copies_a_local_file(root: blobs.Root, tmp_path: pathlib.Path) -> None:
     source = tmp_path / "staged.log"
     source.write_bytes(b"line 1\nline 2\n")
