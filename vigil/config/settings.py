@@ -14,6 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from vigil import blobs
 from vigil.config import limits
 
 MINUTE = limits.MINUTE
@@ -247,8 +248,9 @@ class InstanceSettings(BaseSettings):
 
     home: pathlib.Path = pathlib.Path(".vigil")
     store: StoreSettings = StoreSettings()
-    logs_dir: pathlib.Path | None = None
-    storage_dir: pathlib.Path | None = None
+    # A path, a file:// URL or any fsspec URL (s3://..., gs://...): see vigil.blobs.
+    logs_dir: str | None = None
+    storage_dir: str | None = None
     workspace: tuple[CodeLocationSettings, ...] = ()
     run_launcher: PluginSettings = PluginSettings(type="subprocess")
     run_coordinator: PluginSettings = PluginSettings(type="queued")
@@ -279,9 +281,17 @@ class InstanceSettings(BaseSettings):
         return self.store.sqlite_path or self.home / "vigil.db"
 
     @property
-    def compute_logs_dir(self) -> pathlib.Path:
-        return self.logs_dir or self.home / "logs"
+    def compute_logs_url(self) -> str:
+        """Where compute logs are kept: `logs_dir`, a path or a URL."""
+        return self.logs_dir or str(self.home / "logs")
 
     @property
-    def outputs_dir(self) -> pathlib.Path:
-        return self.storage_dir or self.home / "storage"
+    def compute_logs_dir(self) -> pathlib.Path:
+        """Where this machine writes compute logs: `logs_dir` when it is local; else
+        `HOME/logs`, from which each step's logs are uploaded to `logs_dir`."""
+        return blobs.local_path(self.compute_logs_url) or self.home / "logs"
+
+    @property
+    def outputs_url(self) -> str:
+        """Where step outputs are kept: `storage_dir`, a path or a URL."""
+        return self.storage_dir or str(self.home / "storage")

@@ -120,7 +120,7 @@ def _with_retention(
     ages = (kept.success_days, kept.failure_days, kept.canceled_days)
     if not kept.enabled or all(age is None for age in ages):
         return built
-    purger = purge.Purger(store, (settings.compute_logs_dir, settings.outputs_dir))
+    purger = purge.Purger(store, purge.roots(settings))
     spare = settings.run_retries.enabled
     found = retention.RetentionLoop(purger, clock, kept, spare, precedence, keeper)
     return dataclasses.replace(built, loops=(*built.loops, found), retention_loop=found)
