@@ -47,7 +47,8 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import psutil
@@ -56,7 +57,6 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 
 from bench import common, ha_store
 from bench import ha_cluster as hc
-from bench import queue as queue_bench
 from tests import pg_server
 from vigil import submission
 from vigil.coordinators import queued
@@ -107,16 +107,25 @@ QUICK = Sizes(
 
 
 # an instance with its daemons --------------------------------------------------------------
-@contextlib.contextmanager
-def instance(
+@contextlib.asynccontextmanager
+async def fresh_database(server: sa.engine.URL) -> AsyncIterator[sa.engine.URL]:
+    """A new empty database on the bench's server, dropped afterwards."""
+    name = f"vigil_bench_ha_{uuid.uuid4().hex[:12]}"
+    await pg_server.admin_execute(server, f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name)
+    finally:
+        await pg_server.admin_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def instance(
     server: sa.engine.URL, work: hc.Workload, ttl: float
-) -> Iterator[tuple[pathlib.Path, dict[str, str], sa.engine.URL]]:
-    with (
-        queue_bench.fresh_database(server) as url,
-        tempfile.TemporaryDirectory(prefix="vigil-bench-ha-") as tmp,
-    ):
-        home = pathlib.Path(tmp)
-        yield home, hc.prepare(home, url, work, ttl), url
+) -> AsyncIterator[tuple[pathlib.Path, dict[str, str], sa.engine.URL]]:
+    async with fresh_database(server) as url:
+        with tempfile.TemporaryDirectory(prefix="vigil-bench-ha-") as tmp:
+            home = pathlib.Path(tmp)
+            yield home, hc.prepare(home, url, work, ttl), url
 
 
 async def wait_joined(url: sa.engine.URL, group: hc.Cluster) -> dict[int, str]:
@@ -178,10 +187,11 @@ async def chaos(server: sa.engine.URL, sizes: Sizes, daemons: int, kill: bool) -
     label = f"{daemons} daemon{'s' if daemons > 1 else ''}" + (
         ", SIGKILLs" if kill else ", no kills"
     )
-    with instance(server, work, sizes.lease_ttl) as (home, env, url):
+    async with instance(server, work, sizes.lease_ttl) as (home, env, url):
         hc.queue_flag(env, "pause")
         await submit_queued(home, env, sizes.queued)
-        with hc.cluster(home, env, daemons) as group:
+        group = hc.Cluster(home, env, daemons)
+        with hc.cluster(group):
             for slot in range(daemons):
                 group.start(slot)
             await wait_joined(url, group)
@@ -258,7 +268,7 @@ def report_chaos(outcome: Outcome) -> None:
     )
     rate = outcome.ended / outcome.drain_seconds if outcome.drain_seconds else float("nan")
     print(
-        f"{label}: {outcome.ended} runs ended, first claim -> last end "
+        f"{label}: {outcome.ended} queued runs ended, first claim -> last end "
         f"{outcome.drain_seconds:.1f} s = {rate:.1f} runs/s"
     )
     print(
@@ -288,10 +298,14 @@ def run_chaos(server: sa.engine.URL, sizes: Sizes) -> bool:
 # takeover -----------------------------------------------------------------------------------
 async def takeovers(server: sa.engine.URL, sizes: Sizes, sigkill: bool) -> list[float]:
     work = hc.Workload(sizes.takeover_schedules, 0)
-    with (
-        instance(server, work, sizes.lease_ttl) as (home, env, url),
-        hc.cluster(home, env, sizes.daemons) as group,
-    ):
+    async with instance(server, work, sizes.lease_ttl) as (home, env, url):
+        return await takeovers_on(url, hc.Cluster(home, env, sizes.daemons), sizes, sigkill)
+
+
+async def takeovers_on(
+    url: sa.engine.URL, group: hc.Cluster, sizes: Sizes, sigkill: bool
+) -> list[float]:
+    with hc.cluster(group):
         for slot in range(sizes.daemons):
             group.start(slot)
         rng, found = random.Random(7), []
@@ -387,26 +401,37 @@ async def steady(
     server: pg_server.Server, sizes: Sizes, daemons: int, count: int, log_window: float
 ) -> Steady:
     work = hc.Workload(count, 0)
-    with (
-        instance(server.url, work, sizes.lease_ttl) as (home, env, url),
-        hc.cluster(home, env, daemons) as group,
-    ):
-        for slot in range(daemons):
-            group.start(slot)
-        await wait_joined(url, group)
-        await anyio.sleep(sizes.warmup)
-        pids = [p for s in group.live_slots() if (p := group.pid(s)) is not None]
-        before, start = cpu_seconds(pids), time.time()
-        await anyio.sleep(sizes.seconds)
-        after, end = cpu_seconds(pids), time.time()
-        cpu = [100 * (a - b) / (end - start) for a, b in zip(after, before, strict=True)]
-        async with ha_store.connected(url) as conn:
-            created, finished, _ = await ha_store.tick_delays(conn, (start, end))
-        result = Steady(f"{daemons} daemon(s), {count} schedules", created, finished, cpu)
-        if log_window:
-            result.statements = await lease_statements(server, log_window)
-            result.window = log_window * daemons
-        return result
+    async with instance(server.url, work, sizes.lease_ttl) as (home, env, url):
+        group = hc.Cluster(home, env, daemons)
+        with hc.cluster(group):
+            return await steady_on(server, url, group, sizes, count, log_window)
+
+
+async def steady_on(
+    server: pg_server.Server,
+    url: sa.engine.URL,
+    group: hc.Cluster,
+    sizes: Sizes,
+    count: int,
+    log_window: float,
+) -> Steady:
+    daemons = len(group.processes)
+    for slot in range(daemons):
+        group.start(slot)
+    await wait_joined(url, group)
+    await anyio.sleep(sizes.warmup)
+    pids = [p for s in group.live_slots() if (p := group.pid(s)) is not None]
+    before, start = cpu_seconds(pids), time.time()
+    await anyio.sleep(sizes.seconds)
+    after, end = cpu_seconds(pids), time.time()
+    cpu = [100 * (a - b) / (end - start) for a, b in zip(after, before, strict=True)]
+    async with ha_store.connected(url) as conn:
+        created, finished, _ = await ha_store.tick_delays(conn, (start, end))
+    result = Steady(f"{daemons} daemon(s), {count} schedules", created, finished, cpu)
+    if log_window:
+        result.statements = await lease_statements(server, log_window)
+        result.window = log_window * daemons
+    return result
 
 
 @contextlib.asynccontextmanager

@@ -244,15 +244,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(home: pathlib.Path, env: dict[str, str], count: int) -> Iterator[Cluster]:
-    group = Cluster(home, env, count)
+def cluster(group: Cluster) -> Iterator[Cluster]:
+    """Stop the group's daemons on the way out, whatever happened."""
     try:
         yield group
     finally:
         codes = group.close()
         bad = [c for c in codes if c != 0]
         if bad:
-            print(f"note: daemons ended {bad} on the final SIGTERM (see {home})")
+            print(f"note: daemons ended {bad} on the final SIGTERM (see {group.home})")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

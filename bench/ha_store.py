@@ -248,15 +248,19 @@ def limit_of(limits: Sequence[admission.TagLimit], bucket: str) -> int:
 
 # speed --------------------------------------------------------------------------------------
 async def drain_rate(conn: sa_asyncio.AsyncConnection) -> tuple[int, float]:
-    """(runs ended, seconds from the first claim to the last end)."""
+    """Of the queued runs the bench submitted (no instigator): (how many ended, seconds from
+    the first one's claim to the last one's end)."""
+    queued = sa.select(R.c.run_id).where(R.c.instigator.is_(None))
     first = await conn.execute(
         sa.select(sa.func.min(E.c.timestamp)).where(
-            E.c.event_type == events.EventType.RUN_STARTING.value
+            E.c.event_type == events.EventType.RUN_STARTING.value, E.c.run_id.in_(queued)
         )
     )
     start = first.scalar()
     ended = await conn.execute(
-        sa.select(sa.func.count(), sa.func.max(R.c.end_time)).where(R.c.status.in_(TERMINAL))
+        sa.select(sa.func.count(), sa.func.max(R.c.end_time)).where(
+            R.c.status.in_(TERMINAL), R.c.instigator.is_(None)
+        )
     )
     count, last = ended.one()
     await conn.commit()
