@@ -312,6 +312,7 @@ async def takeovers_on(
         async with ha_store.connected(url) as conn:
             for _ in range(sizes.kills):
                 found.append(await one_takeover(conn, url, group, rng, sigkill))
+            await wait_joined(url, group)  # the last one restarted, before it is stopped
         return found
 
 
