@@ -232,6 +232,10 @@ class Cluster:
     def logs(self) -> list[pathlib.Path]:
         return sorted(self.home.glob("daemon-*.log"))
 
+    def log_of(self, slot: int) -> pathlib.Path:
+        """The log of the slot's latest daemon."""
+        return max(self.home.glob(f"daemon-{slot}-*.log"), key=lambda p: p.stat().st_mtime)
+
     def _live(self, slot: int) -> subprocess.Popen[bytes]:
         process = self.processes[slot]
         if process is None or process.poll() is not None:
