@@ -26,12 +26,15 @@ restarted and the leases balance again before the next one.
 `steady`: `--steady-count` per-second schedules that skip, with one daemon, then three;
 tick delay p50/p99 over `--seconds` after a warm-up (target: three no worse than one), and
 each daemon process's CPU (its own, without its evaluation process). Lease cost, measured
-two ways: (1) server side, every statement on `leases`/`daemon_leases` during a window with
-`log_min_duration_statement = 0` (ALTER SYSTEM, reloaded; parse, bind and execute times
-added; BEGIN/COMMIT not counted), as count and server time per second per daemon; (2) three
-daemons with no schedule, sensor or run: each daemon's whole CPU, which bounds from above
-what its lease renewal (every ttl/4) and membership reads (every 0.5 s) cost it, beside the
-idle polls of its loops. Target: leases under 1 % of one core per daemon.
+three ways: (1) server side, every statement on `leases`/`daemon_leases` during a window
+with `log_min_duration_statement = 0` (ALTER SYSTEM, reloaded; parse, bind and execute
+times added; BEGIN/COMMIT not counted), as count and server time per second per daemon;
+(2) client side, that rate per daemon times the CPU per call of the store's own lease verbs
+(`renew_membership`, `list_members`, `list_leases`) timed in this process on an instance no
+daemon runs on; (3) three daemons with no schedule, sensor or run: each daemon's whole CPU,
+which bounds from above what its lease renewal (every ttl/4) and membership reads (every
+0.5 s) cost it, beside the idle polls of its loops. Target: leases under 1 % of one core
+per daemon.
 
     python -m bench.ha chaos|takeover|steady [--quick] [sizes...]
 """
@@ -91,6 +94,25 @@ class Sizes:
     warmup: float = 30.0
     seconds: float = 60.0
 
+
+HELP = {
+    "daemons": "daemons of the HA forms",
+    "queued": "chaos: runs queued before the window",
+    "schedules": "chaos: schedules on * * * * * *",
+    "sensors": "chaos: sensors with run keys",
+    "every": "chaos: a schedule asks for a run once in this many seconds",
+    "interval": "chaos: the sensors' minimum interval, seconds",
+    "duration": "chaos: the window's seconds (instigators active, kills)",
+    "kill_every": "chaos: seconds between two SIGKILLs",
+    "restart_after": "chaos: seconds from a SIGKILL to the restart",
+    "deadline": "chaos: seconds after the window for every run to be terminal",
+    "kills": "takeover: kills of each kind (SIGKILL, SIGTERM)",
+    "lease_ttl": "daemon.lease_ttl of every instance",
+    "takeover_schedules": "takeover: schedules on * * * * * *",
+    "steady_count": "steady: schedules on * * * * * *",
+    "warmup": "steady: seconds before the measured window",
+    "seconds": "steady: the measured window (the statement log takes half as long again)",
+}
 
 QUICK = Sizes(
     queued=40,
@@ -592,10 +614,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("parts", nargs="+", choices=("chaos", "takeover", "steady"))
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of seconds")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: each part a smoke run of a few minutes"
+    )
     for field in dataclasses.fields(Sizes):
         parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=None
+            f"--{field.name.replace('_', '-')}",
+            type=type(field.default),
+            default=None,
+            help=f"{HELP[field.name]} (default {field.default})",
         )
     args = parser.parse_args()
     base = QUICK if args.quick else Sizes()
