@@ -52,10 +52,11 @@ async def members(conn: sa_asyncio.AsyncConnection, now: float) -> dict[int, str
     return {r.pid: r.daemon_id for r in rows}
 
 
-async def owner(conn: sa_asyncio.AsyncConnection, unit: str) -> str | None:
-    found = (await conn.execute(sa.select(L.c.owner).where(L.c.unit == unit))).scalar()
+async def lease(conn: sa_asyncio.AsyncConnection, unit: str) -> tuple[str | None, float]:
+    """The unit's owner and when it took the lease (its daemon's clock)."""
+    row = (await conn.execute(sa.select(L.c.owner, L.c.acquired_at).where(L.c.unit == unit))).one()
     await conn.commit()
-    return found
+    return row.owner, float(row.acquired_at)
 
 
 async def owners(conn: sa_asyncio.AsyncConnection, prefix: str) -> dict[str, str | None]:
