@@ -9,7 +9,9 @@ depend on the store verbs under test:
 - tick rows per (instigator, scheduled time) above one;
 - limit overshoot: the claims (RUN_STARTING) and ends replayed in event id order (commit
   order), counting in-flight runs globally and per tag-limit bucket;
-- runs not terminal; seconds of the window with no tick row, per schedule.
+- runs not terminal; ticks of the window left STARTED; seconds of the window with no tick
+  row, per schedule; sensor items below a sensor's last with no run (its cursor moved on
+  without the run: work lost).
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ class Safety:
                 ("tick rows twice for one scheduled time", self.tick_rows_twice),
                 ("ticks of the window left STARTED", self.ticks_left_started),
                 ("due ticks not recorded", sum(self.gaps.values())),
+                (
+                    "sensor items with no run (cursor moved on without it)",
+                    self.sensor_items_skipped,
+                ),
             )
             if value
         ]
