@@ -203,6 +203,7 @@ def check(as_json: bool) -> None:
     assembly.check_plugins(st.settings)
     extension.resolve_loops(st.settings.daemon)
     loader.store_target(st.settings)
+    assembly.check_launcher_reach(st.settings)
     if as_json:
         output.emit({"config_file": str(st.home / loader.CONFIG_FILE), "ok": True})
     else:

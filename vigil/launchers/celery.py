@@ -1,0 +1,155 @@
+"""The Celery launcher: a run's worker is a Celery task on any `vigil celery worker`.
+
+`launch` sends one task per run to the queue its `vigil/celery_queue` tag names (else the
+options' `queue`); the task starts a run worker process on the Celery worker's machine
+(`vigil.celery.task`). The launch facts are the task's id and queue (`TaskInfo`); the run
+worker records its own host and pid. `terminate` revokes the task with termination (the
+task forwards SIGTERM to its run worker, which ends the run CANCELED); the health check
+reads the task's state from the result backend, UNKNOWN when it cannot tell. A broker that
+cannot be reached is `LauncherUnavailable`: nothing was sent, the run may be launched again.
+
+Celery's calls block: each runs in a worker thread, bounded by `connect_timeout`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import anyio
+import celery
+import celery.result
+import kombu.exceptions
+import pydantic
+import redis.exceptions
+
+from vigil import errors, runs
+from vigil.celery import app as app_mod
+from vigil.celery import options as options_mod
+from vigil.celery import task as task_mod
+from vigil.launchers import base
+
+H = base.WorkerHealth
+# What a broker or result backend that cannot be reached raises through Celery.
+UNREACHABLE = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
+ENDED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+RUNNING_STATES = frozenset({"STARTED", "RETRY"})
+
+
+class CeleryLauncher(base.RunLauncher):
+    Options = options_mod.CeleryOptions
+    supports_resume: ClassVar[bool] = True
+
+    def __init__(self, options: pydantic.BaseModel, context: base.LaunchContext) -> None:
+        super().__init__(options, context)
+        assert isinstance(options, options_mod.CeleryOptions)
+        self._opts = options
+        self._broker = options_mod.where(options_mod.broker_url(options))
+        self._app = app_mod.build_app(options)
+
+    @classmethod
+    def reachable(cls, options: pydantic.BaseModel) -> str | None:
+        assert isinstance(options, options_mod.CeleryOptions)
+        url = options_mod.broker_url(options)
+        app = app_mod.build_app(options)
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=options.connect_timeout)
+        except UNREACHABLE as exc:
+            key = "broker_url" if options.broker_url is not None else "broker_url_file"
+            return (
+                f"run_launcher.options.{key}: cannot reach the broker at "
+                f"{options_mod.where(url)}: {_reason(exc)}"
+            )
+        finally:
+            app.close()
+        return None
+
+    async def launch(self, run: runs.Run) -> Mapping[str, Any]:
+        return await self._send(run, resume=False)
+
+    async def resume(self, run: runs.Run) -> Mapping[str, Any]:
+        return await self._send(run, resume=True)
+
+    async def _send(self, run: runs.Run, resume: bool) -> Mapping[str, Any]:
+        request = task_mod.RunRequest(run.run_id, run.launch_token, resume)
+        queue = run.tags.get(runs.TAG_CELERY_QUEUE) or self._opts.queue
+        try:
+            await anyio.to_thread.run_sync(self._publish, request, queue)
+        except UNREACHABLE as exc:
+            raise errors.LauncherUnavailable(
+                f"cannot send run {run.run_id} to the Celery broker at {self._broker}: "
+                f"{_reason(exc)}"
+            ) from None
+        return TaskInfo(request.task_id, queue).to_info()
+
+    def _publish(self, request: task_mod.RunRequest, queue: str) -> None:
+        self._app.send_task(
+            app_mod.TASK_NAME,
+            kwargs=request.to_kwargs(),
+            task_id=request.task_id,
+            queue=queue,
+            retry=False,
+        )
+
+    async def terminate(self, run: runs.Run) -> bool:
+        """Revoke the task, terminating it; False when it had not started (then no worker
+        will: a revoked task is dropped) or the broker cannot be reached."""
+        info = TaskInfo.from_info(run.launcher_info)
+        if info.task_id is None:
+            return False
+        try:
+            state = await anyio.to_thread.run_sync(self._state, info.task_id)
+            await anyio.to_thread.run_sync(self._revoke, info.task_id)
+        except UNREACHABLE:
+            return False
+        return state in RUNNING_STATES
+
+    def _revoke(self, task_id: str) -> None:
+        self._app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+
+    def _state(self, task_id: str) -> str:
+        return str(celery.result.AsyncResult(task_id, app=self._app).state)
+
+    async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
+        info = TaskInfo.from_info(run.launcher_info)
+        if info.task_id is None:
+            return base.HealthCheck(H.UNKNOWN, "no Celery task recorded yet")
+        try:
+            state = await anyio.to_thread.run_sync(self._state, info.task_id)
+        except UNREACHABLE as exc:
+            return base.HealthCheck(H.UNKNOWN, f"result backend unreachable: {_reason(exc)}")
+        if state in RUNNING_STATES:
+            return base.HealthCheck(H.RUNNING, f"Celery task {info.task_id} {state}")
+        if state in ENDED_STATES:
+            return base.HealthCheck(H.DEAD, f"Celery task {info.task_id} ended {state}")
+        return base.HealthCheck(H.UNKNOWN, f"Celery task {info.task_id} {state}")
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._app.close)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A run's Celery task as the launcher records it in `launcher_info`."""
+
+    task_id: str | None
+    queue: str | None
+
+    def to_info(self) -> dict[str, Any]:
+        return {"launcher": "celery", "task_id": self.task_id, "queue": self.queue}
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> TaskInfo:
+        task_id, queue = info.get("task_id"), info.get("queue")
+        return cls(
+            task_id=None if task_id is None else str(task_id),
+            queue=None if queue is None else str(queue),
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The error in one line, without any URL it may quote."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if "://" not in text else type(exc).__name__
