@@ -44,7 +44,7 @@ def celery_group() -> None:
 @common.handle_errors
 def worker(queues: str | None, concurrency: int | None, name: str | None, loglevel: str) -> None:
     """Run a Celery worker that executes runs, each in a run worker process of its own."""
-    from vigil import plugins
+    from vigil import launchers, plugins
     from vigil.celery import app as app_mod
     from vigil.celery import options as options_mod
     from vigil.celery import task as task_mod
@@ -56,8 +56,8 @@ def worker(queues: str | None, concurrency: int | None, name: str | None, loglev
             f"run_launcher.type: vigil celery worker needs the celery launcher "
             f"(this instance's is {settings.run_launcher.type!r})"
         )
-    launcher_options = plugins.options_for(
-        "run_launcher", options_mod.CeleryOptions, settings.run_launcher.options
+    _, launcher_options = plugins.build(
+        "run_launcher", settings.run_launcher, launchers.BUILTIN_LAUNCHERS, launchers.RunLauncher
     )
     assert isinstance(launcher_options, options_mod.CeleryOptions)
     app = app_mod.build_app(launcher_options)
