@@ -85,13 +85,15 @@ class CeleryLauncher(base.RunLauncher):
         return TaskInfo(request.task_id, queue).to_info()
 
     def _publish(self, request: task_mod.RunRequest, queue: str) -> None:
-        self._app.send_task(
-            app_mod.TASK_NAME,
-            kwargs=request.to_kwargs(),
-            task_id=request.task_id,
-            queue=queue,
-            retry=False,
+        """Send the task message, and only that: unlike `send_task` it does not subscribe to
+        the task's result (the launcher reads states, never waits on a result), so a broker
+        that is down fails the send at once."""
+        amqp = self._app.amqp
+        message = amqp.create_task_message(
+            request.task_id, app_mod.TASK_NAME, (), request.to_kwargs()
         )
+        with self._app.producer_or_acquire() as producer:
+            amqp.send_task_message(producer, app_mod.TASK_NAME, message, queue=queue, retry=False)
 
     async def terminate(self, run: runs.Run) -> bool:
         """Revoke the task, terminating it; False when it had not started (then no worker
