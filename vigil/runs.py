@@ -62,7 +62,8 @@ _S = RunStatus
 ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     _S.NOT_STARTED: frozenset({_S.QUEUED, _S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.QUEUED: frozenset({_S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
-    _S.STARTING: frozenset({_S.STARTED, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    # STARTING -> QUEUED: a claim given back, its launcher's service unavailable (nothing sent).
+    _S.STARTING: frozenset({_S.QUEUED, _S.STARTED, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.STARTED: frozenset({_S.SUCCESS, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.CANCELING: frozenset({_S.CANCELED, _S.FAILURE}),
     _S.SUCCESS: frozenset(),
