@@ -26,6 +26,9 @@ HEAVY = (
     "vigil.config.loader",
     "vigil.storage.sql",
     "importlib.metadata",
+    "celery",
+    "kombu",
+    "redis",
 )
 
 PROBE = imports.probe(HEAVY)
@@ -50,6 +53,7 @@ PROBE = imports.probe(HEAVY)
                 "job",
                 "backfill",
                 "worker",
+                "celery",
                 "partitions",
             )
         ),
