@@ -11,6 +11,10 @@ import pytest
 from tests import redis_server
 from tests.acceptance import harness
 from tests.celery.workers import Workers
+from tests.daemon import process
+from tests.daemon.process import Daemons
+
+QUEUED = "queued\n  options:\n    poll_interval: 0.2\n    unavailable_retry: 0.5"
 
 
 @pytest.fixture
@@ -62,3 +66,22 @@ def workers(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[
     finally:
         for worker in started.stop_all():
             print(f"--- celery worker {worker.name} log ---\n{worker.log()}")
+
+
+@pytest.fixture
+def sqlite_celery_instance(tmp_path: pathlib.Path, redis: redis_server.Server) -> harness.Instance:
+    """A SQLite instance (one machine) whose queued runs a daemon sends to Celery."""
+    instance = celery_instance(tmp_path, redis.url, "", coordinator=QUEUED)
+    process.configure(instance, "    []\n")  # no loops of its own
+    return instance
+
+
+@pytest.fixture
+def daemons(sqlite_celery_instance: harness.Instance, tmp_path: pathlib.Path) -> Iterator[Daemons]:
+    """Start `vigil daemon run` processes on the instance; all killed at the end."""
+    started = Daemons(sqlite_celery_instance, tmp_path)
+    try:
+        yield started
+    finally:
+        for daemon in started.stop_all():
+            print(f"--- daemon {daemon.pid} log ---\n{daemon.log()}")
