@@ -5,8 +5,9 @@ options' `queue`); the task starts a run worker process on the Celery worker's m
 (`vigil.celery.task`). The launch facts are the task's id and queue (`TaskInfo`); the run
 worker records its own host and pid. `terminate` revokes the task with termination (the
 task forwards SIGTERM to its run worker, which ends the run CANCELED); the health check
-reads the task's state from the result backend, UNKNOWN when it cannot tell. A broker that
-cannot be reached is `LauncherUnavailable`: nothing was sent, the run may be launched again.
+reads the task's state from the result backend and pings the Celery worker running it,
+UNKNOWN when it cannot tell. A broker that cannot be reached is `LauncherUnavailable`:
+nothing was sent, the run may be launched again.
 
 Celery's calls block: each runs in a worker thread, bounded by `connect_timeout`.
 """
@@ -18,8 +19,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import anyio
-import celery
-import celery.result
 import kombu.exceptions
 import pydantic
 import redis.exceptions
@@ -35,6 +34,7 @@ H = base.WorkerHealth
 UNREACHABLE = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
 ENDED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 RUNNING_STATES = frozenset({"STARTED", "RETRY"})
+PING_TIMEOUT = 2.0  # seconds a started task's Celery worker has to answer a ping
 
 
 class CeleryLauncher(base.RunLauncher):
@@ -96,37 +96,64 @@ class CeleryLauncher(base.RunLauncher):
             amqp.send_task_message(producer, app_mod.TASK_NAME, message, queue=queue, retry=False)
 
     async def terminate(self, run: runs.Run) -> bool:
-        """Revoke the task, terminating it; False when it had not started (then no worker
-        will: a revoked task is dropped) or the broker cannot be reached."""
+        """Revoke the task, terminating it with SIGTERM (passed on to the run worker); False
+        when it had not started (a revoked task is dropped: no worker will take the run) or
+        the broker cannot be reached."""
+        return await self._revoke(run, "SIGTERM")
+
+    async def kill(self, run: runs.Run) -> bool:
+        """Revoke the task with SIGKILL: its pool process dies, and the run worker with it
+        (on Linux, `PR_SET_PDEATHSIG`; elsewhere the run worker may live on)."""
+        return await self._revoke(run, "SIGKILL")
+
+    async def _revoke(self, run: runs.Run, signame: str) -> bool:
         info = TaskInfo.from_info(run.launcher_info)
         if info.task_id is None:
             return False
         try:
-            state = await anyio.to_thread.run_sync(self._state, info.task_id)
-            await anyio.to_thread.run_sync(self._revoke, info.task_id)
+            state, _ = await anyio.to_thread.run_sync(self._task_state, info.task_id)
+            await anyio.to_thread.run_sync(self._send_revoke, info.task_id, signame)
         except UNREACHABLE:
             return False
         return state in RUNNING_STATES
 
-    def _revoke(self, task_id: str) -> None:
-        self._app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+    def _send_revoke(self, task_id: str, signame: str) -> None:
+        self._app.control.revoke(task_id, terminate=True, signal=signame)
 
-    def _state(self, task_id: str) -> str:
-        return str(celery.result.AsyncResult(task_id, app=self._app).state)
+    def _task_state(self, task_id: str) -> tuple[str, str | None]:
+        """The task's state in the result backend, and the Celery worker that started it."""
+        meta = self._app.backend.get_task_meta(task_id)
+        result = meta.get("result")
+        node = result.get("hostname") if isinstance(result, dict) else None
+        return str(meta.get("status")), None if node is None else str(node)
+
+    def _look(self, task_id: str) -> tuple[str, str | None, bool]:
+        """The task's state, its Celery worker, and whether that worker answers a ping (a
+        task not started, or ended, is not asked about)."""
+        state, node = self._task_state(task_id)
+        if state not in RUNNING_STATES or node is None:
+            return state, node, True
+        replies = self._app.control.ping(destination=[node], timeout=PING_TIMEOUT)
+        return state, node, bool(replies)
 
     async def check_worker_health(self, run: runs.Run) -> base.HealthCheck:
+        """RUNNING while the task is started and its Celery worker answers a ping; DEAD once
+        the task ended (its run worker exited); else UNKNOWN (never DEAD on doubt)."""
         info = TaskInfo.from_info(run.launcher_info)
         if info.task_id is None:
             return base.HealthCheck(H.UNKNOWN, "no Celery task recorded yet")
+        task = f"Celery task {info.task_id}"
         try:
-            state = await anyio.to_thread.run_sync(self._state, info.task_id)
+            state, node, answers = await anyio.to_thread.run_sync(self._look, info.task_id)
         except UNREACHABLE as exc:
-            return base.HealthCheck(H.UNKNOWN, f"result backend unreachable: {_reason(exc)}")
+            return base.HealthCheck(H.UNKNOWN, f"broker or result backend: {_reason(exc)}")
+        if not answers:
+            return base.HealthCheck(H.UNKNOWN, f"{task}: worker {node} does not answer")
         if state in RUNNING_STATES:
-            return base.HealthCheck(H.RUNNING, f"Celery task {info.task_id} {state}")
+            return base.HealthCheck(H.RUNNING, f"{task} {state} on {node or 'a worker'}")
         if state in ENDED_STATES:
-            return base.HealthCheck(H.DEAD, f"Celery task {info.task_id} ended {state}")
-        return base.HealthCheck(H.UNKNOWN, f"Celery task {info.task_id} {state}")
+            return base.HealthCheck(H.DEAD, f"{task} ended {state}")
+        return base.HealthCheck(H.UNKNOWN, f"{task} {state}")
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._app.close)
