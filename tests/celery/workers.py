@@ -25,6 +25,7 @@ class Worker:
     name: str
     process: subprocess.Popen[bytes]
     log_path: pathlib.Path
+    stopped: bool = False
 
     @property
     def pid(self) -> int:
@@ -41,14 +42,18 @@ class Worker:
         await eventually(up, deadline, interval=0.1)
 
     def stop(self) -> None:
-        """SIGTERM to the worker's group, SIGKILL if it is still there at the deadline."""
+        """SIGTERM to the worker's group, SIGKILL to what is left of it at the deadline.
+        Once only: a group id, once all its processes are gone, may be another's."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(STOP_DEADLINE)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)  # pool processes or run workers left behind
         self.process.wait(STOP_DEADLINE)
 
 
