@@ -101,4 +101,4 @@ async def test_a_vanished_worker_or_a_broker_down_is_unknown(
     redis_server.stop(redis)
     check = await launcher.check_worker_health(run)
     assert check.health is H.UNKNOWN
-    assert not await launcher.terminate(run)
+    assert await launcher.terminate(run)  # cannot tell: a worker may be alive
