@@ -23,6 +23,7 @@ from vigil.celery import options
 from vigil.launchers import base
 from vigil.launchers import celery as celery_launcher
 
+pytestmark = pytest.mark.postgres
 H = base.WorkerHealth
 DEADLINE = 90.0
 
