@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable, Mapping
 
-from vigil import coordinators, executors, launchers, plugins
+from vigil import coordinators, errors, executors, launchers, plugins
 from vigil.config import settings as settings_mod
 
 
@@ -65,3 +65,16 @@ def check_plugins(settings: settings_mod.InstanceSettings) -> None:
         coordinators.BUILTIN_COORDINATORS,
         coordinators.RunCoordinator,
     )
+
+
+def check_launcher_reach(settings: settings_mod.InstanceSettings) -> None:
+    """Raise PluginError when the launcher's service (a broker) cannot be reached."""
+    cls, options = plugins.build(
+        "run_launcher", settings.run_launcher, launchers.BUILTIN_LAUNCHERS, launchers.RunLauncher
+    )
+    try:
+        problem = cls.reachable(options)
+    except errors.ConfigError as exc:
+        raise errors.PluginError(str(exc), "run_launcher.options") from None
+    if problem is not None:
+        raise errors.PluginError(problem, "run_launcher.options")

@@ -13,6 +13,7 @@
     ├── ReexecutionError         a re-execution that cannot be made (run not ended, no failure)
     ├── PluginError              a launcher, executor or coordinator that cannot be loaded
     ├── LaunchError              a launcher that could not give a run its worker
+    │   └── LauncherUnavailable  the launcher's service (a broker) cannot be reached (transient)
     ├── MissingOutputs           a retry or resume whose reused outputs are gone
     ├── OutputMismatch           a stored output whose bytes are not those its run recorded
     ├── DaemonAlreadyRunning     another live daemon uses this store (host, pid, heartbeat age)
@@ -90,6 +91,13 @@ class PluginError(VigilError):
 
 class LaunchError(VigilError):
     """The run launcher could not start a worker for a run."""
+
+
+class LauncherUnavailable(LaunchError):
+    """The service the launcher hands runs to (a broker) cannot be reached: transient.
+
+    Nothing was handed over; the run may be launched again once the service is back.
+    """
 
 
 class MissingOutputs(VigilError):

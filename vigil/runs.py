@@ -43,6 +43,7 @@ TAG_MAX_RUNTIME = "vigil/max_runtime"  # seconds
 TAG_MAX_RETRIES = "vigil/max_retries"
 TAG_RETRY_STRATEGY = "vigil/retry_strategy"  # from_failure | all_steps
 TAG_PARTITION = "vigil/partition"  # the partition key of a partitioned job's run
+TAG_CELERY_QUEUE = "vigil/celery_queue"  # the Celery queue of the run's task (Celery launcher)
 # Tags vigil writes on a backfill's runs: the backfill, and its concurrency limit (the queue
 # holds the backfill's runs beyond it).
 TAG_BACKFILL = "vigil/backfill"
@@ -61,7 +62,8 @@ _S = RunStatus
 ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
     _S.NOT_STARTED: frozenset({_S.QUEUED, _S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.QUEUED: frozenset({_S.STARTING, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
-    _S.STARTING: frozenset({_S.STARTED, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
+    # STARTING -> QUEUED: a claim given back, its launcher's service unavailable (nothing sent).
+    _S.STARTING: frozenset({_S.QUEUED, _S.STARTED, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.STARTED: frozenset({_S.SUCCESS, _S.FAILURE, _S.CANCELING, _S.CANCELED}),
     _S.CANCELING: frozenset({_S.CANCELED, _S.FAILURE}),
     _S.SUCCESS: frozenset(),

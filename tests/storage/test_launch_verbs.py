@@ -8,6 +8,7 @@ its reason in one place.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -194,3 +195,33 @@ async def test_a_cancel_of_a_launched_run_asks_its_worker(store: sql.SqlStore) -
     assert [e.event_type for e in await store.get_events("r1")] == [E.RUN_STARTING, E.RUN_CANCELING]
     with pytest.raises(errors.UnknownRun):
         await store.request_cancel("nope", 5.0)
+
+
+def everything(queued: Sequence[runs.Run], in_flight: object) -> list[str]:
+    return [run.run_id for run in queued]
+
+
+async def test_a_launch_given_back_is_queued_again_once_and_due_later(store: sql.SqlStore) -> None:
+    await store.add_runs([make_run("r1", status=S.QUEUED)])
+    [run] = await store.claim_queued_runs(everything, 2.0, "d1")
+
+    assert not await store.requeue_launch("r1", "another token", 3.0, 8.0, note("r1"))
+    assert await store.requeue_launch("r1", run.launch_token, 3.0, 8.0, note("r1", "back"))
+    assert not await store.requeue_launch("r1", run.launch_token, 3.0, 8.0, note("r1"))
+
+    back = await store.get_run("r1")
+    assert (back.status, back.claimed_by, back.not_before) == (S.QUEUED, None, 8.0)
+    assert await store.claim_queued_runs(everything, 7.0, "d1") == []
+    [again] = await store.claim_queued_runs(everything, 8.0, "d2")
+    assert again.launch_token not in (None, run.launch_token)
+    assert [e.message for e in await store.get_events("r1", event_types=[E.ENGINE])] == ["back"]
+
+
+async def test_a_recorded_launch_is_never_given_back(store: sql.SqlStore) -> None:
+    run = await claimed(store)
+    await store.record_launches([storage.Launch("r1", run.launch_token, {"pid": 1})], 3.0)
+
+    assert not await store.requeue_launch("r1", run.launch_token, 4.0, 9.0, note("r1"))
+    assert (await store.get_run("r1")).status is S.STARTING
+    with pytest.raises(errors.UnknownRun):
+        await store.requeue_launch("nope", None, 4.0, 9.0, note("nope"))

@@ -27,6 +27,9 @@ HEAVY = (
     "vigil.storage.sql",
     "fsspec",
     "importlib.metadata",
+    "celery",
+    "kombu",
+    "redis",
 )
 
 PROBE = imports.probe(HEAVY)
@@ -51,6 +54,7 @@ PROBE = imports.probe(HEAVY)
                 "job",
                 "backfill",
                 "worker",
+                "celery",
                 "partitions",
             )
         ),

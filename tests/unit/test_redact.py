@@ -31,6 +31,8 @@ from vigil.daemon import logs
         "auth",
         "private_key_pem",
         "passphrase",
+        "broker_url",
+        "result_backend",
     ],
 )
 def test_secret_like_keys(key: str) -> None:
@@ -131,3 +133,10 @@ def test_log_lines_mask_url_credentials(log_format: logs.LogFormat) -> None:
     assert "pw@" not in stream.getvalue()
     assert "hunter2" not in stream.getvalue()
     assert "bob:***@db" in stream.getvalue()
+
+
+def test_the_celery_brokers_url_is_masked_and_its_files_name_shown() -> None:
+    options = {"broker_url": "redis://b:6379/0", "broker_url_file": "/run/b", "queue": "gpu"}
+    shown = redact.tree({"run_launcher": {"type": "celery", "options": options}})
+    masked = {"broker_url": redact.MASK, "broker_url_file": "/run/b", "queue": "gpu"}
+    assert shown == {"run_launcher": {"type": "celery", "options": masked}}

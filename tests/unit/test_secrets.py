@@ -19,6 +19,9 @@ from vigil.config import secrets
         ("VIGIL_SOME__API_TOKEN", "x"),
         ("VIGIL_STORE", '{"kind": "postgres", "postgres": {"password": "x"}}'),
         ("VIGIL_RUN_LAUNCHER__OPTIONS", '{"env": {"GITHUB_TOKEN": "x"}}'),
+        ("VIGIL_RUN_LAUNCHER__OPTIONS__BROKER_URL", "redis://:pw@broker/0"),
+        ("VIGIL_RUN_LAUNCHER__OPTIONS__RESULT_BACKEND", "redis://:pw@broker/1"),
+        ("VIGIL_RUN_LAUNCHER", '{"type": "celery", "options": {"broker_url": "redis://b"}}'),
     ],
 )
 def test_secret_variables(name: str, value: str) -> None:
@@ -34,6 +37,8 @@ def test_secret_variables(name: str, value: str) -> None:
         ("VIGIL_STORE", "{not json"),
         ("PGPASSWORD", "x"),  # not vigil's: the operator's business
         ("VIGIL_HOME", "/var/lib/vigil"),
+        ("VIGIL_RUN_LAUNCHER__OPTIONS__BROKER_URL_FILE", "/run/secrets/broker"),
+        ("VIGIL_RUN_LAUNCHER__OPTIONS__QUEUE", "gpu"),
     ],
 )
 def test_public_variables(name: str, value: str) -> None:

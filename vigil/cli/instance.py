@@ -205,6 +205,7 @@ def check(as_json: bool) -> None:
     loader.store_target(st.settings)
     blobs.check(st.settings.compute_logs_url, "logs_dir")
     blobs.check(st.settings.outputs_url, "storage_dir")
+    assembly.check_launcher_reach(st.settings)
     if as_json:
         output.emit({"config_file": str(st.home / loader.CONFIG_FILE), "ok": True})
     else:

@@ -4,8 +4,9 @@ One rule for every printer (`vigil config show`, a config error's `(got ...)`, t
 error lines):
 
 - the value at a secret-like key is `***`: a key named like password, passphrase, secret,
-  token, key, credential, auth or private (any case, anywhere in the tree, plugin
-  `options` included), and everything under it;
+  token, key, credential, auth or private, or a URL key that carries credentials
+  (`broker_url`, `result_backend`) (any case, anywhere in the tree, plugin `options`
+  included), and everything under it;
 - every value of an `env` mapping is `***` (the launcher's `env` goes to the workers; it is
   where operators put cloud keys): the names are kept;
 - credentials in a URL, anywhere in a string: `scheme://user:pw@host` -> `user:***@host`.
@@ -22,7 +23,9 @@ from typing import Any
 
 MASK = "***"
 _SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|pwd|secret|token|key|credential|auth|private", re.I
+    r"pass(word|wd|phrase)?|pwd|secret|token|key|credential|auth|private"
+    r"|broker_url|result_backend",
+    re.I,
 )
 # A scheme begins at the first letter of a run of letters (a match beginning later in the
 # run would have begun at its first letter anyway): without that, a long run of letters
@@ -34,6 +37,7 @@ ENV_KEYS = frozenset({"env", "environment"})
 NOT_SECRET = frozenset(
     {
         ("store", "postgres", "password_file"),
+        ("run_launcher", "options", "broker_url_file"),
         ("run_coordinator", "options", "tag_concurrency_limits", "*", "key"),
     }
 )

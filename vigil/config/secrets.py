@@ -14,7 +14,8 @@ code starts with such a variable:
   call only, before any user code is imported.
 
 A variable carries a secret when a word of its last key (`PASSWORD`, `SECRET`, `TOKEN`,
-`KEY`, ...) says so, or when its value is a JSON object with such a key inside. A key
+`KEY`, ...) says so, when the key names a URL that may carry credentials (`BROKER_URL`,
+`RESULT_BACKEND`), or when its value is a JSON object with such a key inside. A key
 ending in `_FILE` names a file, not a secret (`password_file` is read by whoever needs it).
 """
 
@@ -34,6 +35,8 @@ PREFIX = "VIGIL_"
 SECRET_WORDS = frozenset(
     {"PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "CREDENTIALS"}
 )
+# Whole keys that hold a URL with credentials in it (the Celery launcher's broker, say).
+SECRET_KEYS = frozenset({"BROKER_URL", "RESULT_BACKEND"})
 MAX_HANDOVER = 1024 * 1024  # bytes a worker reads from its secret descriptor at most
 
 
@@ -42,7 +45,7 @@ def is_secret_key(key: str) -> bool:
     words = [word for word in re.split(r"_+", key.upper()) if word]
     if not words or words[-1] == "FILE":
         return False
-    return any(word in SECRET_WORDS for word in words)
+    return "_".join(words) in SECRET_KEYS or any(word in SECRET_WORDS for word in words)
 
 
 def is_secret_variable(name: str, value: str) -> bool:

@@ -5,8 +5,11 @@ once). The queue loop calls `dequeue`: one claim transaction decides, under the 
 admission lock, which queued runs to launch (`admission.admit`, a pure function) and moves
 them to STARTING with a RUN_STARTING event recording the attempt; the launches then run
 concurrently, each with a timeout, after the claim committed. A launch that fails ends its
-run FAILURE with the error; a transient one (store or launcher unavailable) is retried with
-backoff a bounded number of times first.
+run FAILURE with the error; a transient one (store unavailable, no answer in time) is retried
+with backoff a bounded number of times first. A launcher whose service is unavailable
+(`LauncherUnavailable`: a broker that is down, nothing sent) gives the run back to the
+queue, to be claimed again after `unavailable_retry`: however long the outage, no run is
+lost and none is launched twice (each claim takes a new launch token).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class QueuedOptions(pydantic.BaseModel):
     max_inflight_launches: int = pydantic.Field(default=32, ge=1, le=10_000)
     launch_timeout: settings_mod.Interval = 60.0
     launch_retries: int = pydantic.Field(default=3, ge=0, le=100)
+    # A run whose launcher's service (a broker) is unavailable waits this long in the queue.
+    unavailable_retry: settings_mod.Interval = 5.0
 
     @property
     def limits(self) -> admission.Limits:
@@ -182,6 +187,9 @@ class QueuedCoordinator(base.RunCoordinator):
             try:
                 with anyio.fail_after(self.opts.launch_timeout):
                     info = await self.launcher.launch(launch)
+            except errors.LauncherUnavailable as exc:
+                await self._requeue(launch, str(exc))
+                return
             except errors.LaunchError as exc:
                 await self._fail_launch(launch, str(exc))
                 return
@@ -228,6 +236,16 @@ class QueuedCoordinator(base.RunCoordinator):
     def _observe_failure(self) -> None:
         if self.observer is not None:
             self.observer.launch_failed()
+
+    async def _requeue(self, run: runs.Run, message: str) -> None:
+        """Put back in the queue a run whose launcher's service is unavailable (nothing was
+        sent): launched again after `unavailable_retry`, once the limits allow."""
+        delay = self.opts.unavailable_retry
+        logger.warning(message, extra={"event": "run.launch_requeued", "run_id": run.run_id})
+        note = f"{message}; back in the queue, launched again in {delay:g} s or later"
+        event = self._event(run.run_id, events.EventType.ENGINE, note)
+        now = self.clock()
+        await self.store.requeue_launch(run.run_id, run.launch_token, now, now + delay, event)
 
     async def _fail_launch(self, run: runs.Run, message: str) -> None:
         self._observe_failure()

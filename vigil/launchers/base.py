@@ -51,6 +51,13 @@ class RunLauncher(abc.ABC):
         self.options = options
         self.context = context
 
+    @classmethod
+    def reachable(cls, options: pydantic.BaseModel) -> str | None:
+        """Why the service these options name cannot be reached (`vigil config check`), in
+        one line that begins with the key (`run_launcher.options.KEY: ...`); None when it
+        can, or when the launcher needs none (the default)."""
+        return None
+
     @abc.abstractmethod
     async def launch(self, run: runs.Run) -> Mapping[str, Any]:
         """Start a worker for a STARTING run; returns facts to record as launcher_info.

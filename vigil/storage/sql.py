@@ -297,6 +297,34 @@ class SqlStore(store.Store):
         )
         return await self._take_over(run_id, statement, [event])
 
+    async def requeue_launch(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        not_before: float,
+        event: events.NewEvent,
+    ) -> bool:
+        runs.check_transition(S.STARTING, S.QUEUED)
+        table = schema.runs
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.run_id == run_id,
+                table.c.status == S.STARTING.value,
+                table.c.launched_at.is_(None),
+                _token_is(token),
+            )
+            .values(status=S.QUEUED.value, updated_at=now, not_before=not_before, claimed_by=None)
+        )
+        async with self._write() as conn:
+            if (await conn.execute(statement)).rowcount == 0:
+                await _check_run_exists(conn, run_id)
+                return False
+            await self._append(conn, [event])
+        self._queue.forget(run_id)
+        return True
+
     async def orphaned_claims(
         self, live_claimers: Collection[str], claimed_before: float
     ) -> list[runs.Run]:
@@ -867,6 +895,10 @@ class _QueueReader:
 
     def __init__(self) -> None:
         self._known: dict[str, runs.Run] = {}
+
+    def forget(self, run_id: str) -> None:
+        """Load this run's row again when it is next queued (it came back changed)."""
+        self._known.pop(run_id, None)
 
     async def read(self, conn: sa_asyncio.AsyncConnection, now: float) -> list[runs.Run]:
         """The queued runs that are due at `now` (`not_before`, read once with the run),

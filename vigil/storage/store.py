@@ -414,6 +414,23 @@ class QueueStore(Protocol):
         """
 
     @abc.abstractmethod
+    async def requeue_launch(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        not_before: float,
+        event: events.NewEvent,
+    ) -> bool:
+        """Give back a claim whose launch could not reach its launcher's service: STARTING
+        -> QUEUED, claimed by nobody, not offered again before `not_before`.
+
+        Conditional on the run being STARTING with this launch token and no launch
+        recorded; appends `event` with the change. No queue notice is sent (the queue
+        finds it when it is due). Returns whether it was given back.
+        """
+
+    @abc.abstractmethod
     async def queued_runs(self) -> list[runs.Run]:
         """The QUEUED runs with their tags, first in first out (created_at, run_id)."""
 
