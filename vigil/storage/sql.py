@@ -1243,9 +1243,7 @@ def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
         launch_token=_WARM_TOKEN,
     )
     tag_rows = [{"run_id": run.run_id, "key": "k", "value": "v"}]
-    update = store.RunUpdate(
-        start_time=1.0, worker_host="host", worker_pid=1, worker_heartbeat=1.0
-    )
+    update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1, worker_heartbeat=1.0)
     event = events.NewEvent(run.run_id, events.EventType.RUN_START, 1.0, message="warm-up")
     statements: list[_Statement] = [
         sa.insert(schema.runs).values(rows.run_values(run)),
