@@ -90,7 +90,7 @@ async def test_a_pass_that_lost_the_store_starts_the_watch_again(store: storage.
     await beating_run(store)
     losing = LosingStore(store)
     clock = ManualClock(T0)
-    loop = make_loop(losing, launcher, clock, **BEATS)  # type: ignore[arg-type]
+    loop = make_loop(losing, launcher, clock, **BEATS)
 
     await loop.iterate()
     clock.advance(40)

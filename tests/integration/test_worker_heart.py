@@ -56,9 +56,11 @@ async def test_a_worker_beats_through_a_long_step_and_stops_once_taken_over(
 
     async with anyio.create_task_group() as tg:
         ended: list[runs.RunStatus] = []
+        returned = anyio.Event()
 
         async def work() -> None:
             ended.append(await worker.run_worker(env, run.run_id))
+            returned.set()
 
         tg.start_soon(work)
         await eventually(beats_moved, deadline=60)
@@ -67,11 +69,11 @@ async def test_a_worker_beats_through_a_long_step_and_stops_once_taken_over(
         taken = await store.resume_run(run.run_id, S.STARTED, 1, time.time(), "test", note)
         assert taken is not None
         with anyio.fail_after(60):  # the refused beat stops the step; the worker returns
-            while not ended:  # noqa: ASYNC110 - the worker task ends on its own
-                await anyio.sleep(0.02)
+            await returned.wait()
 
     stored = await store.get_run(run.run_id)
     assert ended == [S.STARTED]  # left as the new launch has it: not ended by the old worker
+    assert taken is not None
     assert (stored.status, stored.launch_token) == (S.STARTED, taken.launch_token)
     assert stored.worker_heartbeat is None  # the old worker's beats no longer count
     ends = [E.RUN_SUCCESS, E.RUN_FAILURE, E.RUN_CANCELED]

@@ -63,7 +63,6 @@ class Heart:
         self._last = monotonic()  # the run's start was the first beat
         self._stopped = False
         self._lost = False
-        self.beats = 0
 
     def due(self) -> bool:
         return not self._stopped and self._monotonic() - self._last >= self._interval
@@ -78,9 +77,8 @@ class Heart:
     async def beat(self, batch: Sequence[events.NewEvent] = ()) -> None:
         self._last = self._monotonic()  # before the write: a concurrent flush does not beat too
         now = self._clock()
-        if await self._store.record_worker_heartbeat(self._run_id, self._token, now, batch):
-            self.beats += 1
-        elif not self._lost and not self._stopped:
+        written = await self._store.record_worker_heartbeat(self._run_id, self._token, now, batch)
+        if not written and not self._lost and not self._stopped:
             self._lost = True
             self._on_lost()
 
