@@ -124,6 +124,12 @@ class DaemonSettings(_Section):
     loops: tuple[PluginSettings, ...] = ()
     # The least level of the daemon's log lines (`vigil daemon run --log-level` overrides it).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Many daemons on one PostgreSQL store: a daemon's leases (its schedules, sensors, monitor
+    # shards, cursors) outlive its last renewal by `lease_ttl` seconds (it renews 4 times per
+    # TTL), then the others take them over; the monitor's in-flight runs are split into
+    # `monitor_shards` shards, each owned by one daemon.
+    lease_ttl: float = Field(default=10.0, ge=1.0, le=600.0, allow_inf_nan=False)
+    monitor_shards: int = Field(default=16, ge=1, le=1024)
 
     @pydantic.model_validator(mode="after")
     def _live_heartbeats_are_kept(self) -> DaemonSettings:
