@@ -10,6 +10,21 @@ does the I/O and passes `now` from the daemon's clock):
   resume while attempts remain and the launcher can, else FAILURE naming what is known.
   UNKNOWN: never taken for DEAD at once; checked again with backoff (`Suspicion`) and
   treated as DEAD only once it has lasted `unknown_grace`.
+
+And one about the worker's own heartbeat (`runs.Run.worker_heartbeat`), whatever the launcher:
+
+- `judge`: a STARTED run whose heartbeat has not moved for `worker_heartbeat_timeout` has a
+  dead worker (`heartbeat_action`). The launcher's check refines the verdict, never
+  overturns it: DEAD adds how the worker ended; RUNNING (its process is alive, yet silent: hung,
+  stopped, or cut off from the store) has the worker killed before the run is resumed or
+  failed, since it neither writes events nor could end the run; UNKNOWN (a vanished
+  machine) changes nothing. A heartbeat that does move makes an UNKNOWN check harmless. A
+  run whose worker never beat (an older worker) is judged by the launcher alone.
+
+"Not moved" is measured on the monitor's clock from when it saw the value change
+(`Sighting`), never by comparing the worker's clock with the monitor's: clocks of two
+machines may differ, and a monitor that just started (or lost the store) sees every
+heartbeat afresh, giving each worker a whole timeout.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ class Limits:
     unknown_grace: float
     poll_interval: float
     max_runtime: float | None = None
+    worker_heartbeat_timeout: float | None = None  # None: heartbeats are not judged
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +58,14 @@ class Suspicion:
     since: float
     checks: int
     next_check: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sighting:
+    """A worker heartbeat as the monitor saw it: its value, and since when (monitor's clock)."""
+
+    value: float
+    since: float
 
 
 class Kind(enum.StrEnum):
@@ -188,3 +212,69 @@ def _dead(run: runs.Run, detail: str, limits: Limits, can_resume: bool) -> Actio
     else:
         why = f"no resume attempts left ({used} of {limits.max_resume_attempts} used)"
     return Action(Kind.FAIL, R.WORKER_DIED, f"the worker died ({detail}); {why}")
+
+
+# worker heartbeats ----------------------------------------------------------------------
+def sight(previous: Sighting | None, run: runs.Run, now: float) -> Sighting | None:
+    """The run's sighting after reading it at `now`: None while its worker never beat; a
+    new one whenever the value changed since `previous`."""
+    if run.worker_heartbeat is None:
+        return None
+    if previous is not None and previous.value == run.worker_heartbeat:
+        return previous
+    return Sighting(run.worker_heartbeat, now)
+
+
+def silence(run: runs.Run, sighting: Sighting | None, now: float, limits: Limits) -> float | None:
+    """How long a STARTED run's worker has been silent, once that reaches the heartbeat
+    timeout; None while it beats in time, never beat, or heartbeats are not judged."""
+    timeout = limits.worker_heartbeat_timeout
+    if timeout is None or run.status is not S.STARTED or sighting is None:
+        return None
+    silent = now - sighting.since
+    return silent if silent >= timeout else None
+
+
+def beats_in_time(run: runs.Run, sighting: Sighting | None, now: float, limits: Limits) -> bool:
+    """Whether the run's worker proves itself alive by its heartbeat."""
+    judged = limits.worker_heartbeat_timeout is not None and run.status is S.STARTED
+    return judged and sighting is not None and silence(run, sighting, now, limits) is None
+
+
+def heartbeat_action(
+    run: runs.Run,
+    check: launchers.HealthCheck,
+    silent: float,
+    limits: Limits,
+    can_resume: bool,
+) -> Action:
+    """A worker silent past the timeout is dead; the launcher's check says more of it."""
+    detail = f"no heartbeat for {seconds(round(silent, 1))} s"
+    if check.health is launchers.WorkerHealth.RUNNING:
+        alive = f"{detail} while its process is alive ({check.detail or 'running'}): hung, "
+        detail = alive + "stopped or cut off from the store, so it is killed"
+        return dataclasses.replace(_dead(run, detail, limits, can_resume), kill=True)
+    if check.health is launchers.WorkerHealth.DEAD:
+        detail = f"{check.detail or 'gone'}; {detail}"
+    else:
+        detail = f"{detail}; the launcher cannot tell ({check.detail or 'no detail'})"
+    return _dead(run, detail, limits, can_resume)
+
+
+def judge(
+    run: runs.Run,
+    check: launchers.HealthCheck,
+    now: float,
+    limits: Limits,
+    suspicion: Suspicion | None,
+    can_resume: bool,
+    sighting: Sighting | None,
+) -> Action:
+    """The verdict on a run's worker: its heartbeat first, then the launcher's check."""
+    silent = silence(run, sighting, now, limits)
+    if silent is not None:
+        return heartbeat_action(run, check, silent, limits, can_resume)
+    unknown = check.health is launchers.WorkerHealth.UNKNOWN
+    if unknown and beats_in_time(run, sighting, now, limits):
+        return KEEP  # the launcher cannot tell, the heartbeat can: alive
+    return health_action(run, check, now, limits, suspicion, can_resume)

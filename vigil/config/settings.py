@@ -197,6 +197,18 @@ class RunMonitoringSettings(_Section):
     max_runtime: float | None = Field(default=None, ge=1, le=30 * DAY, allow_inf_nan=False)
     health_check_timeout: Interval = 10.0
     max_concurrent_checks: int = Field(default=16, ge=1, le=1000)
+    # Run workers write a heartbeat this often (they read it from the same vigil.yaml) ...
+    worker_heartbeat_interval: Interval = 5.0
+    # ... and a STARTED run whose heartbeat has not moved for this many intervals has a dead
+    # worker, whatever the launcher says (0: heartbeats are not judged).
+    worker_heartbeat_misses: int = Field(default=6, ge=0, le=1000)
+
+    @property
+    def worker_heartbeat_timeout(self) -> float | None:
+        """Seconds without a worker heartbeat that make a worker dead; None: not judged."""
+        if self.worker_heartbeat_misses == 0:
+            return None
+        return self.worker_heartbeat_interval * self.worker_heartbeat_misses
 
 
 class RetryDelaySettings(_Section):

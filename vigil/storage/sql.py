@@ -735,6 +735,21 @@ class SqlStore(store.Store):
         async with self._write() as conn:
             await self._append(conn, batch)
 
+    async def record_worker_heartbeat(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        batch: Sequence[events.NewEvent] = (),
+    ) -> bool:
+        async with self._write() as conn:
+            beat = (await conn.execute(_beat_statement(run_id, token, now))).rowcount > 0
+            if not beat:
+                await _check_run_exists(conn, run_id)
+            if batch:
+                await self._append(conn, batch)
+        return beat
+
     async def _append(
         self, conn: sa_asyncio.AsyncConnection, batch: Sequence[events.NewEvent]
     ) -> None:
@@ -1028,8 +1043,26 @@ def _start_statement(
 
 
 def _new_launch(claimer: str) -> dict[str, Any]:
-    """The columns of a new launch attempt: a fresh token, its claimer, nothing recorded."""
-    return {"launch_token": uuid.uuid4().hex, "claimed_by": claimer, "launched_at": None}
+    """The columns of a new launch attempt: a fresh token, its claimer, nothing recorded,
+    no heartbeat of its worker yet (an old worker's heartbeat says nothing of the new one)."""
+    return {
+        "launch_token": uuid.uuid4().hex,
+        "claimed_by": claimer,
+        "launched_at": None,
+        "worker_heartbeat": None,
+    }
+
+
+_BEATING = (S.STARTED.value, S.CANCELING.value)
+
+
+def _beat_statement(run_id: str, token: str | None, now: float) -> sa.Update:
+    """A worker's heartbeat: only while its run is in flight and (given a token) its own."""
+    table = schema.runs
+    statement = sa.update(table).where(table.c.run_id == run_id, table.c.status.in_(_BEATING))
+    if token is not None:
+        statement = statement.where(table.c.launch_token == token)
+    return statement.values(worker_heartbeat=now)
 
 
 def _token_is(token: str | None) -> sa.ColumnElement[bool]:
@@ -1308,12 +1341,13 @@ def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
         launch_token=_WARM_TOKEN,
     )
     tag_rows = [{"run_id": run.run_id, "key": "k", "value": "v"}]
-    update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1)
+    update = store.RunUpdate(start_time=1.0, worker_host="host", worker_pid=1, worker_heartbeat=1.0)
     event = events.NewEvent(run.run_id, events.EventType.RUN_START, 1.0, message="warm-up")
     statements: list[_Statement] = [
         sa.insert(schema.runs).values(rows.run_values(run)),
         _start_statement(run.run_id, 1.0, update, _WARM_TOKEN),
         sa.select(schema.run_tags).where(schema.run_tags.c.run_id.in_([run.run_id])),
+        _beat_statement(run.run_id, _WARM_TOKEN, 1.5),
         _end_statement(run.run_id, [S.STARTED], S.SUCCESS, 2.0, _WARM_TOKEN),
         _run_query(run.run_id),
         schema_version.version_query,
@@ -1325,6 +1359,7 @@ def _warm_up_run(conn: sa.Connection) -> list[_Statement]:
     conn.execute(_insert_events, rows.event_values([event]))
     conn.execute(_insert_events, rows.event_values([event, event]))
     assert conn.execute(statements[3]).rowcount == 1
-    rows.run_from_row(conn.execute(statements[4]).one(), {})
+    assert conn.execute(statements[4]).rowcount == 1
+    rows.run_from_row(conn.execute(statements[5]).one(), {})
     notice = sa.select(sa.func.pg_notify(wakeup.CHANNEL, run.run_id))
     return [*statements, _insert_events, _events_order_lock, notice]

@@ -11,6 +11,7 @@ roles it plays and no more, and a test's fake implements a handful of methods:
     RunStore           RunReader + adding runs and moving them through their states
     QueueStore         the run queue: claims under the admission lock, its notices
     EventWriter        appending to the event log (a worker's sink)
+    WorkerBeats        a run worker's heartbeat, alone or with a batch of its events
     EventReader        reading the event log (a run's events, a cursor over all runs)
     EventStore         EventWriter + EventReader
     LineageReader      a run and its events (the worker's planning)
@@ -62,6 +63,7 @@ class RunUpdate:
     worker_host: str | None = None
     worker_pid: int | None = None
     launcher_info: Mapping[str, Any] | None = None
+    worker_heartbeat: float | None = None  # a worker's start is its first heartbeat
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -460,6 +462,27 @@ class EventWriter(Protocol):
         """Append a batch of events in one transaction; ids grow in batch order."""
 
 
+class WorkerBeats(Protocol):
+    """A run worker's proof of life (`runs.Run.worker_heartbeat`), read by the monitor."""
+
+    @abc.abstractmethod
+    async def record_worker_heartbeat(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        batch: Sequence[events.NewEvent] = (),
+    ) -> bool:
+        """Set the run's worker heartbeat to `now`, appending `batch` in the same transaction.
+
+        One conditional UPDATE: only while the run is in flight as STARTED or CANCELING and,
+        when `token` is given, still launched with it; updated_at is left alone. The events
+        are appended either way (as `append_events` would). Returns whether the heartbeat
+        was written: False tells the worker the run is no longer its own (ended, or given to
+        another worker). Raises UnknownRun if there is no such run.
+        """
+
+
 class EventReader(Protocol):
     """The event log, read: one run's events, or a cursor over every run's."""
 
@@ -780,6 +803,7 @@ class Store(
     RunStore,
     QueueStore,
     EventStore,
+    WorkerBeats,
     FlagStore,
     InstigationStore,
     BackfillStore,

@@ -9,7 +9,7 @@ and the monitor deals with the run as with any dead worker.
 
 Only `StoreUnavailable` (the store cannot be reached) is retried; any other store error is
 not transient and goes up at once. The worker sees the store through `WorkerStore`: the
-five verbs it uses.
+six verbs it uses.
 """
 
 from __future__ import annotations
@@ -32,8 +32,16 @@ DEFAULT_OUTAGE_TIMEOUT = 600.0
 
 
 class WorkerStore(store_mod.LineageReader, store_mod.EventWriter, Protocol):
-    """The store verbs a run worker uses: its run's start and end, its events, and its
-    lineage (read when planning)."""
+    """The store verbs a run worker uses: its run's start, heartbeat and end, its events,
+    and its lineage (read when planning)."""
+
+    async def record_worker_heartbeat(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        batch: Sequence[events.NewEvent] = (),
+    ) -> bool: ...
 
     async def start_run(
         self,
@@ -98,6 +106,18 @@ class PatientStore:
         return await self._call(
             "ending the run",
             lambda: self._store.end_run(run_id, expected, end, now, pending, token),
+        )
+
+    async def record_worker_heartbeat(
+        self,
+        run_id: str,
+        token: str | None,
+        now: float,
+        batch: Sequence[events.NewEvent] = (),
+    ) -> bool:
+        what = "writing the heartbeat" + (f" and {len(batch)} events" if batch else "")
+        return await self._call(
+            what, lambda: self._store.record_worker_heartbeat(run_id, token, now, batch)
         )
 
     async def append_events(self, batch: Sequence[events.NewEvent]) -> None:

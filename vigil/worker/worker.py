@@ -3,7 +3,8 @@
 It marks the run STARTED with its host and pid, executes the planned steps through the
 configured executor, streams events in batches, and ends the run SUCCESS, FAILURE or,
 on SIGTERM, CANCELED. A resumed worker continues a STARTED run, skipping the steps that
-already succeeded.
+already succeeded. From its start to its end it beats (`heart`); a beat refused (the run
+was given to another worker, or ended) stops its steps, and it leaves the run alone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from vigil.executors import base as executors_base
 from vigil.executors import outputs as outputs_mod
 from vigil.executors import plan as plan_mod
 from vigil.storage import store as store_mod
+from vigil.worker import heart as heart_mod
 from vigil.worker import lineage, patience
 from vigil.worker import sink as sink_mod
 
@@ -53,15 +55,23 @@ class WorkerEnv:
 
 @dataclasses.dataclass
 class _Interrupt:
-    """The first SIGTERM/SIGINT received, and the scope of the work it cancels."""
+    """The first SIGTERM/SIGINT received (or the run lost), and the scope of the work it
+    cancels."""
 
     signum: int | None = None
     scope: anyio.CancelScope | None = None
+    lost: bool = False
 
     def arm(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
-        if self.signum is not None:
+        if self.signum is not None or self.lost:
             scope.cancel()
+
+    def lose(self) -> None:
+        """The run is no longer this worker's: stop its steps (the end will not be ours)."""
+        self.lost = True
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 async def run_worker(env: WorkerEnv, run_id: str, resume: bool = False) -> runs.RunStatus:
@@ -100,11 +110,26 @@ async def _run(env: WorkerEnv, run_id: str, resume: bool, interrupt: _Interrupt)
     if run is None:
         return await _settle_lost_start(env, run_id)
     proctitle.name_process("w", run_id, run.job_name)
-    try:
-        plan = await _plan(env, run, resume)
-    except errors.VigilError as exc:
-        return await _end(env, run_id, S.FAILURE, str(exc), reason=R.ERROR)
-    return await _execute(env, plan, interrupt)
+    async with heart_mod.beating(_heart(env, run_id, interrupt)) as heart:
+        try:
+            plan = await _plan(env, run, resume)
+        except errors.VigilError as exc:
+            heart.stop()
+            return await _end(env, run_id, S.FAILURE, str(exc), reason=R.ERROR)
+        return await _execute(env, plan, interrupt, heart)
+
+
+def _heart(env: WorkerEnv, run_id: str, interrupt: _Interrupt) -> heart_mod.Heart:
+    def lost() -> None:
+        print(
+            f"vigil worker: run {run_id} is no longer this worker's (its heartbeat was "
+            "refused: it ended, or another worker took it over); stopping its steps",
+            file=sys.stderr,
+        )
+        interrupt.lose()
+
+    interval = env.settings.run_monitoring.worker_heartbeat_interval
+    return heart_mod.Heart(env.store, run_id, env.token, env.clock, interval, lost)
 
 
 async def _mark_started(env: WorkerEnv, run_id: str) -> runs.Run | None:
@@ -112,7 +137,10 @@ async def _mark_started(env: WorkerEnv, run_id: str) -> runs.Run | None:
     is still the run's; the run, or None if it is not ours."""
     now = env.clock()
     update = store_mod.RunUpdate(
-        start_time=now, worker_host=socket.gethostname(), worker_pid=os.getpid()
+        start_time=now,
+        worker_host=socket.gethostname(),
+        worker_pid=os.getpid(),
+        worker_heartbeat=now,
     )
     message = f"worker {socket.gethostname()}:{os.getpid()} started"
     event = _event(env, run_id, E.RUN_START, message)
@@ -121,12 +149,13 @@ async def _mark_started(env: WorkerEnv, run_id: str) -> runs.Run | None:
 
 async def _mark_resumed(env: WorkerEnv, run_id: str) -> runs.Run | None:
     """Take over a STARTED run the monitor gave this worker (its token); None if not ours."""
-    update = store_mod.RunUpdate(worker_host=socket.gethostname(), worker_pid=os.getpid())
+    now = env.clock()
+    update = store_mod.RunUpdate(
+        worker_host=socket.gethostname(), worker_pid=os.getpid(), worker_heartbeat=now
+    )
     message = f"worker {socket.gethostname()}:{os.getpid()} resumed"
     event = _event(env, run_id, E.ENGINE, message)
-    return await env.store.start_run(
-        run_id, env.clock(), update, event, token=env.token, resume=True
-    )
+    return await env.store.start_run(run_id, now, update, event, token=env.token, resume=True)
 
 
 async def _started_after_all(env: WorkerEnv, run_id: str) -> runs.Run | None:
@@ -284,10 +313,10 @@ def _logs_upload(settings: settings_mod.InstanceSettings) -> blobs.Root | None:
 
 
 async def _execute(
-    env: WorkerEnv, plan: plan_mod.StepPlan, interrupt: _Interrupt
+    env: WorkerEnv, plan: plan_mod.StepPlan, interrupt: _Interrupt, heart: heart_mod.Heart
 ) -> runs.RunStatus:
     result: executors_base.ExecutionResult | None = None
-    async with sink_mod.batching_sink(env.store) as sink:
+    async with sink_mod.batching_sink(heart) as sink:
         services = executors_base.ExecutionServices(
             sink=sink,
             outputs=_outputs(env.settings),
@@ -302,6 +331,7 @@ async def _execute(
                 result = await env.executor.execute(plan, services)
             except Exception as exc:
                 sink.emit(_engine_error(env, plan.run_id, exc))
+        heart.stop()
         # The last step events are written with the run's end, in its transaction.
         return await _finish(env, plan, result, interrupt, await sink.take())
 

@@ -7,6 +7,12 @@ times out or raises counts as UNKNOWN), and acts on each verdict
 (`monitoring.health_action`): end the run FAILURE or CANCELED with an event saying why
 (then stop or kill whatever worker is left), or give it a new worker that resumes it.
 
+Whatever the launcher, a STARTED run whose worker heartbeat has not moved for
+`worker_heartbeat_interval * worker_heartbeat_misses` seconds has a dead worker
+(`monitoring.judge`): the monitor remembers when it saw each heartbeat change
+(`_sightings`), and forgets all of it when a pass fails, so that its own lost view of the
+store is never taken for the workers' silence.
+
 It iterates every `poll_interval`, and at once when the launcher tells of a worker's exit
 (`relay_exits`): a worker this daemon launched is handled the moment it dies; one launched
 by another process (a CLI, an earlier daemon) is found by the poll.
@@ -95,8 +101,10 @@ class MonitorLoop(loop.Loop):
             unknown_grace=settings.unknown_grace,
             poll_interval=settings.poll_interval,
             max_runtime=settings.max_runtime,
+            worker_heartbeat_timeout=settings.worker_heartbeat_timeout,
         )
         self._suspicions: dict[str, monitoring.Suspicion] = {}
+        self._sightings: dict[str, monitoring.Sighting] = {}
         self._bad_tags: set[str] = set()
         self._ended: collections.Counter[str] = collections.Counter()
         self._resumes = 0
@@ -112,6 +120,13 @@ class MonitorLoop(loop.Loop):
         return None if self._orphans is None else self._orphans.next_due
 
     async def iterate(self) -> None:
+        try:
+            await self._pass()
+        except BaseException:
+            self._sightings.clear()  # this pass lost sight of the store: watch afresh
+            raise
+
+    async def _pass(self) -> None:
         if self._keeper is not None:
             await self._keeper.share(leases_mod.MONITOR, self._units)
         if self._orphans is not None:
@@ -125,23 +140,16 @@ class MonitorLoop(loop.Loop):
         now = self._clock.now()
         to_check: list[runs.Run] = []
         for run in in_flight:
+            self._sight(run, now)
             action = monitoring.deadline_action(run, now, self._limits, await self._runtime(run))
             if action is not None:
                 await self._apply(run, action)
-            elif monitoring.wants_check(run, now, self._suspicions.get(run.run_id)):
+            elif self._wants_check(run, now):
                 to_check.append(run)
         checks = await self._check_all(to_check)
         now = self._clock.now()
         for run in to_check:
-            action = monitoring.health_action(
-                run,
-                checks[run.run_id],
-                now,
-                self._limits,
-                self._suspicions.get(run.run_id),
-                self._launcher.supports_resume,
-            )
-            await self._apply(run, action)
+            await self._apply(run, self._judge(run, checks[run.run_id], now))
 
     def _owns(self, run: runs.Run) -> bool:
         """Whether this daemon watches the run (its shard's lease; always, alone)."""
@@ -156,7 +164,36 @@ class MonitorLoop(loop.Loop):
     def _forget_all_but(self, in_flight: set[str]) -> None:
         for run_id in set(self._suspicions) - in_flight:
             del self._suspicions[run_id]
+        for run_id in set(self._sightings) - in_flight:
+            del self._sightings[run_id]
         self._bad_tags &= in_flight
+
+    # worker heartbeats -------------------------------------------------------------------
+    def _sight(self, run: runs.Run, now: float) -> None:
+        """Note when the run's worker heartbeat was seen to change."""
+        sighting = monitoring.sight(self._sightings.get(run.run_id), run, now)
+        if sighting is None:
+            self._sightings.pop(run.run_id, None)
+        else:
+            self._sightings[run.run_id] = sighting
+
+    def _wants_check(self, run: runs.Run, now: float) -> bool:
+        """A silent worker is looked at now, whatever an earlier suspicion scheduled."""
+        silent = monitoring.silence(run, self._sightings.get(run.run_id), now, self._limits)
+        return silent is not None or monitoring.wants_check(
+            run, now, self._suspicions.get(run.run_id)
+        )
+
+    def _judge(self, run: runs.Run, check: launchers.HealthCheck, now: float) -> monitoring.Action:
+        return monitoring.judge(
+            run,
+            check,
+            now,
+            self._limits,
+            self._suspicions.get(run.run_id),
+            self._launcher.supports_resume,
+            self._sightings.get(run.run_id),
+        )
 
     async def _runtime(self, run: runs.Run) -> float | None:
         """The run's max runtime; a bad tag is reported once and the default used."""
@@ -231,7 +268,7 @@ class MonitorLoop(loop.Loop):
 
     async def _fail(self, run: runs.Run, action: monitoring.Action) -> None:
         if await self._end(run, S.FAILURE, action):
-            await self._launcher.terminate(run)
+            await (self._launcher.kill(run) if action.kill else self._launcher.terminate(run))
 
     async def _cancel(self, run: runs.Run, action: monitoring.Action) -> None:
         if action.kill:
@@ -290,6 +327,9 @@ class MonitorLoop(loop.Loop):
         )
         if taken is None:
             return  # it moved on since it was read (it ended, or was resumed already)
+        self._sightings.pop(run.run_id, None)
+        if action.kill:  # a live worker gone silent: never two workers on one run
+            await self._launcher.kill(run)
         try:
             if taken.status is S.STARTING:  # its worker died before it started: nothing ran
                 info = await self._launcher.launch(taken)

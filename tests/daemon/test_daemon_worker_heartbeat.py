@@ -1,0 +1,90 @@
+"""Worker heartbeats end to end: a real daemon, real workers (subprocess launcher), real
+signals. A worker stopped with SIGSTOP keeps its pid alive, so the launcher sees it running;
+only its silence in the store tells it is dead. Short heartbeat settings, not sleeps: every
+wait is a condition with a generous deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from tests.acceptance.harness import Instance, run_id_of
+from tests.daemon.process import Daemons
+from tests.daemon.test_daemon_instigators import opened
+from tests.daemon.test_daemon_monitor import (
+    events_of,
+    monitoring,
+    start_daemon,
+    wait_gone,
+    worker_pid,
+)
+from tests.waiting import eventually
+from vigil import runs
+
+INTERVAL = 0.5
+MISSES = 6  # silent for 3 s: dead
+BEATS = {
+    "poll_interval": 0.2,
+    "worker_heartbeat_interval": INTERVAL,
+    "worker_heartbeat_misses": MISSES,
+}
+
+
+async def test_a_stopped_worker_is_judged_dead_by_its_silence_killed_and_resumed(
+    instance: Instance, daemons: Daemons
+) -> None:
+    monitoring(instance, **BEATS)
+    await start_daemon(instance, daemons)
+    run_id = run_id_of(instance.ok("run", "launch", "sleepy"))  # launched by the CLI
+    first = instance.wait_until(run_id, lambda r: r["status"] == "STARTED" and r["worker"])
+    stopped = worker_pid(first)
+
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        resumed = instance.wait_until(
+            run_id, lambda r: r["worker"] is not None and worker_pid(r) != stopped, deadline=120
+        )
+        wait_gone(instance, run_id, stopped)  # killed by the monitor, its steps with it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)
+
+    assert resumed["status"] == "STARTED"
+    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    [verdict] = [m for m in notes if "no heartbeat for" in m]
+    assert f"(pid {stopped}): hung, stopped or cut off from the store, so it is killed" in verdict
+    assert verdict.endswith("resuming (attempt 1 of 1)")
+    instance.ok("run", "cancel", run_id)
+    instance.wait_until(run_id, lambda r: r["status"] == "CANCELED", deadline=120)
+    wait_gone(instance, run_id, worker_pid(resumed))
+
+
+async def test_a_worker_beating_through_a_long_step_is_never_judged_dead(
+    instance: Instance, daemons: Daemons
+) -> None:
+    monitoring(instance, **BEATS)
+    await start_daemon(instance, daemons)
+    run_id = run_id_of(instance.ok("run", "launch", "sleepy"))
+    first = instance.wait_until(run_id, lambda r: r["status"] == "STARTED" and r["worker"])
+    timeout = INTERVAL * MISSES
+
+    async with opened(instance) as store:
+
+        async def beaten_for_three_timeouts() -> bool:
+            run = await store.get_run(run_id)
+            assert run.status is runs.RunStatus.STARTED, run  # never judged dead meanwhile
+            assert run.start_time is not None
+            beat = run.worker_heartbeat or run.start_time
+            return beat - run.start_time >= 3 * timeout
+
+        await eventually(beaten_for_three_timeouts, deadline=120, interval=0.2)
+        run = await store.get_run(run_id)
+
+    assert (run.resume_attempt, run.worker_pid) == (0, worker_pid(first))
+    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    assert not [m for m in notes if "worker died" in m]
+    instance.ok("run", "cancel", run_id)
+    instance.wait_until(run_id, lambda r: r["status"] == "CANCELED", deadline=120)
+    wait_gone(instance, run_id, worker_pid(first))
