@@ -83,11 +83,7 @@ class Sizes:
     unknown_grace: float
     outage: float
     outage_runs: int
-
-
-QUICK = Sizes(
-    samples=5, runs=40, concurrency=10, kills=1, unknown_grace=10, outage=5, outage_runs=5
-)
+    executor: str = "multiprocess"
 
 
 def launcher_yaml(broker: str | None) -> str:
@@ -107,14 +103,14 @@ def monitor_yaml(unknown_grace: float) -> str:
 
 @contextlib.contextmanager
 def instance(
-    server: sa.engine.URL, extra: str, immediate: bool = False
+    server: sa.engine.URL, extra: str, executor: str = "multiprocess", immediate: bool = False
 ) -> Iterator[tuple[pathlib.Path, dict[str, str]]]:
     """A migrated instance on a new database with `extra` settings, HTTP off; its home and
     the environment naming it (with `BENCH_COUNT_DIR` for the `resumable` job)."""
     with contextlib.ExitStack() as stack:
         pg_url = stack.enter_context(queue_bench.fresh_database(server))
         home = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-")))
-        base = common.config_yaml(pg_url, "multiprocess", immediate=immediate)
+        base = common.config_yaml(pg_url, executor, immediate=immediate)
         (home / "vigil.yaml").write_text(base + extra + "http:\n  enabled: false\n")
         (home / "counts").mkdir()
         env = {**daemon_bench.instance_env(home), "BENCH_COUNT_DIR": str(home / "counts")}
@@ -256,7 +252,8 @@ def measure_latency(server: sa.engine.URL, broker: redis_server.Server, sizes: S
     target = " (target p50 <= 100 ms)"
     for label, url in (("celery    ", broker.url), ("subprocess", None)):
         with contextlib.ExitStack() as stack:
-            home, env = stack.enter_context(instance(server, launcher_yaml(url), immediate=True))
+            made = instance(server, launcher_yaml(url), sizes.executor, immediate=True)
+            home, env = stack.enter_context(made)
             if url is not None:
                 stack.enter_context(workers(env, home, sizes.concurrency))
             stamped, polled = anyio.run(latencies, home, env, sizes.samples)
@@ -269,7 +266,7 @@ def one_drain(server: sa.engine.URL, url: str | None, sizes: Sizes) -> float:
     """Runs/s of a drain of `sizes.runs` runs; exits on a drain that does not end SUCCESS."""
     extra = launcher_yaml(url) + queued_yaml(max_concurrent_runs=DRAIN_LIMIT)
     with contextlib.ExitStack() as stack:
-        home, env = stack.enter_context(instance(server, extra))
+        home, env = stack.enter_context(instance(server, extra, sizes.executor))
         if url is not None:
             stack.enter_context(workers(env, home, sizes.concurrency))
         anyio.run(queue_bench.queue_paused, home, env, sizes.runs)
@@ -292,7 +289,8 @@ def measure_drain(server: sa.engine.URL, broker: redis_server.Server, sizes: Siz
     subprocess_rate = one_drain(server, None, sizes)
     print(
         f"drain ratio celery / subprocess: {celery_rate / subprocess_rate:.2f} "
-        f"(goal >= 0.8; celery: 2 workers x concurrency {sizes.concurrency})"
+        f"(goal >= 0.8; celery: 2 workers x concurrency {sizes.concurrency}; "
+        f"{sizes.executor} executor)"
     )
 
 
@@ -465,12 +463,15 @@ def main() -> None:
     parser.add_argument("--unknown-grace", type=float, default=10.0, help="seconds (3.)")
     parser.add_argument("--outage", type=float, default=30.0, help="broker down, seconds (4.)")
     parser.add_argument("--outage-runs", type=int, default=20, help="runs submitted (4.)")
+    parser.add_argument("--executor", default="multiprocess", help="of the runs (1., 2.)")
     parser.add_argument("--parts", default="latency,drain,kill,outage")
     args = parser.parse_args()
-    sizes = QUICK if args.quick else Sizes(
+    sizes = Sizes(
         args.samples, args.runs, args.concurrency, args.kills, args.unknown_grace,
-        args.outage, args.outage_runs,
+        args.outage, args.outage_runs, args.executor,
     )  # fmt: skip
+    if args.quick:
+        sizes = dataclasses.replace(sizes, samples=5, runs=40, kills=1, outage=5, outage_runs=5)
     parts = set(args.parts.split(","))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load} before the bench; {sizes}")
