@@ -388,15 +388,20 @@ def measure_kill(server: sa.engine.URL, broker: redis_server.Server, sizes: Size
 
 
 # 4. broker outage -------------------------------------------------------------------------
-async def outcome(home: pathlib.Path, env: dict[str, str]) -> tuple[list[runs.Run], dict[str, Any]]:
-    """Every run, and each run's RUN_START timestamps."""
+async def outcome(
+    home: pathlib.Path, env: dict[str, str]
+) -> tuple[list[runs.Run], dict[str, list[float]], int]:
+    """Every run, each run's RUN_START timestamps, and how many launches the queue gave
+    back because the broker could not be reached."""
     async with common.Launcher(home, env).opened() as bench:
         final = await bench.store.list_runs()
         starts: dict[str, list[float]] = {}
+        given_back = 0
         for run in final:
-            found = await bench.store.get_events(run.run_id, event_types=(E.RUN_START,))
-            starts[run.run_id] = [e.timestamp for e in found]
-        return final, starts
+            found = await bench.store.get_events(run.run_id, event_types=(E.RUN_START, E.ENGINE))
+            starts[run.run_id] = [e.timestamp for e in found if e.event_type is E.RUN_START]
+            given_back += sum("back in the queue" in e.message for e in found)
+        return final, starts, given_back
 
 
 async def wait_all_ended(home: pathlib.Path, env: dict[str, str], n: int) -> None:
@@ -434,8 +439,9 @@ def measure_outage(server: sa.engine.URL, sizes: Sizes) -> None:
         broker = redis_server.start(port=broker.port)
         back = time.time()
         anyio.run(wait_all_ended, home, env, sizes.outage_runs)
-        final, starts = anyio.run(outcome, home, env)
+        final, starts, given_back = anyio.run(outcome, home, env)
     report_outage(sizes, final, starts, back)
+    print(f"broker down: {given_back} launches given back to the queue while it was away")
 
 
 def report_outage(
