@@ -11,6 +11,8 @@ and, for parts 2 to 4, `vigil daemon run` with the queued coordinator. Run it as
    `vigil run launch`). Per run: to the run worker's RUN_START timestamp (same host, same
    clock) and to the first `get_run`, polled every millisecond, that shows the run STARTED
    or later. p50, p95, max over `--samples` runs of the 1-step job (target p50 <= 100 ms).
+   The Celery figure is split at the moment a worker logged the task received (its log's
+   millisecond timestamps): the launcher and broker's share, and the run worker's start.
 2. drain: `--runs` runs of the 1-step job queued while the queue is paused, then resumed
    under a daemon with max_concurrent_runs 20; runs/s from resume until all ended, the Celery
    launcher (two workers of `--concurrency` each) beside the subprocess launcher on the same
@@ -42,6 +44,7 @@ import math
 import os
 import pathlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -219,20 +222,24 @@ def percentiles(name: str, samples: Sequence[float], target: str = "") -> str:
 
 
 # 1. submission -> STARTED ----------------------------------------------------------------
-async def latencies(home: pathlib.Path, env: dict[str, str], n: int) -> tuple[list[float], ...]:
-    """(to the RUN_START timestamp, to the first get_run showing STARTED) for n runs."""
-    stamped: list[float] = []
-    polled: list[float] = []
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """One run of the latency part: when it was submitted (wall clock), the seconds to its
+    RUN_START timestamp and to the get_run that showed it STARTED, its launch facts."""
+
+    submitted: float
+    stamped: float
+    polled: float
+    task_id: str | None
+
+
+async def latencies(home: pathlib.Path, env: dict[str, str], n: int) -> list[Timed]:
     async with common.Launcher(home, env).opened() as bench:
-        for i in range(WARMUP + n):
-            stamp, seen = await one_latency(bench)
-            if i >= WARMUP:
-                stamped.append(stamp)
-                polled.append(seen)
-    return stamped, polled
+        timed = [await one_latency(bench) for _ in range(WARMUP + n)]
+    return timed[WARMUP:]
 
 
-async def one_latency(bench: common.Launcher) -> tuple[float, float]:
+async def one_latency(bench: common.Launcher) -> Timed:
     run = submission.new_run(bench.workspace, JOB, {}, {}, time.time())
     wall, start = time.time(), time.perf_counter()
     await bench.coordinator.submit(run)
@@ -245,20 +252,57 @@ async def one_latency(bench: common.Launcher) -> tuple[float, float]:
     if final.status is not S.SUCCESS:
         raise SystemExit(f"run {run.run_id} ended {final.status}")
     [begun] = await bench.store.get_events(run.run_id, event_types=(E.RUN_START,))
-    return begun.timestamp - wall, seen
+    task_id = final.launcher_info.get("task_id")
+    return Timed(wall, begun.timestamp - wall, seen, None if task_id is None else str(task_id))
+
+
+RECEIVED = re.compile(
+    r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}): INFO/MainProcess\] "
+    r"Task vigil\.run\[([^\]]+)\] received"
+)
+
+
+def received_at(pool: Sequence[Worker]) -> dict[str, float]:
+    """When a Celery worker logged each task received (its local time, to the ms)."""
+    found: dict[str, float] = {}
+    for worker in pool:
+        for stamp, ms, task_id in RECEIVED.findall(worker.log()):
+            local = time.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+            found[task_id] = time.mktime(local) + int(ms) / 1000
+    return found
+
+
+def split_celery(timed: Sequence[Timed], pool: Sequence[Worker]) -> None:
+    """Submission -> task received by a Celery worker (launcher, broker), and received ->
+    RUN_START (pool process, a new run worker interpreter, its start in the store)."""
+    received = received_at(pool)
+    pairs = [(t, received[t.task_id]) for t in timed if t.task_id in received]
+    if len(pairs) != len(timed):
+        print(f"celery     {len(timed) - len(pairs)} tasks not found in the workers' logs")
+    if pairs:
+        to_worker = [at - t.submitted for t, at in pairs]
+        to_start = [t.submitted + t.stamped - at for t, at in pairs]
+        print(percentiles("celery       of which submit -> task received (log, ms)", to_worker))
+        print(percentiles("celery       of which task received -> RUN_START", to_start))
 
 
 def measure_latency(server: sa.engine.URL, broker: redis_server.Server, sizes: Sizes) -> None:
-    target = " (target p50 <= 100 ms)"
     for label, url in (("celery    ", broker.url), ("subprocess", None)):
         with contextlib.ExitStack() as stack:
             made = instance(server, launcher_yaml(url), sizes.executor, immediate=True)
             home, env = stack.enter_context(made)
-            if url is not None:
-                stack.enter_context(workers(env, home, sizes.concurrency))
-            stamped, polled = anyio.run(latencies, home, env, sizes.samples)
-        print(percentiles(f"{label} submit -> RUN_START timestamp", stamped, target))
-        print(percentiles(f"{label} submit -> get_run shows STARTED (1 ms polls)", polled))
+            pool = [] if url is None else stack.enter_context(workers(env, home, sizes.concurrency))
+            timed = anyio.run(latencies, home, env, sizes.samples)
+            report_latency(label, timed)
+            if pool:
+                split_celery(timed, pool)
+
+
+def report_latency(label: str, timed: Sequence[Timed]) -> None:
+    stamped, polled = [t.stamped for t in timed], [t.polled for t in timed]
+    target = " (target p50 <= 100 ms)"
+    print(percentiles(f"{label} submit -> RUN_START timestamp", stamped, target))
+    print(percentiles(f"{label} submit -> get_run shows STARTED (1 ms polls)", polled))
 
 
 # 2. drain ---------------------------------------------------------------------------------
