@@ -29,6 +29,7 @@ from prometheus_client import parser
 
 from vigil import healthcheck as healthcheck_mod
 from vigil import runs
+from vigil.celery import options as celery_options
 from vigil.cli import main as cli_main
 from vigil.config import loader
 from vigil.config import settings as settings_mod
@@ -259,7 +260,8 @@ def vigil_command(service: dict[str, Any]) -> list[str]:
 
 def test_compose_services_and_their_order() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "migrate", "daemon", "daemon-2", "prometheus", "grafana"}
+    expected = {"postgres", "migrate", "daemon", "daemon-2", "prometheus", "grafana", "redis"}
+    assert set(services) == expected | {"worker"}
     assert services["postgres"]["image"] == "postgres:15"
     assert "healthcheck" in services["postgres"]
     migrate, daemon = services["migrate"], services["daemon"]
@@ -306,6 +308,64 @@ def test_compose_daemon_environment_is_valid_vigil_settings(
     mounts = [volume.split(":") for volume in daemon["volumes"]]
     assert any(str(location.file).startswith(target) for _, target, *_ in mounts)
     assert f"127.0.0.1:{HTTP_PORT}:{HTTP_PORT}" in daemon["ports"]
+
+
+def test_compose_celery_worker_runs_with_the_daemons_settings_and_volume() -> None:
+    services = compose()["services"]
+    worker, daemon = services["worker"], services["daemon"]
+    command = vigil_command(worker)
+    assert command[:2] == ["celery", "worker"]
+    assert cli_has(command[:2])
+    assert worker["image"] == daemon["image"]
+    daemon_only = set(daemon["environment"]) - set(worker["environment"])
+    assert daemon_only <= {"VIGIL_HTTP__HOST", "VIGIL_HTTP__PORT"}
+    assert all(daemon["environment"][key] == value for key, value in worker["environment"].items())
+    assert set(daemon["volumes"]) <= set(worker["volumes"])  # outputs and logs shared
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["healthcheck"] == {"disable": True}  # no HTTP port to probe
+    assert worker["stop_signal"] == "SIGTERM"  # Celery's warm shutdown
+    assert seconds(worker["stop_grace_period"]) > shutdown_grace()
+
+
+def test_compose_broker_url_is_a_secret_file_the_launcher_reads(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = compose()
+    assert document["secrets"]["broker_url"]["file"].startswith("./secrets/")
+    for name, service in document["services"].items():
+        values = [str(value) for value in service.get("environment", {}).values()]
+        assert not any("://" in value for value in values), name  # no URL in clear
+    for name in ("migrate", "daemon", "worker"):
+        assert "broker_url" in document["services"][name]["secrets"], name
+    for key in [key for key in os.environ if key.startswith("VIGIL_")]:
+        monkeypatch.delenv(key)
+    for key, value in document["services"]["worker"]["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    launcher = loader.load_settings(tmp_path).run_launcher
+    assert launcher.type == "celery"
+    options = celery_options.CeleryOptions.model_validate(launcher.options)
+    assert str(options.broker_url_file) == "/run/secrets/broker_url"
+    # The URL the file holds, as the header's recipe writes it, is one the launcher takes.
+    [recipe] = re.findall(r"printf '(redis://[^']*)\\n'", COMPOSE.read_text(encoding="utf-8"))
+    secret = tmp_path / "broker_url"
+    secret.write_text(recipe.replace("%s", "0123abcd") + "\n")
+    url = celery_options.broker_url(options.model_copy(update={"broker_url_file": secret}))
+    assert celery_options.where(url) == "redis://redis:6379"  # the service, its port
+
+
+def test_compose_redis_is_pinned_private_and_keeps_its_password_in_a_secret() -> None:
+    document = compose()
+    redis = document["services"]["redis"]
+    image, _, tag = redis["image"].partition(":")
+    assert image == "redis"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), "pinned by version"
+    assert "ports" not in redis  # on the container network only
+    assert redis["command"][:2] == ["redis-server", "/run/secrets/redis_conf"]
+    assert "redis_conf" in redis["secrets"]
+    assert document["secrets"]["redis_conf"]["file"].startswith("./secrets/")
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
 def test_compose_prometheus_scrapes_the_daemon_with_the_rules() -> None:
