@@ -42,8 +42,13 @@ test: lint typecheck unit
 # daemon kills), a soak (100,000 runs, a 10-minute daemon), and the others' long forms;
 # `make test` runs the same tests in their short form.
 # VIGIL_TEST_CHAOS_SEED=N repeats a seeded run.
+# Then many daemons (bench/ha.py chaos, about 10 minutes): three daemons on one throwaway
+# PostgreSQL, 2,000 queued runs, 200 per-second schedules and 20 sensors for two minutes,
+# a random daemon SIGKILLed every 20 s; it exits 1 when the store shows a duplicate run, a
+# tick evaluated twice, a limit overshoot, a run not terminal or a due tick not recorded.
 chaos: $(BIN)/vigil
 	VIGIL_TEST_CHAOS_LONG=1 $(BIN)/pytest -q tests/reliability
+	$(BIN)/python -m bench.ha chaos
 
 bench: $(BIN)/vigil
 	$(BIN)/python -m bench.launch

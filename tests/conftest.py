@@ -78,3 +78,9 @@ def instance(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> harness.
 @pytest.fixture
 def sqlite_instance(tmp_path: pathlib.Path) -> harness.Instance:
     return _instance(tmp_path, harness.store_yaml(None))
+
+
+@pytest.fixture
+def pg_instance(tmp_path: pathlib.Path, postgres_database: sa.engine.URL) -> harness.Instance:
+    """An instance on a fresh PostgreSQL database (many daemons share one)."""
+    return _instance(tmp_path, harness.store_yaml(postgres_database))

@@ -124,6 +124,11 @@ class StoreError(VigilError):
     """The instance store refused or failed an operation."""
 
 
+class LeaseLost(StoreError):
+    """A write of owned work was refused: this daemon no longer holds the unit's lease (its
+    fencing token changed: another daemon took the unit over)."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached right now; retrying later may succeed."""
 

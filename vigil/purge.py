@@ -10,12 +10,12 @@ the two (a killed process), so nothing is left behind.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from collections.abc import Sequence
 
 import anyio.to_thread
 
-from vigil import retention
+from vigil import blobs, retention
+from vigil.config import settings as settings_mod
 from vigil.storage import store as store_mod
 
 JOURNAL_BATCH = 500  # journal entries read at a time
@@ -26,7 +26,7 @@ class Purger:
     """Purges through `store`, removing run directories under `roots`."""
 
     store: store_mod.RetentionStore
-    roots: tuple[pathlib.Path, ...]
+    roots: tuple[blobs.Root, ...]
 
     async def leftovers(self) -> retention.Purged:
         """Remove the files of every run purged before whose files may remain."""
@@ -49,6 +49,16 @@ class Purger:
         removed = await anyio.to_thread.run_sync(retention.remove_files, run_ids, self.roots)
         await self.store.forget_purged(run_ids)
         return removed
+
+
+def roots(settings: settings_mod.InstanceSettings) -> tuple[blobs.Root, ...]:
+    """Where a run's files may be: its compute logs (at `logs_dir`, and on this machine
+    when `logs_dir` is a URL) and its outputs."""
+    logs = blobs.open_root(settings.compute_logs_url, "logs_dir")
+    outputs = blobs.open_root(settings.outputs_url, "storage_dir")
+    if logs.is_local:
+        return (logs, outputs)
+    return (logs, blobs.LocalRoot(settings.compute_logs_dir), outputs)
 
 
 def is_full(purged: retention.Purged, rule: retention.Rule) -> bool:

@@ -21,13 +21,11 @@ removes first: nothing is left behind, and a file already gone is no error.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 import re
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from vigil import runs
+from vigil import blobs, runs
 
 if TYPE_CHECKING:  # pydantic stays out of the store's plain-data imports
     from vigil.config import settings as settings_mod
@@ -97,20 +95,16 @@ def parse_age(raw: str) -> float:
     return seconds
 
 
-def run_directories(run_id: str, roots: Iterable[pathlib.Path]) -> list[pathlib.Path]:
-    """The directories a run's files live in (compute logs, outputs): `ROOT/RUN_ID`."""
-    if not run_id or run_id in (".", "..") or "/" in run_id or "\\" in run_id:
-        return []  # not a name a worker could have made a directory of
-    return [root / run_id for root in roots]
+def names_directory(run_id: str) -> bool:
+    """Whether a run id can name a directory a worker made (`ROOT/RUN_ID`)."""
+    return bool(run_id) and run_id not in (".", "..") and "/" not in run_id and "\\" not in run_id
 
 
-def remove_files(run_ids: Iterable[str], roots: Sequence[pathlib.Path]) -> int:
-    """Remove the runs' directories under each root; how many existed. Blocking: call it
-    in a worker thread. A directory already gone is fine."""
+def remove_files(run_ids: Iterable[str], roots: Sequence[blobs.Root]) -> int:
+    """Remove the runs' directories (compute logs, outputs) under each root; how many
+    existed. Blocking: call it in a worker thread. A directory already gone is fine; a
+    symbolic link is never followed."""
     removed = 0
-    for run_id in run_ids:
-        for directory in run_directories(run_id, roots):
-            if directory.is_dir() and not directory.is_symlink():
-                shutil.rmtree(directory, ignore_errors=True)
-                removed += 1
+    for run_id in filter(names_directory, run_ids):
+        removed += sum(root.remove_tree(run_id) for root in roots)
     return removed

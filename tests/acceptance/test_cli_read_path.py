@@ -23,6 +23,7 @@ FULL_PATH = (
     "alembic",
     "vigil.config.loader",
     "vigil.storage.sql",
+    "fsspec",
 )
 PROBE = imports.probe(FULL_PATH)
 QUEUED = "run_coordinator:\n  type: queued\n  options:\n    max_concurrent_runs: 0\n"

@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def daemons(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Daemons]:
     """`vigil daemon run` processes on the test's instance; all killed at the end."""
-    names = ("outage_instance", "sqlite_instance", "instance")
+    names = ("outage_instance", "sqlite_instance", "pg_instance", "instance")
     name = next(n for n in names if n in request.fixturenames)
     started = Daemons(request.getfixturevalue(name), tmp_path)
     try:

@@ -45,7 +45,9 @@ MONITORING = "run_monitoring: {poll_interval: 0.5, start_timeout: 600}\n"
 STALE_AFTER = 1.5  # seconds without a heartbeat (5 heartbeat intervals, process.FAST)
 
 
-def configure(instance: Instance, queue: str = QUEUE, launcher: str = "") -> None:
+def configure(
+    instance: Instance, queue: str = QUEUE, launcher: str = "", lease_ttl: float = 10.0
+) -> None:
     """The crash jobs, the queued coordinator, a patient start timeout, fast heartbeats."""
     text = (instance.home / "vigil.yaml").read_text()
     store_section = text[text.index("store:") :] if "store:" in text else ""
@@ -54,7 +56,7 @@ def configure(instance: Instance, queue: str = QUEUE, launcher: str = "") -> Non
         f"run_coordinator:\n  type: queued\n  options: {queue}\n"
         f"{MONITORING}{launcher}{store_section}"
     )
-    process.configure(instance, process.TICKER)
+    process.configure(instance, process.TICKER, lease_ttl=lease_ttl)
 
 
 def hanging_launcher(marker: pathlib.Path) -> str:

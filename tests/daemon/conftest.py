@@ -13,7 +13,8 @@ from tests.daemon.process import Daemons
 @pytest.fixture
 def daemons(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[Daemons]:
     """Start `vigil daemon run` processes on the test's instance; all killed at the end."""
-    name = "instance" if "instance" in request.fixturenames else "sqlite_instance"
+    names = ("pg_instance", "instance")
+    name = next((n for n in names if n in request.fixturenames), "sqlite_instance")
     started = Daemons(request.getfixturevalue(name), tmp_path)
     try:
         yield started

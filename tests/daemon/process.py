@@ -28,6 +28,7 @@ scheduling:
 daemon:
   heartbeat_interval: 0.3
   shutdown_grace: {grace}
+  lease_ttl: {lease_ttl}
   restart_backoff: {{base: 0.1, factor: 2, cap: 0.4, jitter: 0.1}}
   loops:
 {loops}http:
@@ -48,12 +49,14 @@ def configure(
     http_port: int | None = None,
     scheduling: bool = False,
     builtin_loops: bool = True,
+    lease_ttl: float = 10.0,
 ) -> None:
     """Add a fast daemon section naming these test loops to the instance's vigil.yaml.
 
     HTTP stays off unless a port is given (tests run in parallel with other daemons); the
     scheduler and sensor loops too unless asked for (their own tests turn them on).
-    `builtin_loops=False` turns the run monitor and retries loops off.
+    `builtin_loops=False` turns the run monitor and retries loops off. `lease_ttl`: how
+    long a killed daemon's work waits for another daemon (many daemons on PostgreSQL).
     """
     path = instance.home / "vigil.yaml"
     section = FAST.format(
@@ -62,6 +65,7 @@ def configure(
         http_enabled=str(http_port is not None).lower(),
         http_port=http_port or 9464,
         scheduling=str(scheduling).lower(),
+        lease_ttl=lease_ttl,
     )
     if not builtin_loops:
         section += "run_monitoring: {enabled: false}\nrun_retries: {enabled: false}\n"

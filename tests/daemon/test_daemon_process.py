@@ -107,9 +107,10 @@ async def test_a_loop_blocked_past_its_timeout_is_hung_and_shutdown_still_ends(
     assert rows["blocker"]["state"] == "stopped"
 
 
-async def test_a_second_daemon_is_refused_until_the_first_is_gone(
-    instance: Instance, daemons: Daemons
+async def test_a_second_daemon_on_sqlite_is_refused_until_the_first_is_gone(
+    sqlite_instance: Instance, daemons: Daemons
 ) -> None:
+    instance = sqlite_instance
     configure(instance, TICKER)
     first = daemons.start()
     await wait_for_rows(instance, {"ticker": "healthy"})
@@ -120,6 +121,7 @@ async def test_a_second_daemon_is_refused_until_the_first_is_gone(
     refusal = second.log()
     assert f"another daemon is running on this store: {socket.gethostname()} " in refusal
     assert f"pid {first.pid} (last heartbeat " in refusal
+    assert "Use PostgreSQL for more than one daemon." in refusal
 
     first.process.kill()  # no chance to mark its heartbeats stopped
     assert await first.exit_code() == -signal.SIGKILL

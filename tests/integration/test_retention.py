@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tests.daemon.fakes import ManualClock
 from tests.integration import test_retries
-from vigil import events, purge, retention, runs
+from vigil import blobs, events, purge, retention, runs
 from vigil.config import settings as settings_mod
 from vigil.daemon import precedence as precedence_mod
 from vigil.daemon.loops import retention as retention_loop
@@ -38,7 +38,7 @@ def loop_for(
     settings = settings_mod.RunRetentionSettings.model_validate(
         {**config, "batch_size": batch_size}
     )
-    purger = purge.Purger(store, roots)
+    purger = purge.Purger(store, tuple(map(blobs.LocalRoot, roots)))
     return retention_loop.RetentionLoop(purger, clock, settings, spare_retries, precedence)
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from vigil import errors, events, executors, runs, storage
+from vigil import blobs, errors, events, executors, runs, storage
 from vigil.config import settings as settings_mod
 from vigil.executors import outputs
 from vigil.worker import patience, worker
@@ -63,7 +63,7 @@ async def started_steps(store: storage.Store, run_id: str) -> list[str | None]:
 
 def stored_output(tmp_path: pathlib.Path, run_id: str, step: str) -> object:
     """A stored output, read by the digest its file has (the worker under test wrote it)."""
-    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    kept = outputs.PickleOutputStore(blobs.LocalRoot(tmp_path / "storage"))
     return kept.get(run_id, step, kept.digest(run_id, step))
 
 
@@ -103,7 +103,7 @@ async def test_resume_skips_the_steps_that_succeeded(
     settings = settings_for(tmp_path)
     run = new_run(status=S.STARTED)
     await store.add_run(run)
-    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    kept = outputs.PickleOutputStore(blobs.LocalRoot(tmp_path / "storage"))
     digests = {"a": kept.put(run.run_id, "a", 5).digest, "b": kept.put(run.run_id, "b", 6).digest}
     now = time.time()
     recorded = [
@@ -128,7 +128,7 @@ async def test_resume_takes_a_step_whose_output_is_stored_as_done(
     settings = settings_for(tmp_path)
     run = new_run(status=S.STARTED)
     await store.add_run(run)
-    kept = outputs.PickleOutputStore(tmp_path / "storage")
+    kept = outputs.PickleOutputStore(blobs.LocalRoot(tmp_path / "storage"))
     kept.put(run.run_id, "a", 5)
     kept.put(run.run_id, "b", 6)
     success = events.NewEvent(run.run_id, E.STEP_SUCCESS, time.time(), step="a")

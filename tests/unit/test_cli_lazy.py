@@ -25,6 +25,7 @@ HEAVY = (
     "yaml",
     "vigil.config.loader",
     "vigil.storage.sql",
+    "fsspec",
     "importlib.metadata",
     "celery",
     "kombu",

@@ -9,7 +9,7 @@ import pytest
 
 from tests.daemon.fakes import HeartbeatStore
 from vigil import errors
-from vigil.daemon import health, heartbeat, loop, presence, status
+from vigil.daemon import health, heartbeat, loop, presence, status, vitals
 from vigil.storage import store as store_mod
 
 H = health.Health
@@ -43,12 +43,18 @@ def loop_beat(
 
 
 def supervisor_beat(
-    daemon_id: str, *, age: float = 0.5, pid: int = 7, stopped: bool = False
+    daemon_id: str,
+    *,
+    age: float = 0.5,
+    pid: int = 7,
+    stopped: bool = False,
+    owned: dict[str, int] | None = None,
+    host: str = "box",
 ) -> store_mod.Heartbeat:
-    identity = heartbeat.DaemonIdentity(daemon_id, "box", pid, NOW - 100)
-    info = heartbeat.supervisor_info("running", ["a"], identity, HB)
+    identity = heartbeat.DaemonIdentity(daemon_id, host, pid, NOW - 100)
+    info = heartbeat.supervisor_info("running", ["a"], identity, HB, owned=owned)
     info["stopped"] = stopped
-    return store_mod.Heartbeat(daemon_id, "supervisor", "box", pid, NOW - age, info)
+    return store_mod.Heartbeat(daemon_id, "supervisor", host, pid, NOW - age, info)
 
 
 def failing(daemon_id: str, name: str) -> store_mod.Heartbeat:
@@ -97,12 +103,95 @@ def test_a_row_carries_ages_the_daemon_and_the_last_error() -> None:
 
 def test_the_table_has_one_line_a_loop() -> None:
     text = status.table(status.rows([supervisor_beat("d"), failing("d", "flaky")], NOW, HB))
-    header, sup, flaky = text.splitlines()
+    header, sup, flaky = text.split("\n\n")[0].splitlines()
     assert header.split()[:2] == ["LOOP", "STATE"]
     assert sup.split()[:3] == ["supervisor", "healthy", "-"]
     assert "RuntimeError: planned failure 2" in flaky
     assert "1 failed iteration in a row" in flaky
     assert status.table([]) == "no heartbeats: no daemon has run on this store"
+
+
+# many daemons: who owns what -----------------------------------------------------------
+def test_the_supervisor_info_carries_every_kind_owned_and_reads_back() -> None:
+    identity = heartbeat.DaemonIdentity("d", "box", 7, NOW - 100)
+    info = heartbeat.supervisor_info("running", [], identity, HB, owned={"schedule": 3})
+    assert info["owned"] == {
+        "schedule": 3,
+        "sensor": 0,
+        "monitor": 0,
+        "retries": 0,
+        "retention": 0,
+        "backfills": 0,
+    }
+    assert vitals.owned_from_info(json.loads(json.dumps(info))) == info["owned"]
+    assert vitals.owned_from_info(heartbeat.supervisor_info("running", [], identity, HB)) is None
+    assert vitals.started_from_info(info) == NOW - 100
+
+
+def test_the_daemons_table_lists_each_daemon_with_what_it_owns() -> None:
+    beats = [
+        supervisor_beat("one", pid=1, owned={"schedule": 2, "monitor": 8, "retries": 1}),
+        loop_beat("one", "scheduler", pid=1),
+        loop_beat("one", "monitor", pid=1),
+        supervisor_beat("two", pid=2, age=0.8, owned={"schedule": 1, "monitor": 8}),
+        loop_beat("two", "scheduler", pid=2, age=0.8),
+    ]
+    loops, daemons = status.table(status.rows(beats, NOW, HB)).split("\n\n")
+    assert len(loops.splitlines()) == 6  # the header and five rows
+    header, one, two = daemons.splitlines()
+    assert header.split() == ["DAEMON", "STATE", "STARTED", "HEARTBEAT", "LOOPS", "OWNS"]
+    assert one.split()[:2] == ["box:1", "healthy"]
+    assert one.split()[4:] == [
+        "0.5s",
+        "ago",
+        "2",
+        "schedule",
+        "2,",
+        "monitor",
+        "8,",
+        "retries",
+        "1",
+    ]
+    assert two.split()[4:] == ["0.8s", "ago", "1", "schedule", "1,", "monitor", "8"]
+
+
+def test_a_row_dict_carries_the_start_and_the_owned_units() -> None:
+    owned = {"schedule": 2, "sensor": 1}
+    sup, a = status.rows([supervisor_beat("d", owned=owned), loop_beat("d", "a")], NOW, HB)
+    data = status.row_dict(sup)
+    assert data["started_at"] == NOW - 100
+    assert {k: v for k, v in data["owned"].items() if v} == owned
+    assert status.row_dict(a)["owned"] is None
+
+
+def test_a_stopped_daemon_owns_nothing_and_an_old_one_cannot_tell() -> None:
+    [stopped] = status.rows([supervisor_beat("d", stopped=True, owned={"sensor": 1})], NOW, HB)
+    assert stopped.owned is None
+    assert status.owned_text(stopped.owned) == "-"
+    assert status.owned_text({"schedule": 0, "sensor": 0}) == "none"
+    assert status.owned_text({"sensor": 2, "schedule": 1}) == "schedule 1, sensor 2"
+
+
+def test_changes_tell_apart_the_same_loop_of_two_daemons_and_a_new_share() -> None:
+    first = status.rows(
+        [loop_beat("one", "a", pid=1), supervisor_beat("two", pid=2, owned={"schedule": 1})],
+        NOW,
+        HB,
+    )
+    seen, changed = status.changes({}, first)
+    assert len(changed) == 2
+    second = status.rows(
+        [
+            loop_beat("one", "a", pid=1),
+            loop_beat("two", "a", pid=2),
+            supervisor_beat("two", pid=2, owned={"schedule": 2}),
+        ],
+        NOW,
+        HB,
+    )
+    _, changed = status.changes(seen, second)
+    assert [(r.daemon_id, r.loop) for r in changed] == [("two", "supervisor"), ("two", "a")]
+    assert status.change_line(changed[0], NOW).endswith("(box:2)  owns: schedule 2")
 
 
 # --follow ----------------------------------------------------------------------------
@@ -155,6 +244,36 @@ def test_liveness_is_ok_while_every_row_is_live() -> None:
 )
 def test_liveness_fails_with_one_line(beats: list[store_mod.Heartbeat], line: str) -> None:
     assert status.liveness(status.rows(beats, NOW, HB)) == (False, line)
+
+
+def test_liveness_any_is_ok_while_one_daemon_is_live() -> None:
+    beats = [
+        supervisor_beat("dead", pid=1, age=4.0),
+        supervisor_beat("live", pid=2, age=5.0),  # newer heartbeats, then killed
+        loop_beat("live", "a", pid=2, age=0.5),
+    ]
+    assert status.liveness_any(status.rows(beats, NOW, HB)) == (
+        False,
+        "no daemon of this instance is live: "
+        "the daemon on box:2 is down: no heartbeat for 5.0s (over 3 x 1s)",
+    )
+    beats.append(supervisor_beat("other", pid=3))
+    assert status.liveness_any(status.rows(beats, NOW, HB)) == (
+        True,
+        "ok: 1 of 2 daemons live; daemon box:3, 0 loops live",
+    )
+    assert status.liveness_any([]) == (False, "no heartbeats: no daemon has run on this store")
+
+
+def test_this_daemon_is_the_one_on_this_host_or_with_this_pid() -> None:
+    here = supervisor_beat("here", pid=1, host="here")
+    there = supervisor_beat("there", pid=2, host="there")
+    assert status.this_daemon([here, there], "here", None) == [here]
+    assert status.this_daemon([here, there], "here", 1) == [here]
+    assert status.this_daemon([here, there], "here", 2) == []
+    assert status.this_daemon([here, there], "elsewhere", None) == [here, there]
+    missing = "no heartbeats of a daemon with pid 2 on here"
+    assert status.liveness([], missing) == (False, missing)
 
 
 # one daemon per store ----------------------------------------------------------------

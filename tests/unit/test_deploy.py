@@ -259,7 +259,7 @@ def vigil_command(service: dict[str, Any]) -> list[str]:
 
 def test_compose_services_and_their_order() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "migrate", "daemon", "prometheus", "grafana"}
+    assert set(services) == {"postgres", "migrate", "daemon", "daemon-2", "prometheus", "grafana"}
     assert services["postgres"]["image"] == "postgres:15"
     assert "healthcheck" in services["postgres"]
     migrate, daemon = services["migrate"], services["daemon"]
@@ -319,7 +319,20 @@ def test_compose_prometheus_scrapes_the_daemon_with_the_rules() -> None:
     [job] = config["scrape_configs"]
     assert job["job_name"] == "vigil"
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"daemon:{HTTP_PORT}"]
+    assert job["static_configs"][0]["targets"] == [f"daemon:{HTTP_PORT}", f"daemon-2:{HTTP_PORT}"]
+
+
+def test_compose_runs_two_daemons_on_the_one_postgres_store() -> None:
+    services = compose()["services"]
+    daemon, second = services["daemon"], services["daemon-2"]
+    assert vigil_command(second) == ["daemon", "run"]
+    assert second["environment"] == daemon["environment"]
+    assert second["environment"]["VIGIL_STORE__KIND"] == "postgres"
+    assert second["volumes"] == daemon["volumes"]  # outputs and logs readable by both
+    assert second["depends_on"] == daemon["depends_on"]
+    assert seconds(second["stop_grace_period"]) > shutdown_grace()
+    host_ports = [port.rsplit(":", 1)[0] for port in (*daemon["ports"], *second["ports"])]
+    assert len(set(host_ports)) == 2
 
 
 # -- alerts ----------------------------------------------------------------------------

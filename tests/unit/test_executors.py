@@ -19,7 +19,7 @@ import psutil
 import pydantic
 import pytest
 
-from vigil import errors, events
+from vigil import blobs, errors, events
 from vigil.definitions import job, step
 from vigil.executors import (
     BUILTIN_EXECUTORS,
@@ -235,7 +235,7 @@ class Harness:
 
     @property
     def outputs(self) -> PickleOutputStore:
-        return PickleOutputStore(self.tmp_path / "outputs")
+        return PickleOutputStore(blobs.LocalRoot(self.tmp_path / "outputs"))
 
     def output(self, run_id: str, step_name: str) -> Any:
         """A stored output, read by the digest its file has now (the tests wrote it)."""
@@ -367,6 +367,35 @@ async def test_stdout_and_stderr_go_to_compute_logs(executor: Executor, harness:
     await harness.run(executor, [noisy])
     assert harness.log_text("noisy", "stdout") == "to stdout\nto stdout\n"
     assert harness.log_text("noisy", "stderr") == "to stderr\nto stderr\n"
+
+
+async def test_logs_are_uploaded_to_a_url_after_each_attempt(
+    executor: Executor, harness: Harness
+) -> None:
+    remote = harness.tmp_path / "remote"
+    services = dataclasses.replace(
+        harness.services, logs_upload=blobs.open_root(f"local://{remote}", "logs_dir")
+    )
+    result = await executor.execute(harness.plan(job.job("j", [noisy])), services)
+    assert result.ok
+    assert (remote / "r1" / "noisy" / "stdout.log").read_text() == "to stdout\n"
+    assert (remote / "r1" / "noisy" / "stderr.log").read_text() == "to stderr\n"
+
+
+async def test_a_failed_log_upload_is_a_warning_not_a_failed_step(
+    executor: Executor, harness: Harness
+) -> None:
+    blocker = harness.tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    services = dataclasses.replace(
+        harness.services, logs_upload=blobs.open_root(f"local://{blocker}", "logs_dir")
+    )
+    result = await executor.execute(harness.plan(job.job("j", [noisy])), services)
+    assert result.ok
+    warnings = [e for e in harness.sink.of(E.ENGINE, "noisy") if e.level == "WARNING"]
+    assert len(warnings) == 1
+    assert "could not upload the compute logs of step noisy" in warnings[0].message
+    assert harness.log_text("noisy", "stdout") == "to stdout\n"  # still on this machine
 
 
 async def test_config_is_validated_and_injected(executor: Executor, harness: Harness) -> None:
@@ -599,7 +628,7 @@ def test_executor_options_are_validated() -> None:
 
 
 def test_pickle_output_store_round_trips_atomically(tmp_path: pathlib.Path) -> None:
-    store = PickleOutputStore(tmp_path)
+    store = PickleOutputStore(blobs.LocalRoot(tmp_path))
     stored = store.put("r1", "s", {"a": [1, 2]})
     assert stored.locator == str(tmp_path / "r1" / "s")
     data = (tmp_path / "r1" / "s").read_bytes()

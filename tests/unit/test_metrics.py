@@ -12,8 +12,9 @@ import prometheus_client
 import sqlalchemy as sa
 from prometheus_client import parser
 
+from tests.daemon import fakes
 from vigil import coordinators, errors, runs, storage
-from vigil.daemon import loop, metrics
+from vigil.daemon import leases, loop, metrics, vitals
 from vigil.daemon.loops import backfills as backfill_loop
 from vigil.daemon.loops import instigation, monitor, retries
 from vigil.daemon.loops import retention as retention_loop
@@ -288,3 +289,39 @@ def test_the_retention_snapshot_is_exported() -> None:
     assert value(rendered, "vigil_purged_runs_total") == 120
     assert value(rendered, "vigil_purged_events_total") == 900
     assert value(rendered, "vigil_purged_run_directories_total") == 200
+
+
+async def test_owned_units_and_takeovers_come_from_the_keepers_leases(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Two keepers on a real store: the second takes over the first's units once the
+    first's membership expires; both export every kind, 0 included."""
+    url = sa.engine.URL.create("sqlite+aiosqlite", database=f"{tmp_path}/vigil.db")
+    store = await storage.open_store(storage.StoreTarget(url))
+    clock = fakes.ManualClock(START)
+    try:
+        first = leases.Keeper(store, vitals.DaemonIdentity("a", "box", 1, START), clock, 10.0)
+        await first.join()
+        units = ["schedule:x", "schedule:y", "sensor:z"]
+        assert await first.share("schedule:", units[:2]) == frozenset(units[:2])
+        await first.own(leases.RETRIES)
+        clock.advance(11.0)  # the first stops renewing: its membership expires
+        second = leases.Keeper(store, vitals.DaemonIdentity("b", "box", 2, START), clock, 10.0)
+        await second.join()
+        await second.share("schedule:", units[:2])
+        exported = make()
+        exported.watch_leases(first.statistics)
+        before = exported.render()
+        exported = make()
+        exported.watch_leases(second.statistics)
+        after = exported.render()
+    finally:
+        await store.close()
+    assert value(before, "vigil_owned_units", kind="schedule") == 2
+    assert value(before, "vigil_owned_units", kind="retries") == 1
+    assert value(before, "vigil_lease_takeovers_total", kind="schedule") == 0
+    assert value(after, "vigil_owned_units", kind="schedule") == 2
+    assert value(after, "vigil_owned_units", kind="retries") == 0
+    assert value(after, "vigil_lease_takeovers_total", kind="schedule") == 2
+    kinds = {dict(labels)["kind"] for name, labels in samples(after) if name.startswith("vigil_o")}
+    assert kinds == set(vitals.UNIT_KINDS)

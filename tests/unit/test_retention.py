@@ -7,7 +7,7 @@ import pathlib
 import pydantic
 import pytest
 
-from vigil import retention, runs
+from vigil import blobs, retention, runs
 from vigil.config import settings as settings_mod
 
 S = runs.RunStatus
@@ -52,17 +52,17 @@ def test_a_rule_never_names_a_status_that_has_not_ended() -> None:
         retention.Rule({S.QUEUED: 1.0})
 
 
-def test_only_plain_run_ids_name_directories(tmp_path: pathlib.Path) -> None:
-    assert retention.run_directories("abc", [tmp_path]) == [tmp_path / "abc"]
+def test_only_plain_run_ids_name_directories() -> None:
+    assert retention.names_directory("abc")
     for bad in ("", ".", "..", "a/b", "a\\b"):
-        assert retention.run_directories(bad, [tmp_path]) == []
+        assert not retention.names_directory(bad)
 
 
 def test_remove_files_counts_what_existed(tmp_path: pathlib.Path) -> None:
     (tmp_path / "logs" / "r1" / "step").mkdir(parents=True)
     (tmp_path / "outside").mkdir()
     (tmp_path / "logs" / "r2").symlink_to(tmp_path / "outside")
-    roots = [tmp_path / "logs", tmp_path / "storage"]
+    roots = [blobs.LocalRoot(tmp_path / "logs"), blobs.LocalRoot(tmp_path / "storage")]
     assert retention.remove_files(["r1", "r2", "r3"], roots) == 1
     assert not (tmp_path / "logs" / "r1").exists()
     assert (tmp_path / "outside").is_dir()  # a link is never followed

@@ -21,7 +21,17 @@ from vigil import assembly, errors
 from vigil.cli import common
 from vigil.config import loader
 from vigil.config import settings as settings_mod
-from vigil.daemon import builtin, extension, extras, heartbeat, logs, precedence, runtime, startup
+from vigil.daemon import (
+    builtin,
+    extension,
+    extras,
+    heartbeat,
+    leases,
+    logs,
+    precedence,
+    runtime,
+    startup,
+)
 from vigil.daemon import clock as clock_mod
 from vigil.daemon.loops import instigation
 from vigil.evaluation import pool
@@ -79,11 +89,16 @@ def run(log_format: logs.LogFormat, log_level: str | None) -> None:
                 settings, store, launcher, clock.now, identity.daemon_id, exported
             )
             first = precedence.Precedence()  # schedules and sensors before backfill chunks
-            built = builtin.build(settings, store, coordinator, clock, first)
-            shared = instigation.Instigation(evaluators, store, coordinator, clock, exported, first)
+            keeper = leases.Keeper(store, identity, clock, settings.daemon.lease_ttl)
+            built = builtin.build(settings, store, coordinator, clock, first, keeper)
+            shared = instigation.Instigation(
+                evaluators, store, coordinator, clock, exported, first, keeper
+            )
             instigators = builtin.instigation(shared, settings.scheduling)
             context = extension.LoopContext(store, clock, settings.workspace)
             loops = [*built.loops, *instigators.loops, *extension.build_loops(resolved, context)]
+            for each in loops:  # a change of the daemons on the store may change its share
+                keeper.watch(each.wake)
             daemon = runtime.Daemon(
                 settings.daemon,
                 store,
@@ -92,6 +107,8 @@ def run(log_format: logs.LogFormat, log_level: str | None) -> None:
                 clock=clock,
                 rand=random.random,
                 probe=store.ping,
+                keeper=keeper,
+                alone=target.is_sqlite,
             )
             added = extras.build(
                 settings, st.environ, daemon, store, exported, coordinator, built, shared

@@ -7,6 +7,7 @@ HTTP, metrics and systemd modules.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -29,7 +30,8 @@ FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --fo
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON (one object a line with -f).")
 @common.handle_errors
 def status(follow: bool, as_json: bool) -> None:
-    """One row a loop: state, last iteration, heartbeat age, daemon, last error."""
+    """One row a loop: state, last iteration, heartbeat age, daemon, last error; then one
+    line a daemon: state, start, heartbeat age, loops, units of work it owns by kind."""
     interval = common.heartbeat_interval()
     if not follow:
         _print_rows(common.read_store(lambda store: _read_rows(store, interval)), as_json)
@@ -52,6 +54,10 @@ async def _read_rows(
     store: store_mod.HeartbeatReader, interval: float
 ) -> list[status_mod.StatusRow]:
     return status_mod.rows(await store.list_heartbeats(), time.time(), interval)
+
+
+async def _read_beats(store: store_mod.HeartbeatReader) -> list[store_mod.Heartbeat]:
+    return await store.list_heartbeats()
 
 
 def _print_rows(
@@ -108,19 +114,49 @@ async def _cancel_on_signal(
 
 
 @click.command("liveness-check")
+@click.option(
+    "--any",
+    "any_daemon",
+    is_flag=True,
+    help="Live while at least one daemon of the instance is (not only this one).",
+)
+@click.option(
+    "--pid",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Check the daemon with this pid on this host (default: every daemon on this host).",
+)
 @output.option
 @common.handle_errors
-def liveness_check(as_json: bool) -> None:
-    """Exit 0 ("ok: ...") while the daemon's loops are live; 1 with the reason otherwise.
+def liveness_check(any_daemon: bool, pid: int | None, as_json: bool) -> None:
+    """Exit 0 ("ok: ...") while this daemon's loops are live; 1 with the reason otherwise.
 
-    Not live: no heartbeats, or a loop (or the daemon) down, hung or stopped. For a
-    container HEALTHCHECK or a Kubernetes liveness probe.
+    This daemon: the daemons whose heartbeats name this host (and --pid); when none ever
+    ran on this host, the store's newest and live ones. With --any: exit 0 while at least
+    one daemon of the instance is live. Not live: no heartbeats, or a loop (or the daemon)
+    down, hung or stopped. For a container HEALTHCHECK or a Kubernetes liveness probe.
     """
+    if any_daemon and pid is not None:
+        raise click.UsageError("--any and --pid exclude each other: choose one")
     interval = common.heartbeat_interval()
-    live, line = status_mod.liveness(common.read_store(lambda store: _read_rows(store, interval)))
+    beats = common.read_store(_read_beats)
+    live, line = _judge(beats, interval, any_daemon, pid)
     if as_json:
         output.emit({"live": live, "message": line})
     else:
         click.echo(line)
     if not live:
         raise SystemExit(common.EXIT_FAILURE)
+
+
+def _judge(
+    beats: Sequence[store_mod.Heartbeat], interval: float, any_daemon: bool, pid: int | None
+) -> tuple[bool, str]:
+    now = time.time()
+    if any_daemon:
+        return status_mod.liveness_any(status_mod.rows(beats, now, interval))
+    host = socket.gethostname()
+    mine = status_mod.this_daemon(beats, host, pid)
+    missing = f"no heartbeats of a daemon with pid {pid} on {host}" if pid else None
+    found = status_mod.rows(mine, now, interval)
+    return status_mod.liveness(found, missing or status_mod.NO_HEARTBEATS)

@@ -160,7 +160,7 @@ async def _purge(rule: retention.Rule, now: float, dry_run: bool) -> retention.P
     async with common.opened_store(settings) as store:
         if dry_run:
             return await store.count_purgeable(rule)
-        purger = purge_mod.Purger(store, (settings.compute_logs_dir, settings.outputs_dir))
+        purger = purge_mod.Purger(store, purge_mod.roots(settings))
         total = await purger.leftovers()
         while True:
             batch = await purger.batch(rule, now)
@@ -194,8 +194,8 @@ def show(as_json: bool) -> None:
 @output.option
 @common.handle_errors
 def check(as_json: bool) -> None:
-    """Validate the settings and the pluggable classes they name."""
-    from vigil import assembly
+    """Validate the settings, the pluggable classes and the storage filesystems they name."""
+    from vigil import assembly, blobs
     from vigil.config import loader
     from vigil.daemon import extension
 
@@ -203,6 +203,8 @@ def check(as_json: bool) -> None:
     assembly.check_plugins(st.settings)
     extension.resolve_loops(st.settings.daemon)
     loader.store_target(st.settings)
+    blobs.check(st.settings.compute_logs_url, "logs_dir")
+    blobs.check(st.settings.outputs_url, "storage_dir")
     assembly.check_launcher_reach(st.settings)
     if as_json:
         output.emit({"config_file": str(st.home / loader.CONFIG_FILE), "ok": True})

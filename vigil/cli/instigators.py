@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -34,7 +34,7 @@ K = ticks.InstigatorKind
 St = ticks.InstigatorStatus
 
 
-def _with_store(action: Callable[[instigation.LoopStore], Awaitable[R]]) -> R:
+def _with_store(action: Callable[[store_mod.Store], Awaitable[R]]) -> R:
     st = common.state()
 
     async def main() -> R:
@@ -82,6 +82,29 @@ async def _states(store: store_mod.InstigationStore, kind: K) -> dict[str, ticks
     return {s.name: s for s in await store.list_instigators() if s.kind is kind}
 
 
+class _Stored(store_mod.InstigationStore, store_mod.LeaseReader, Protocol):
+    """What `list` reads: the instigators' states and who holds their leases."""
+
+
+async def _states_and_owners(
+    store: _Stored, kind: K
+) -> tuple[dict[str, ticks.InstigatorState], dict[str, str]]:
+    return await _states(store, kind), await _owners(store, kind)
+
+
+async def _owners(store: store_mod.LeaseReader, kind: K) -> dict[str, str]:
+    """host:pid of the daemon holding each instigator's lease (its unit is the instigator's
+    id), for the leases whose owner's membership has not expired."""
+    now = time.time()
+    members = await store.list_members()
+    live = {m.daemon_id: f"{m.host}:{m.pid}" for m in members if m.expires_at >= now}
+    return {
+        lease.unit: live[lease.owner]
+        for lease in await store.list_leases(f"{kind.value}:")
+        if lease.owner in live
+    }
+
+
 def _orphans(
     kind: K, states: dict[str, ticks.InstigatorState], known: set[str], complete: bool
 ) -> list[_Listed]:
@@ -93,6 +116,16 @@ def _orphans(
         for name, state in sorted(states.items())
         if name not in known
     ]
+
+
+def _with_owners(kind: K, listed: Sequence[_Listed], owners: Mapping[str, str]) -> list[_Listed]:
+    """Each row with its owner: the daemon holding its lease, or none ("-" in the table)."""
+    return [_owned(i, owners.get(ticks.instigator_id(kind, i.name))) for i in listed]
+
+
+def _owned(listed: _Listed, owner: str | None) -> _Listed:
+    cells = {**listed.cells, "owner": owner or "-"}
+    return dataclasses.replace(listed, detail={**listed.detail, "owner": owner}, cells=cells)
 
 
 def _stored(state: ticks.InstigatorState | None) -> str | None:
@@ -175,7 +208,7 @@ def schedule_group() -> None:
     """Schedules: list, start, stop, preview their ticks, show their ticks."""
 
 
-SCHEDULE_KEYS = ("cron", "timezone", "job", "location", "next_tick", "stored_status")
+SCHEDULE_KEYS = ("cron", "timezone", "job", "location", "next_tick", "stored_status", "owner")
 
 
 @schedule_group.command("list")
@@ -186,7 +219,7 @@ def list_schedules(as_json: bool) -> None:
     from vigil.cli import workspace
 
     locations = workspace.all_locations()
-    states = _with_store(lambda store: _states(store, K.SCHEDULE))
+    states, owners = _with_store(lambda store: _states_and_owners(store, K.SCHEDULE))
     now = time.time()
     listed: list[_Listed] = []
     for location in locations:
@@ -194,7 +227,9 @@ def list_schedules(as_json: bool) -> None:
     known = {ticks.instigator_id(K.SCHEDULE, n) for loc in locations for n in loc.names("schedule")}
     failures = [loc for loc in locations if loc.error is not None]
     listed += _orphans(K.SCHEDULE, states, known, complete=not failures)
-    _print_listed(listed, ("cron", "timezone", "job", "next_tick"), SCHEDULE_KEYS, as_json)
+    listed = _with_owners(K.SCHEDULE, listed, owners)
+    columns = ("cron", "timezone", "job", "next_tick", "owner")
+    _print_listed(listed, columns, SCHEDULE_KEYS, as_json)
     workspace.warn(failures)
 
 
@@ -317,7 +352,15 @@ def sensor_group() -> None:
     """Sensors: list, start, stop, show ticks and cursors, test one without launching."""
 
 
-SENSOR_KEYS = ("jobs", "minimum_interval", "watches", "location", "cursor", "stored_status")
+SENSOR_KEYS = (
+    "jobs",
+    "minimum_interval",
+    "watches",
+    "location",
+    "cursor",
+    "stored_status",
+    "owner",
+)
 
 
 @sensor_group.command("list")
@@ -329,7 +372,7 @@ def list_sensors(as_json: bool) -> None:
     from vigil.daemon.loops import instigation
 
     locations = workspace.all_locations()
-    states = _with_store(lambda store: _states(store, K.SENSOR))
+    states, owners = _with_store(lambda store: _states_and_owners(store, K.SENSOR))
     listed: list[_Listed] = []
     for location in locations:
         for data in location.sensors:
@@ -348,7 +391,9 @@ def list_sensors(as_json: bool) -> None:
     known = {ticks.instigator_id(K.SENSOR, n) for loc in locations for n in loc.names("sensor")}
     failures = [loc for loc in locations if loc.error is not None]
     listed += _orphans(K.SENSOR, states, known, complete=not failures)
-    _print_listed(listed, ("jobs", "minimum_interval", "watches", "cursor"), SENSOR_KEYS, as_json)
+    listed = _with_owners(K.SENSOR, listed, owners)
+    columns = ("jobs", "minimum_interval", "watches", "cursor", "owner")
+    _print_listed(listed, columns, SENSOR_KEYS, as_json)
     workspace.warn(failures)
 
 

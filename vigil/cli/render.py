@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import pathlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from vigil import events, runs
+from vigil import blobs, events, runs
 from vigil.cli import ids, output
 from vigil.display import printable as printable  # the CLI's printers use render.printable
 
@@ -180,32 +179,36 @@ def event_json(event: events.Event) -> str:
 
 
 class LogTail:
-    """Prints what was added to a run's compute-log files since the last call."""
+    """Prints what was added to a run's compute-log files since the last call, read from
+    the logs root (a local directory or a URL)."""
 
-    def __init__(self, run_dir: pathlib.Path, step: str | None) -> None:
-        self._run_dir = run_dir
+    def __init__(self, root: blobs.Root, run_id: str, step: str | None) -> None:
+        self._root = root
+        self._run_id = run_id
         self._step = step
-        self._offsets: dict[pathlib.Path, int] = {}
+        self._offsets: dict[str, int] = {}
 
-    def _files(self) -> list[pathlib.Path]:
-        steps = (
-            [self._run_dir / self._step]
-            if self._step
-            else sorted(p for p in self._run_dir.glob("*") if p.is_dir())
-        )
-        return [d / name for d in steps for name in LOG_STREAMS if (d / name).exists()]
+    def _keys(self) -> list[tuple[str, str, str]]:
+        """(key, step, stream) of each log file the run may have."""
+        steps = [self._step] if self._step else self._root.children(self._run_id)
+        return [
+            (f"{self._run_id}/{step}/{name}", step, name.removesuffix(".log"))
+            for step in steps
+            for name in LOG_STREAMS
+        ]
 
     def new_lines(self) -> Iterator[LogLine]:
         """The lines added since the last call, file by file."""
-        for path in self._files():
-            offset = self._offsets.get(path, 0)
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                chunk = fh.read()
+        for key, step, stream in self._keys():
+            offset = self._offsets.get(key, 0)
+            try:
+                chunk = self._root.read(key, offset)
+            except FileNotFoundError:
+                continue
             if chunk:
-                self._offsets[path] = offset + len(chunk)
+                self._offsets[key] = offset + len(chunk)
                 for line in chunk.decode("utf-8", "replace").splitlines():
-                    yield LogLine(path.parent.name, path.stem, line)
+                    yield LogLine(step, stream, line)
 
     def print_new(self, echo: Callable[[str], None], *, as_json: bool = False) -> None:
         for found in self.new_lines():

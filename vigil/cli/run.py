@@ -405,6 +405,7 @@ def logs(run_id: str, step: str | None, follow: bool, as_json: bool) -> None:
     """Print the captured stdout and stderr of a run's steps (or one STEP)."""
     import anyio
 
+    from vigil import blobs
     from vigil.cli import render
 
     st = common.state()
@@ -412,7 +413,8 @@ def logs(run_id: str, step: str | None, follow: bool, as_json: bool) -> None:
     async def main() -> None:
         async with common.opened_store(st.settings) as store:
             whole_id = await ids.resolve_run_id(store, run_id)
-            tail = render.LogTail(st.settings.compute_logs_dir / whole_id, step)
+            root = blobs.open_root(st.settings.compute_logs_url, "logs_dir")
+            tail = render.LogTail(root, whole_id, step)
             while True:
                 run = await store.get_run(whole_id)
                 tail.print_new(click.echo, as_json=as_json)

@@ -14,6 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from vigil import blobs
 from vigil.config import limits
 
 MINUTE = limits.MINUTE
@@ -124,6 +125,12 @@ class DaemonSettings(_Section):
     loops: tuple[PluginSettings, ...] = ()
     # The least level of the daemon's log lines (`vigil daemon run --log-level` overrides it).
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Many daemons on one PostgreSQL store: a daemon's leases (its schedules, sensors, monitor
+    # shards, cursors) outlive its last renewal by `lease_ttl` seconds (it renews 4 times per
+    # TTL), then the others take them over; the monitor's in-flight runs are split into
+    # `monitor_shards` shards, each owned by one daemon.
+    lease_ttl: float = Field(default=10.0, ge=1.0, le=600.0, allow_inf_nan=False)
+    monitor_shards: int = Field(default=16, ge=1, le=1024)
 
     @pydantic.model_validator(mode="after")
     def _live_heartbeats_are_kept(self) -> DaemonSettings:
@@ -241,8 +248,9 @@ class InstanceSettings(BaseSettings):
 
     home: pathlib.Path = pathlib.Path(".vigil")
     store: StoreSettings = StoreSettings()
-    logs_dir: pathlib.Path | None = None
-    storage_dir: pathlib.Path | None = None
+    # A path, a file:// URL or any fsspec URL (s3://..., gs://...): see vigil.blobs.
+    logs_dir: str | None = None
+    storage_dir: str | None = None
     workspace: tuple[CodeLocationSettings, ...] = ()
     run_launcher: PluginSettings = PluginSettings(type="subprocess")
     run_coordinator: PluginSettings = PluginSettings(type="queued")
@@ -273,9 +281,17 @@ class InstanceSettings(BaseSettings):
         return self.store.sqlite_path or self.home / "vigil.db"
 
     @property
-    def compute_logs_dir(self) -> pathlib.Path:
-        return self.logs_dir or self.home / "logs"
+    def compute_logs_url(self) -> str:
+        """Where compute logs are kept: `logs_dir`, a path or a URL."""
+        return self.logs_dir or str(self.home / "logs")
 
     @property
-    def outputs_dir(self) -> pathlib.Path:
-        return self.storage_dir or self.home / "storage"
+    def compute_logs_dir(self) -> pathlib.Path:
+        """Where this machine writes compute logs: `logs_dir` when it is local; else
+        `HOME/logs`, from which each step's logs are uploaded to `logs_dir`."""
+        return blobs.local_path(self.compute_logs_url) or self.home / "logs"
+
+    @property
+    def outputs_url(self) -> str:
+        """Where step outputs are kept: `storage_dir`, a path or a URL."""
+        return self.storage_dir or str(self.home / "storage")

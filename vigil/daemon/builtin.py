@@ -25,7 +25,7 @@ from vigil import purge
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop, orphans, service
+from vigil.daemon import leases, loop, orphans, service
 from vigil.daemon import precedence as precedence_mod
 from vigil.daemon.loops import backfills, monitor, queue, retention, retries, scheduler, sensors
 from vigil.daemon.loops import instigation as instigation_mod
@@ -62,20 +62,24 @@ def build(
     coordinator: coordinators.RunCoordinator,
     clock: clock_mod.Clock,
     precedence: precedence_mod.Precedence | None = None,
+    keeper: leases.Keeper | None = None,
 ) -> Builtins:
     """The run loops; `precedence` is shared with the scheduler and sensor loops
-    (`Instigation`), which a backfill's chunks give way to."""
+    (`Instigation`), which a backfill's chunks give way to; `keeper` (many daemons) gives
+    each loop its share of the work."""
     built = Builtins()
     run_queue = coordinator.run_queue()
     if run_queue is not None:
         built = _with_queue(built, run_queue, store)
         if settings.backfills.enabled:
-            backfill_loop = backfills.BackfillLoop(store, clock, settings.backfills, precedence)
+            backfill_loop = backfills.BackfillLoop(
+                store, clock, settings.backfills, precedence, keeper
+            )
             built = dataclasses.replace(
                 built, loops=(*built.loops, backfill_loop), backfill_loop=backfill_loop
             )
     if settings.run_retries.enabled:
-        retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries)
+        retries_loop = retries.RetriesLoop(coordinator, store, clock, settings.run_retries, keeper)
         built = dataclasses.replace(
             built, loops=(*built.loops, retries_loop), retries_loop=retries_loop
         )
@@ -88,12 +92,19 @@ def build(
             every=settings.run_monitoring.poll_interval,
         )
         monitor_loop = monitor.MonitorLoop(
-            store, launcher, clock, settings.run_monitoring, coordinator.claimer, relauncher
+            store,
+            launcher,
+            clock,
+            settings.run_monitoring,
+            coordinator.claimer,
+            relauncher,
+            keeper,
+            settings.daemon.monitor_shards,
         )
         built = dataclasses.replace(
             built, loops=(*built.loops, monitor_loop), monitor_loop=monitor_loop
         )
-    built = _with_retention(built, settings, store, clock, precedence)
+    built = _with_retention(built, settings, store, clock, precedence, keeper)
     return _with_exit_relay(built, coordinator.launcher)
 
 
@@ -103,14 +114,15 @@ def _with_retention(
     store: store_mod.RetentionStore,
     clock: clock_mod.Clock,
     precedence: precedence_mod.Precedence | None,
+    keeper: leases.Keeper | None,
 ) -> Builtins:
     kept = settings.retention
     ages = (kept.success_days, kept.failure_days, kept.canceled_days)
     if not kept.enabled or all(age is None for age in ages):
         return built
-    purger = purge.Purger(store, (settings.compute_logs_dir, settings.outputs_dir))
+    purger = purge.Purger(store, purge.roots(settings))
     spare = settings.run_retries.enabled
-    found = retention.RetentionLoop(purger, clock, kept, spare, precedence)
+    found = retention.RetentionLoop(purger, clock, kept, spare, precedence, keeper)
     return dataclasses.replace(built, loops=(*built.loops, found), retention_loop=found)
 
 

@@ -10,7 +10,8 @@
 - the metrics hooks for loop iterations and refused heartbeat writes, and, with a
   coordinator that has a run queue, for runs held back and launches in flight; with the
   scheduler and sensor loops, for ticks, timeouts, instigators; the run monitor's and the
-  retries loop's snapshots when those loops run. The metrics themselves are built first
+  retries loop's snapshots when those loops run; the lease keeper's (units owned by kind,
+  takeovers). The metrics themselves are built first
   (`new_metrics`): the coordinator (launches, queue waits) and the scheduler and sensor
   loops (tick delays, evaluations) take them as their observer when they are built.
 """
@@ -65,6 +66,8 @@ def _watch(
     """Hook the metrics to the supervisor's, the coordinator's and the built-in loops'
     snapshots."""
     exported.watch_loops(daemon.supervisor.statistics)
+    if daemon.keeper is not None:
+        exported.watch_leases(daemon.keeper.statistics)
     run_queue = coordinator.run_queue()
     if run_queue is not None:
         exported.watch_queue(run_queue.statistics)

@@ -47,6 +47,8 @@ with bounded values only (a loop name, a run status; never a run id).
     process_*                                          the daemon's CPU, memory, fds (Linux)
     vigil_purged_runs_total, vigil_purged_events_total, vigil_purged_run_directories_total
                                                        counters  (retention snapshot)
+    vigil_owned_units{kind}                            gauge     (leases snapshot, every kind)
+    vigil_lease_takeovers_total{kind}                  counter   (leases snapshot, every kind)
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from vigil import errors, runs, ticks
 from vigil.daemon import loop as loop_mod
+from vigil.daemon import vitals
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +215,10 @@ class Metrics:
     def watch_retention(self, source: Callable[[], RetentionSnapshot]) -> None:
         """Export the retention loop's snapshot (runs, events, run directories purged)."""
         self.registry.register(_RetentionCollector(source))
+
+    def watch_leases(self, source: Callable[[], LeaseSnapshot]) -> None:
+        """Export the daemon's leases (units owned by kind, takeovers of others' units)."""
+        self.registry.register(_LeaseCollector(source))
 
     def launch_failed(self) -> None:
         """A launcher raised: the run did not get a worker."""
@@ -606,3 +613,39 @@ class _RetentionCollector:
             ("run_directories", "Run directories (compute logs, outputs) removed.", snapshot.files),
         ):
             yield CounterMetricFamily(f"vigil_purged_{name}", what, value=value)
+
+
+class LeaseSnapshot(Protocol):
+    """What the lease keeper's `statistics()` returns."""
+
+    @property
+    def owned(self) -> Mapping[str, int]: ...
+    @property
+    def takeovers(self) -> Mapping[str, int]: ...
+
+
+class _LeaseCollector:
+    """Every kind of unit from the start (0 until it happens): an alert's `increase()` sees
+    the first takeover, and a daemon owning no schedule says 0, not nothing."""
+
+    def __init__(self, source: Callable[[], LeaseSnapshot]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._source()
+        owned = GaugeMetricFamily(
+            "vigil_owned_units",
+            "Units of work this daemon holds by lease, by kind (schedule, sensor, monitor, "
+            "retries, retention, backfills).",
+            labels=["kind"],
+        )
+        takeovers = CounterMetricFamily(
+            "vigil_lease_takeovers",
+            "Units this daemon took over from a daemon whose membership expired, by kind.",
+            labels=["kind"],
+        )
+        for family, counts in ((owned, snapshot.owned), (takeovers, snapshot.takeovers)):
+            for kind, count in sorted((dict.fromkeys(vitals.UNIT_KINDS, 0) | dict(counts)).items()):
+                family.add_metric([kind], count)
+        yield owned
+        yield takeovers

@@ -38,7 +38,9 @@ class Relauncher(Protocol):
 
     next_due: float | None
 
-    async def relaunch(self, now: float) -> Sequence[runs.Run]: ...
+    async def relaunch(
+        self, now: float, owns: Callable[[runs.Run], bool] | None = None
+    ) -> Sequence[runs.Run]: ...
 
 
 class OrphanedClaims:
@@ -59,9 +61,12 @@ class OrphanedClaims:
         self._next_look = -math.inf
         self.next_due: float | None = None
 
-    async def relaunch(self, now: float) -> Sequence[runs.Run]:
+    async def relaunch(
+        self, now: float, owns: Callable[[runs.Run], bool] | None = None
+    ) -> Sequence[runs.Run]:
         """Look at most once every `every` seconds (the monitor's poll; its passes woken by
-        worker exits come far more often), and when a young claim comes of age."""
+        worker exits come far more often), and when a young claim comes of age. With many
+        daemons, only the runs `owns` accepts (the monitor's shards) are this daemon's."""
         if now < self._next_look and (self.next_due is None or now < self.next_due):
             return []
         self._next_look = now + self._every
@@ -75,6 +80,8 @@ class OrphanedClaims:
         # nobody else.
         me = self._coordinator.claimer
         unowned = await self._coordinator.store.orphaned_claims(set(live) - {me}, now)
+        if owns is not None:
+            unowned = [run for run in unowned if owns(run)]
         launching = self._coordinator.launching()
         due = now - self._grace
         orphans, young = [], []

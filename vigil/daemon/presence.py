@@ -1,4 +1,5 @@
-"""One daemon per store, until high availability lands: who else is running here.
+"""One daemon per SQLite store: who else is running here (PostgreSQL takes many daemons,
+which share the work through leases: `vigil.daemon.leases`).
 
 A daemon is *live* while any of its heartbeats is neither stopped nor older than 3 of its
 heartbeat intervals. At startup a daemon refuses to run beside a live one, naming its host,
@@ -6,8 +7,8 @@ pid and heartbeat age; a daemon that was killed stops being in the way once its 
 go stale.
 
 This check is not a lock: two daemons started within one heartbeat of each other may both
-pass it. That small race is accepted until leases arrive with high availability (promise 1
-of the plan: exactly-once work through the database does not depend on it).
+pass it. Exactly-once work through the database does not depend on it (promise 1 of the
+plan), and each daemon holds its work by leases all the same.
 """
 
 from __future__ import annotations
@@ -56,5 +57,6 @@ def _refusal(others: Sequence[store_mod.Heartbeat], now: float) -> str:
     return (
         f"another daemon is running on this store: {beat.host} pid {beat.pid} "
         f"(last heartbeat {age} ago); stop it first. A daemon that died stops counting "
-        f"once its heartbeats are {health.DOWN_AFTER} heartbeat intervals old."
+        f"once its heartbeats are {health.DOWN_AFTER} heartbeat intervals old. "
+        "Use PostgreSQL for more than one daemon."
     )

@@ -2,11 +2,14 @@
 
 `Daemon.run(extras, controls)`:
 
-1. refuses to start when another daemon is live on the store (`DaemonAlreadyRunning`);
+1. on SQLite (`alone`), refuses to start when another daemon is live on the store
+   (`DaemonAlreadyRunning`); on PostgreSQL it joins the others (`leases.Keeper.join`), and
+   its loops share the work through leases;
 2. installs the signal handlers (`signals.watch`);
 3. runs the supervisor with, in this order, the loops' runners, one heartbeat writer per
    loop plus the supervisor's own, then `extras.services` (HTTP, systemd...);
-4. on SIGTERM/SIGINT drains (`shutdown_grace`), writes the stopped heartbeats and returns;
+4. on SIGTERM/SIGINT drains (`shutdown_grace`), writes the stopped heartbeats, releases
+   its leases (the other daemons take its work at once) and returns;
    a second signal calls `controls.force_exit`; SIGHUP re-reads the workspace through
    `controls.reload_workspace` and hands it to every loop before its next iteration.
 
@@ -28,6 +31,7 @@ from vigil import errors
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
 from vigil.daemon import heartbeat, presence, signals
+from vigil.daemon import leases as leases_mod
 from vigil.daemon import loop as loop_mod
 from vigil.daemon import runner as runner_mod
 from vigil.daemon import service as service_mod
@@ -35,6 +39,7 @@ from vigil.daemon import supervisor as supervisor_mod
 from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
+LEAVE_TIMEOUT = 5.0  # seconds a clean stop waits to release its leases
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,10 +75,16 @@ class Daemon:
         clock: clock_mod.Clock,
         rand: Callable[[], float],
         probe: runner_mod.Probe | None = None,
+        keeper: leases_mod.Keeper | None = None,
+        alone: bool = True,
     ) -> None:
         """`probe` (the store's `ping`) lets a loop that crashed because the store was
-        away restart as soon as the store answers again (see `runner`)."""
+        away restart as soon as the store answers again (see `runner`). `keeper` holds the
+        daemon's leases (its loops were built with it); `alone` refuses to run beside
+        another live daemon (SQLite: one daemon per store)."""
         self.identity = identity
+        self.keeper = keeper
+        self._alone = alone
         self.clock = clock
         self._settings = settings
         self._store = store
@@ -103,10 +114,14 @@ class Daemon:
         """Run until a stop signal and the drain; raises DaemonAlreadyRunning first if need be."""
         interval = self._settings.heartbeat_interval
         now = self._clock.now()
-        await presence.ensure_alone(self._store, self.identity, now, interval)
+        if self._alone:
+            await presence.ensure_alone(self._store, self.identity, now, interval)
         await self._store.prune_heartbeats(now - self._settings.heartbeat_retention)
         self._on_iteration = extras.on_iteration
         services = [*self._heartbeat_services(extras.on_store_error), *extras.services]
+        if self.keeper is not None:
+            await self.keeper.join(alone=self._alone)
+            services.insert(0, service_mod.Service("leases", self.keeper.run, ready_on_start=True))
         watch = functools.partial(
             signals.watch,
             stop=self._stop,
@@ -117,7 +132,24 @@ class Daemon:
             await tg.start(watch)
             await tg.start(self._supervise, services, tg.cancel_scope)
             self._log_started()
+        await self._leave()
         logger.info("daemon stopped", extra={"event": "daemon.stopped"})
+
+    async def _leave(self) -> None:
+        """Release the leases as the daemon stops, so the others take its work at once; a
+        store that does not answer leaves them to expire."""
+        if self.keeper is None:
+            return
+        with anyio.move_on_after(LEAVE_TIMEOUT):
+            try:
+                await self.keeper.leave()
+            except errors.StoreError as exc:
+                logger.warning(
+                    "could not release the leases (they expire in %s s): %s",
+                    self._settings.lease_ttl,
+                    exc,
+                    extra={"event": "leases.release_failed", "error": str(exc)},
+                )
 
     async def _supervise(
         self,
@@ -156,6 +188,7 @@ class Daemon:
             self.supervisor.loop_names,
             self.identity,
             self._settings.heartbeat_interval,
+            owned=None if self.keeper is None else self.keeper.owned(),
         )
 
     def _loop_info(self, runner: runner_mod.LoopRunner) -> dict[str, object]:

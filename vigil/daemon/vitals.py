@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 SUPERVISOR = "supervisor"
+# The kinds of units of work a daemon owns by lease (`vigil.daemon.leases`), in the order
+# the status and the metrics show them.
+UNIT_KINDS = ("schedule", "sensor", "monitor", "retries", "retention", "backfills")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,10 +125,15 @@ def loop_info(
 
 
 def supervisor_info(
-    state: str, loops: Sequence[str], identity: DaemonIdentity, heartbeat_interval: float
+    state: str,
+    loops: Sequence[str],
+    identity: DaemonIdentity,
+    heartbeat_interval: float,
+    owned: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The supervisor's own heartbeat `info`."""
-    return {
+    """The supervisor's own heartbeat `info`; `owned`: the units the daemon holds by
+    lease, by kind (every kind of `UNIT_KINDS` named, 0 included)."""
+    info: dict[str, Any] = {
         "kind": SUPERVISOR,
         "state": state,
         "loops": list(loops),
@@ -133,6 +141,23 @@ def supervisor_info(
         "heartbeat_interval": heartbeat_interval,
         "stopped": False,
     }
+    if owned is not None:
+        info["owned"] = {kind: int(owned.get(kind, 0)) for kind in UNIT_KINDS} | dict(owned)
+    return info
+
+
+def owned_from_info(info: Mapping[str, Any]) -> dict[str, int] | None:
+    """The units a daemon owned by kind, from its supervisor's heartbeat `info` (None: not
+    told, a heartbeat written before daemons shared work)."""
+    owned = info.get("owned")
+    if not isinstance(owned, Mapping):
+        return None
+    return {str(kind): int(count) for kind, count in owned.items() if isinstance(count, int)}
+
+
+def started_from_info(info: Mapping[str, Any]) -> float | None:
+    """When the daemon that wrote a heartbeat started (None: not told)."""
+    return _time(info.get("daemon_started_at"))
 
 
 def statistics_from_info(loop: str, info: Mapping[str, Any]) -> LoopStatistics:

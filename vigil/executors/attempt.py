@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from vigil import errors, filemodes
+from vigil import blobs, errors, filemodes
 from vigil.executors import base, context
 from vigil.executors import plan as plan_mod
 
@@ -95,6 +95,13 @@ def log_paths(
     directory = compute_logs_dir / run_id / step
     filemodes.private_dirs(directory)
     return directory / "stdout.log", directory / "stderr.log"
+
+
+def upload_logs(services: base.ExecutionServices, root: blobs.Root, run_id: str, step: str) -> None:
+    """Copy a step's log files from this machine to `root` (each one atomically)."""
+    for path in log_paths(services.compute_logs_dir, run_id, step):
+        if path.is_file():
+            root.upload(f"{run_id}/{step}/{path.name}", path)
 
 
 def _describe(exc: BaseException) -> str:

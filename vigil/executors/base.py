@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 import pydantic
 
-from vigil import errors, events
+from vigil import blobs, errors, events
 from vigil.executors import outputs as outputs_mod
 from vigil.executors import plan as plan_mod
 
@@ -44,6 +44,9 @@ class ExecutionServices:
     # The digest of each output this execution wrote, by step, filled as steps succeed (a
     # step process, forked once its upstreams succeeded, inherits theirs).
     digests: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Where each step's compute logs are uploaded after each attempt, when `logs_dir` is
+    # a URL (steps write them under `compute_logs_dir` on this machine first); else None.
+    logs_upload: blobs.Root | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from vigil import events
+from vigil import blobs, events
 from vigil.definitions import step as step_mod
 from vigil.executors import attempt, base
 from vigil.executors import plan as plan_mod
@@ -76,6 +76,8 @@ async def _attempt(
     started = services.clock()
     _emit(services, plan, step, _T.STEP_START, f"attempt {number}", {"attempt": number})
     outcome = await run_attempt(step, number)
+    if services.logs_upload is not None:
+        await _upload_logs(services, services.logs_upload, plan, step)
     if isinstance(outcome, attempt.Success):
         # Before the step counts as done: a downstream step reads it only by this digest.
         services.digests[step] = outcome.digest
@@ -85,6 +87,26 @@ async def _attempt(
         done = {"attempt": number, "duration": duration}
         _emit(services, plan, step, _T.STEP_SUCCESS, f"succeeded in {duration:.3f}s", done)
     return outcome
+
+
+async def _upload_logs(
+    services: base.ExecutionServices, root: blobs.Root, plan: plan_mod.StepPlan, step: str
+) -> None:
+    """Copy the step's log files to `logs_dir`; a failure is told, the step goes on."""
+    try:
+        await anyio.to_thread.run_sync(attempt.upload_logs, services, root, plan.run_id, step)
+    except Exception as exc:  # the logs are still on this machine; the run is not harmed
+        message = f"could not upload the compute logs of step {step} to {root.url}: {exc}"
+        services.sink.emit(
+            events.NewEvent(
+                run_id=plan.run_id,
+                event_type=_T.ENGINE,
+                timestamp=services.clock(),
+                step=step,
+                level="WARNING",
+                message=message,
+            )
+        )
 
 
 def _emit_retry(

@@ -13,11 +13,10 @@ import abc
 import dataclasses
 import hashlib
 import os
-import pathlib
 import pickle
 from typing import Any
 
-from vigil import errors, filemodes
+from vigil import blobs, errors
 
 DIGEST_PREFIX = "sha256:"
 
@@ -52,45 +51,34 @@ class OutputStore(abc.ABC):
 
 
 class _HashingWriter:
-    """A file-like sink for `pickle.dump` that hashes what it writes."""
+    """A file-like sink for `pickle.dump` that hashes what it passes on to `sink`."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
+    def __init__(self, sink: blobs.Sink) -> None:
+        self._sink = sink
         self.hash = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        self.hash.update(data)
+        self._sink.write(data)
         return len(data)
 
 
 class PickleOutputStore(OutputStore):
-    """Pickle files at `base_dir/RUN_ID/STEP` (0600 in 0700 directories), each written to a
-    temporary file in the same directory, flushed to disk and renamed into place."""
+    """Pickle files at `ROOT/RUN_ID/STEP` under a blobs root (a local directory or an
+    fsspec URL), each written atomically (see `vigil.blobs`)."""
 
-    def __init__(self, base_dir: pathlib.Path) -> None:
-        self.base_dir = base_dir
+    def __init__(self, root: blobs.Root) -> None:
+        self.root = root
 
     def put(self, run_id: str, step: str, value: Any) -> Stored:
-        path = self._path(run_id, step)
-        filemodes.private_dirs(path.parent)
-        tmp = path.with_name(f".{step}.{os.urandom(8).hex()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, filemodes.FILE_MODE)
-        try:
-            writer = _HashingWriter(fd)
-            pickle.dump(value, writer, protocol=pickle.HIGHEST_PROTOCOL)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, path)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-        _sync_directory(path.parent)
-        return Stored(str(path), DIGEST_PREFIX + writer.hash.hexdigest())
+        writers: list[_HashingWriter] = []
+
+        def fill(sink: blobs.Sink) -> None:
+            writers.append(_HashingWriter(sink))
+            pickle.dump(value, writers[0], protocol=pickle.HIGHEST_PROTOCOL)
+
+        locator = self.root.put(_key(run_id, step), fill)
+        return Stored(locator, DIGEST_PREFIX + writers[0].hash.hexdigest())
 
     def get(self, run_id: str, step: str, digest: str) -> Any:
         data = self._read(run_id, step)
@@ -102,35 +90,22 @@ class PickleOutputStore(OutputStore):
         return pickle.loads(data)  # the bytes the run recorded, checked above
 
     def has(self, run_id: str, step: str) -> bool:
-        return self._path(run_id, step).is_file()
+        return self.root.is_file(_key(run_id, step))
 
     def digest(self, run_id: str, step: str) -> str:
         return DIGEST_PREFIX + hashlib.sha256(self._read(run_id, step)).hexdigest()
 
     def _read(self, run_id: str, step: str) -> bytes:
         try:
-            return self._path(run_id, step).read_bytes()
+            return self.root.read(_key(run_id, step))
         except FileNotFoundError:
             raise errors.NotFound(
                 f"run '{run_id}' has no stored output for step '{step}'"
             ) from None
 
-    def _path(self, run_id: str, step: str) -> pathlib.Path:
-        for part in (run_id, step):
-            if not part or part in (".", "..") or "/" in part or os.sep in part:
-                raise ValueError(f"{part!r} cannot name a directory entry")
-        return self.base_dir / run_id / step
 
-
-def _sync_directory(directory: pathlib.Path) -> None:
-    """Make the rename durable: flush the directory entry too."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _key(run_id: str, step: str) -> str:
+    for part in (run_id, step):
+        if not part or part in (".", "..") or "/" in part or os.sep in part:
+            raise ValueError(f"{part!r} cannot name a directory entry")
+    return f"{run_id}/{step}"

@@ -175,15 +175,26 @@ purged_runs = sa.Table(
     sa.Column("purged_at", sa.Double(), nullable=False),
 )
 
-# Leases (migration 0008): each unit of daemon work with one owner at a time (an instigator,
-# a shard of the monitor's in-flight runs, a cursor). `token` rises at every change of
-# owner; every write of the unit's work checks it (fencing). `owner` NULL: released.
+# Leases (migration 0008). A daemon's membership (`daemon_leases`) is renewed while it lives;
+# a unit of daemon work (`leases`: an instigator, a shard of the monitor's in-flight runs, a
+# cursor) is owned by one daemon while that daemon's membership has not expired. `token`
+# rises at every change of owner; every write of the unit's work checks it (fencing).
+# `owner` NULL: released.
+daemon_leases = sa.Table(
+    "daemon_leases",
+    metadata,
+    sa.Column("daemon_id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+)
+
 leases = sa.Table(
     "leases",
     metadata,
     sa.Column("unit", sa.String(512), primary_key=True),
     sa.Column("owner", sa.String(64), nullable=True, index=True),
     sa.Column("token", sa.BigInteger(), nullable=False),
-    sa.Column("expires_at", sa.Double(), nullable=False),
     sa.Column("acquired_at", sa.Double(), nullable=False),
 )

@@ -35,6 +35,7 @@ from vigil import backfills, errors, events, retention, runs, ticks
 from vigil.storage import (
     backfill_rows,
     instigation,
+    lease_rows,
     retention_rows,
     rows,
     schema,
@@ -345,6 +346,7 @@ class SqlStore(store.Store):
         now: float,
         claimer: str,
         event: events.NewEvent,
+        fence: store.Fence | None = None,
     ) -> runs.Run | None:
         if expected not in (S.STARTING, S.STARTED):
             raise errors.InvalidTransition(f"a {expected} run has no worker to replace")
@@ -359,14 +361,19 @@ class SqlStore(store.Store):
             .values(updated_at=now, resume_attempt=attempt, **_new_launch(claimer))
             .returning(*table.c)
         )
-        return await self._take_over(run_id, statement, [event])
+        return await self._take_over(run_id, statement, [event], fence)
 
     async def _take_over(
-        self, run_id: str, statement: sa.Update, batch: Sequence[events.NewEvent]
+        self,
+        run_id: str,
+        statement: sa.Update,
+        batch: Sequence[events.NewEvent],
+        fence: store.Fence | None = None,
     ) -> runs.Run | None:
         """A guarded `UPDATE ... RETURNING` of one run, its events appended only if it won,
         and the run as it is after (with its tags); None when the guard failed."""
         async with self._write() as conn:
+            await lease_rows.check(conn, self._is_postgres, fence)
             row = (await conn.execute(statement)).one_or_none()
             if row is None:
                 await _check_run_exists(conn, run_id)
@@ -384,12 +391,14 @@ class SqlStore(store.Store):
         now: float,
         pending: Sequence[events.NewEvent] = (),
         token: str | None = None,
+        fence: store.Fence | None = None,
     ) -> bool:
         leaving = _as_statuses(expected)
         for status in leaving:
             runs.check_transition(status, end.status)
         statement = _end_statement(run_id, leaving, end.status, now, token)
         async with self._write() as conn:
+            await lease_rows.check(conn, self._is_postgres, fence)
             if (await conn.execute(statement)).rowcount == 0:
                 await _check_run_exists(conn, run_id)
                 return False
@@ -516,7 +525,14 @@ class SqlStore(store.Store):
             self._local_notices.wake()
 
     # instance flags -------------------------------------------------------------------
-    async def set_flag(self, name: str, value: Any, now: float, wake_queue: bool = False) -> None:
+    async def set_flag(
+        self,
+        name: str,
+        value: Any,
+        now: float,
+        wake_queue: bool = False,
+        fence: store.Fence | None = None,
+    ) -> None:
         insert = postgresql.insert if self._is_postgres else sqlite.insert
         values = {"name": name, "value": value, "updated_at": now}
         statement = insert(schema.instance_flags).values(values)
@@ -525,6 +541,7 @@ class SqlStore(store.Store):
             set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
         )
         async with self._write() as conn:
+            await lease_rows.check(conn, self._is_postgres, fence)
             await conn.execute(statement)
             if wake_queue:
                 await self._notice_in(conn, name, S.QUEUED)
@@ -668,11 +685,22 @@ class SqlStore(store.Store):
             values = {"status": ticks.TickStatus.STARTED.value, "error": None, **times}
             return await instigation.insert_ticks(conn, self._is_postgres, run, values)
 
-    async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
+    async def finish_ticks(
+        self,
+        outcomes: Sequence[ticks.TickOutcome],
+        now: float,
+        fence: store.Fence | None = None,
+    ) -> list[int]:
         if not outcomes:
-            return
+            return []
         async with self._write() as conn:
+            refused: list[int] = []
+            if fence is not None:
+                held = await lease_rows.holds(conn, self._is_postgres, fence)
+                refused = [o.tick_id for o in outcomes if o.instigator not in held]
+                outcomes = [o for o in outcomes if o.instigator in held]
             await instigation.finish(conn, self._is_postgres, outcomes, now)
+        return refused
 
     async def list_ticks(
         self,
@@ -802,6 +830,44 @@ class SqlStore(store.Store):
         statement = sa.delete(table).where(table.c.last_heartbeat < before)
         async with self._write() as conn:
             return (await conn.execute(statement)).rowcount
+
+    # leases -------------------------------------------------------------------------
+    async def renew_membership(self, member: store.Member) -> None:
+        async with self._write() as conn:
+            await lease_rows.renew(conn, self._is_postgres, member)
+
+    async def leave(self, daemon_id: str) -> int:
+        async with self._write() as conn:
+            return await lease_rows.leave(conn, daemon_id)
+
+    async def acquire_leases(
+        self, owner: str, units: Collection[str], now: float
+    ) -> store.Acquired:
+        if not units:
+            return store.Acquired({})
+        async with self._write() as conn:
+            return await lease_rows.acquire(conn, self._is_postgres, owner, sorted(units), now)
+
+    async def release_leases(self, owner: str, units: Collection[str]) -> None:
+        if units:
+            async with self._write() as conn:
+                await lease_rows.release(conn, owner, sorted(units))
+
+    async def prune_members(self, before: float) -> int:
+        async with self._write() as conn:
+            return int((await conn.execute(lease_rows.prune_statement(before))).rowcount)
+
+    async def list_members(self) -> list[store.Member]:
+        async with self._read() as conn:
+            return [
+                lease_rows.member_from_row(r)
+                for r in await conn.execute(lease_rows.members_query())
+            ]
+
+    async def list_leases(self, prefix: str = "") -> list[store.Lease]:
+        async with self._read() as conn:
+            found = await conn.execute(lease_rows.leases_query(prefix))
+            return [lease_rows.lease_from_row(r) for r in found]
 
     # lifecycle ----------------------------------------------------------------------
     async def ping(self) -> None:

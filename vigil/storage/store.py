@@ -19,6 +19,8 @@ roles it plays and no more, and a test's fake implements a handful of methods:
     RetentionStore     purging ended runs by age, and the journal of their files
     HeartbeatReader    the daemons' heartbeats, read (status, one daemon per store)
     HeartbeatStore     HeartbeatReader + writing and pruning them (the daemon)
+    LeaseReader        the daemons' memberships and the units they own, read
+    LeaseStore         LeaseReader + renewing, leaving, acquiring and releasing leases
     StoreLifecycle     the reachability and schema checks, and closing
     Store              all of them: what `SqlStore` implements and `open_store` returns
 
@@ -81,6 +83,48 @@ class Heartbeat:
     pid: int
     last_heartbeat: float
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Member:
+    """A daemon's membership: it owns its units until `expires_at` unless it renews."""
+
+    daemon_id: str
+    host: str
+    pid: int
+    started_at: float
+    expires_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    """A unit of daemon work, its owner (None: released) and its fencing token."""
+
+    unit: str
+    owner: str | None
+    token: int
+    acquired_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fence:
+    """What a write of owned work carries: its writer and the tokens of the units it holds.
+
+    The store checks, in the write's own transaction, that `owner` still holds each unit
+    at its token (another daemon taking a unit over raises its token).
+    """
+
+    owner: str
+    tokens: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Acquired:
+    """The units an owner holds after an acquisition, with their tokens; `taken` are those
+    it took from a daemon whose membership had expired (takeovers)."""
+
+    held: Mapping[str, int]
+    taken: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -305,6 +349,7 @@ class RunStore(RunReader, Protocol):
         now: float,
         claimer: str,
         event: events.NewEvent,
+        fence: Fence | None = None,
     ) -> runs.Run | None:
         """Take a run over for a new worker: resume attempt `attempt`, a new launch token.
 
@@ -312,7 +357,7 @@ class RunStore(RunReader, Protocol):
         whose worker died before it started (launched again). Conditional on the run being
         `expected` at resume attempt `attempt - 1`, so one attempt is taken once; the old
         worker's token stops counting. Appends `event`; returns the run as stored after, or
-        None when the condition failed.
+        None when the condition failed. With a `fence`, LeaseLost unless it holds.
         """
 
     @abc.abstractmethod
@@ -324,12 +369,14 @@ class RunStore(RunReader, Protocol):
         now: float,
         pending: Sequence[events.NewEvent] = (),
         token: str | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         """End a run: `expected` -> the end's status, with its end event, in one transaction.
 
         Conditional on the status (and on the launch `token` when given); `pending` events
         (a worker's last step events) are appended before the end event, both only if it
-        won. end_time = updated_at = now. Returns whether this caller ended the run.
+        won. end_time = updated_at = now. Returns whether this caller ended the run. With a
+        `fence` (the monitor's shard), LeaseLost unless it holds.
         """
 
     @abc.abstractmethod
@@ -462,10 +509,18 @@ class FlagStore(Protocol):
     """Instance-wide flags: small JSON values any process may read and set."""
 
     @abc.abstractmethod
-    async def set_flag(self, name: str, value: Any, now: float, wake_queue: bool = False) -> None:
+    async def set_flag(
+        self,
+        name: str,
+        value: Any,
+        now: float,
+        wake_queue: bool = False,
+        fence: Fence | None = None,
+    ) -> None:
         """Insert or replace an instance-wide flag (a JSON value, e.g. "queue.paused").
 
-        `wake_queue` also sends a queue notice with the commit (resuming the queue).
+        `wake_queue` also sends a queue notice with the commit (resuming the queue). With a
+        `fence` (a cursor's owner), LeaseLost unless it holds.
         """
 
     @abc.abstractmethod
@@ -532,12 +587,19 @@ class InstigationStore(Protocol):
         never a plan's MISSED ticks without the tick the policy chose to run."""
 
     @abc.abstractmethod
-    async def finish_ticks(self, outcomes: Sequence[ticks.TickOutcome], now: float) -> None:
+    async def finish_ticks(
+        self,
+        outcomes: Sequence[ticks.TickOutcome],
+        now: float,
+        fence: Fence | None = None,
+    ) -> list[int]:
         """End STARTED ticks with their outcomes, in one transaction.
 
         A tick that is no longer STARTED is left as it is. An outcome with `commit_cursor`
         writes its cursor to the instigator's state in the same transaction, only if its
-        tick was STARTED: a cursor is committed with its tick, exactly once.
+        tick was STARTED: a cursor is committed with its tick, exactly once. With a `fence`,
+        only the outcomes of instigators it holds are written; returns the ids of the ticks
+        it refused (another daemon took their instigators over).
         """
 
     @abc.abstractmethod
@@ -654,6 +716,49 @@ class HeartbeatStore(HeartbeatReader, Protocol):
         """
 
 
+class LeaseReader(Protocol):
+    """The daemons' memberships and their leases, read (`vigil daemon status`)."""
+
+    @abc.abstractmethod
+    async def list_members(self) -> list[Member]:
+        """Every daemon's membership, expired ones included, oldest start first."""
+
+    @abc.abstractmethod
+    async def list_leases(self, prefix: str = "") -> list[Lease]:
+        """The leases whose unit starts with `prefix`, by unit."""
+
+
+class LeaseStore(LeaseReader, Protocol):
+    """Many daemons on one store: memberships and the leases of units of work.
+
+    A unit is owned by its lease's owner while that owner's membership has not expired;
+    an expired owner's units may be taken by any live daemon, raising their tokens.
+    """
+
+    @abc.abstractmethod
+    async def renew_membership(self, member: Member) -> None:
+        """Insert or renew a daemon's membership (its host, pid, start and new expiry)."""
+
+    @abc.abstractmethod
+    async def leave(self, daemon_id: str) -> int:
+        """Release every unit the daemon owns and end its membership, in one transaction
+        (a clean stop: the others take its units at once); returns how many it released."""
+
+    @abc.abstractmethod
+    async def acquire_leases(self, owner: str, units: Collection[str], now: float) -> Acquired:
+        """Take each of `units` that is released, new, or owned by a daemon whose membership
+        expired before `now`; the units of `units` the owner holds after, with tokens."""
+
+    @abc.abstractmethod
+    async def release_leases(self, owner: str, units: Collection[str]) -> None:
+        """Give these units up (those `owner` holds); their tokens stay as they are."""
+
+    @abc.abstractmethod
+    async def prune_members(self, before: float) -> int:
+        """Delete memberships that expired before `before` (their units stay, owned by
+        nobody live, until taken); returns how many went."""
+
+
 class StoreLifecycle(Protocol):
     """Whether the store is usable, and releasing it."""
 
@@ -680,6 +785,7 @@ class Store(
     BackfillStore,
     RetentionStore,
     HeartbeatStore,
+    LeaseStore,
     StoreLifecycle,
     Protocol,
 ):

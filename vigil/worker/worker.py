@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
-from vigil import errors, events, proctitle, reexecution, runs
+from vigil import blobs, errors, events, proctitle, reexecution, runs
 from vigil.config import settings as settings_mod
 from vigil.definitions import job as job_mod
 from vigil.definitions import workspace as workspace_mod
@@ -274,7 +274,13 @@ def _location_settings(
 
 
 def _outputs(settings: settings_mod.InstanceSettings) -> outputs_mod.OutputStore:
-    return outputs_mod.PickleOutputStore(settings.outputs_dir)
+    return outputs_mod.PickleOutputStore(blobs.open_root(settings.outputs_url, "storage_dir"))
+
+
+def _logs_upload(settings: settings_mod.InstanceSettings) -> blobs.Root | None:
+    """The root step logs are uploaded to, when `logs_dir` is not a local directory."""
+    root = blobs.open_root(settings.compute_logs_url, "logs_dir")
+    return None if root.is_local else root
 
 
 async def _execute(
@@ -288,6 +294,7 @@ async def _execute(
             compute_logs_dir=env.settings.compute_logs_dir,
             clock=env.clock,
             rand=random.random,
+            logs_upload=_logs_upload(env.settings),
         )
         with anyio.CancelScope() as scope:
             interrupt.arm(scope)

@@ -23,7 +23,7 @@ import anyio.lowlevel
 from vigil import backfills
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop
+from vigil.daemon import leases, loop
 from vigil.daemon import precedence as precedence_mod
 from vigil.storage import store as store_mod
 
@@ -56,8 +56,10 @@ class BackfillLoop(loop.Loop):
         clock: clock_mod.Clock,
         settings: settings_mod.BackfillSettings,
         precedence: precedence_mod.Precedence | None = None,
+        keeper: leases.Keeper | None = None,
     ) -> None:
         super().__init__()
+        self._keeper = keeper
         self._store = store
         self._precedence = precedence if precedence is not None else precedence_mod.Precedence()
         self._clock = clock
@@ -80,6 +82,8 @@ class BackfillLoop(loop.Loop):
         self._observe(every)
         budget = CHUNKS_PER_ITERATION
         self._more = False
+        if not await leases.owns(self._keeper, leases.BACKFILLS):
+            return  # another daemon submits the backfills' runs (many daemons: one at a time)
         for light in every:
             if light.status is not B.SUBMITTING:
                 continue

@@ -28,6 +28,7 @@ import anyio
 from vigil import errors, runs, ticks
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
+from vigil.daemon import leases as leases_mod
 from vigil.daemon import loop as loop_mod
 from vigil.daemon import precedence as precedence_mod
 from vigil.evaluation import messages
@@ -145,8 +146,10 @@ class Instigation:
         clock: clock_mod.Clock,
         observer: TickObserver | None = None,
         precedence: precedence_mod.Precedence | None = None,
+        keeper: leases_mod.Keeper | None = None,
     ) -> None:
         self.pool = pool
+        self.keeper = keeper
         self.store = store
         self.clock = clock
         self.observer = observer
@@ -157,6 +160,7 @@ class Instigation:
         self._timeouts: collections.Counter[str] = collections.Counter()
         self._instigators: dict[str, dict[tuple[str, str], int]] = {}
         self._errors_logged: dict[str, str] = {}
+        self._owned: dict[str, frozenset[str]] = {}  # by prefix, as of the last `own`
 
     def statistics(self) -> InstigationStatistics:
         merged: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -196,12 +200,47 @@ class Instigation:
         if seconds is not None:
             self.observer.observe_evaluation(kind, seconds)
 
+    async def own(self, prefix: str, units: Sequence[str]) -> tuple[frozenset[str], bool]:
+        """This daemon's share of these instigators (all of them without a keeper), and
+        whether it gained any since the last call (their last ticks must be read again:
+        another daemon may have ticked them)."""
+        owned = frozenset(units)
+        if self.keeper is not None:
+            owned = await self.keeper.share(prefix, units)
+        gained = bool(owned - self._owned.get(prefix, frozenset()))
+        self._owned[prefix] = owned
+        return owned, gained
+
     async def finish(self, outcomes: Sequence[ticks.TickOutcome]) -> None:
-        await self.store.finish_ticks(outcomes, self.clock.now())
+        """End the ticks, fenced by this daemon's leases: a tick of an instigator another
+        daemon took over is not recorded (its new owner takes it up)."""
+        if not outcomes:
+            return
+        fence = None
+        if self.keeper is not None:
+            fence = self.keeper.fence({o.instigator for o in outcomes})
+        refused = set(await self.store.finish_ticks(outcomes, self.clock.now(), fence))
+        if refused:
+            outcomes = self._refused(outcomes, refused)
         for outcome in outcomes:
             kind, _ = ticks.split_id(outcome.instigator)
             self._ticks[(kind.value, outcome.status.value)] += 1
             log_tick(outcome)
+
+    def _refused(
+        self, outcomes: Sequence[ticks.TickOutcome], refused: set[int]
+    ) -> list[ticks.TickOutcome]:
+        """Tell the keeper and the log of the ticks fencing refused; the others."""
+        lost = sorted({o.instigator for o in outcomes if o.tick_id in refused})
+        assert self.keeper is not None
+        self.keeper.lost(lost)
+        logger.warning(
+            "%d ticks were not recorded: this daemon no longer owns %s",
+            len(refused),
+            ", ".join(lost),
+            extra={"event": "tick.fenced", "instigators": lost, "tick_ids": sorted(refused)},
+        )
+        return [o for o in outcomes if o.tick_id not in refused]
 
     def count_missed(self, count: int) -> None:
         self._ticks[(ticks.InstigatorKind.SCHEDULE.value, ticks.TickStatus.MISSED.value)] += count

@@ -10,6 +10,11 @@ times out or raises counts as UNKNOWN), and acts on each verdict
 It iterates every `poll_interval`, and at once when the launcher tells of a worker's exit
 (`relay_exits`): a worker this daemon launched is handled the moment it dies; one launched
 by another process (a CLI, an earlier daemon) is found by the poll.
+
+With many daemons, the in-flight runs are split into `daemon.monitor_shards` shards by a
+hash of the run id (`leases.monitor_unit`); each daemon watches the shards it holds leases
+on, and each of its decisions (end, resume) is fenced by its shard's lease: a daemon that
+lost the shard while it was paused cannot act on a run another daemon now watches.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import anyio.abc
 from vigil import errors, events, monitoring, runs
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
+from vigil.daemon import leases as leases_mod
 from vigil.daemon import loop
 from vigil.daemon import orphans as orphans_mod
 from vigil.launchers import base as launchers
@@ -67,8 +73,13 @@ class MonitorLoop(loop.Loop):
         settings: settings_mod.RunMonitoringSettings,
         claimer: str,
         orphans: orphans_mod.Relauncher | None = None,
+        keeper: leases_mod.Keeper | None = None,
+        shards: int = 1,
     ) -> None:
         super().__init__()
+        self._keeper = keeper
+        self._shards = shards
+        self._units = leases_mod.monitor_units(shards)
         self._store = store
         self._launcher = launcher
         self._clock = clock
@@ -101,11 +112,15 @@ class MonitorLoop(loop.Loop):
         return None if self._orphans is None else self._orphans.next_due
 
     async def iterate(self) -> None:
+        if self._keeper is not None:
+            await self._keeper.share(leases_mod.MONITOR, self._units)
         if self._orphans is not None:
-            self._relaunched += len(await self._orphans.relaunch(self._clock.now()))
+            taken = await self._orphans.relaunch(self._clock.now(), self._owns)
+            self._relaunched += len(taken)
         in_flight = await self._store.list_runs(
             store_mod.RunFilter(statuses=tuple(runs.IN_FLIGHT_STATUSES))
         )
+        in_flight = [run for run in in_flight if self._owns(run)]
         self._forget_all_but({run.run_id for run in in_flight})
         now = self._clock.now()
         to_check: list[runs.Run] = []
@@ -127,6 +142,16 @@ class MonitorLoop(loop.Loop):
                 self._launcher.supports_resume,
             )
             await self._apply(run, action)
+
+    def _owns(self, run: runs.Run) -> bool:
+        """Whether this daemon watches the run (its shard's lease; always, alone)."""
+        return self._keeper is None or self._keeper.holds(self._unit(run))
+
+    def _unit(self, run: runs.Run) -> str:
+        return leases_mod.monitor_unit(run.run_id, self._shards)
+
+    def _fence(self, run: runs.Run) -> store_mod.Fence | None:
+        return None if self._keeper is None else self._keeper.fence([self._unit(run)])
 
     def _forget_all_but(self, in_flight: set[str]) -> None:
         for run_id in set(self._suspicions) - in_flight:
@@ -176,6 +201,19 @@ class MonitorLoop(loop.Loop):
 
     # actions -----------------------------------------------------------------------------
     async def _apply(self, run: runs.Run, action: monitoring.Action) -> None:
+        try:
+            await self._act(run, action)
+        except errors.LeaseLost as exc:
+            assert self._keeper is not None
+            self._keeper.lost([self._unit(run)])
+            logger.warning(
+                "run %s: not acted on: %s",
+                run.run_id,
+                exc,
+                extra={"event": "monitor.fenced", "run_id": run.run_id},
+            )
+
+    async def _act(self, run: runs.Run, action: monitoring.Action) -> None:
         if action.kind is K.KEEP:
             self._remember(run.run_id, action.suspicion)
         elif action.kind is K.FAIL:
@@ -209,7 +247,9 @@ class MonitorLoop(loop.Loop):
     ) -> bool:
         reason = action.reason.value if action.reason else None
         end = runs.RunEnd(status, action.message, action.reason, by="monitor")
-        won = await self._store.end_run(run.run_id, run.status, end, self._clock.now(), token=token)
+        now = self._clock.now()
+        fence = self._fence(run)
+        won = await self._store.end_run(run.run_id, run.status, end, now, token=token, fence=fence)
         if won:
             self._suspicions.pop(run.run_id, None)
             self._ended[reason or "unknown"] += 1
@@ -240,7 +280,13 @@ class MonitorLoop(loop.Loop):
         )
         now = self._clock.now()
         taken = await self._store.resume_run(
-            run.run_id, run.status, action.resume_attempt, now, self._claimer, event
+            run.run_id,
+            run.status,
+            action.resume_attempt,
+            now,
+            self._claimer,
+            event,
+            self._fence(run),
         )
         if taken is None:
             return  # it moved on since it was read (it ended, or was resumed already)

@@ -20,7 +20,7 @@ import anyio.lowlevel
 from vigil import purge, retention
 from vigil.config import settings as settings_mod
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop
+from vigil.daemon import leases, loop
 from vigil.daemon import precedence as precedence_mod
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ class RetentionLoop(loop.Loop):
         settings: settings_mod.RunRetentionSettings,
         spare_retries: bool,
         precedence: precedence_mod.Precedence | None = None,
+        keeper: leases.Keeper | None = None,
     ) -> None:
         super().__init__()
+        self._keeper = keeper
         self._purger = purger
         self._clock = clock
         self._settings = settings
@@ -69,6 +71,8 @@ class RetentionLoop(loop.Loop):
 
     async def iterate(self) -> None:
         self._more = False
+        if not await leases.owns(self._keeper, leases.RETENTION):
+            return  # another daemon purges (many daemons: one at a time)
         self._count(await self._purger.leftovers())
         this_time = retention.Purged()
         for _ in range(BATCHES_PER_ITERATION):

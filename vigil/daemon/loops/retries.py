@@ -25,7 +25,7 @@ from vigil import errors, events, reexecution, retrying, runs
 from vigil.config import settings as settings_mod
 from vigil.coordinators import base as coordinators
 from vigil.daemon import clock as clock_mod
-from vigil.daemon import loop
+from vigil.daemon import leases, loop
 from vigil.storage import store as store_mod
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ class RetriesLoop(loop.Loop):
         store: RetriesStore,
         clock: clock_mod.Clock,
         settings: settings_mod.RunRetriesSettings,
+        keeper: leases.Keeper | None = None,
     ) -> None:
         super().__init__()
+        self._keeper = keeper
         self._coordinator = coordinator
         self._store = store
         self._clock = clock
@@ -74,14 +76,26 @@ class RetriesLoop(loop.Loop):
         return RetriesStatistics(self._submitted, *self._waiting)
 
     async def iterate(self) -> None:
+        if not await leases.owns(self._keeper, leases.RETRIES):
+            return  # another daemon follows the ends (many daemons: one owns the cursor)
         cursor = int(await self._store.get_flag(CURSOR_FLAG) or 0)
         ends = await self._ends_after(cursor)
         for end in ends:
             await self._deal_with(end)
         if ends:
-            await self._store.set_flag(CURSOR_FLAG, ends[-1].event_id, self._clock.now())
+            await self._move_cursor(ends[-1].event_id)
         await self._coordinator.launch_due(retrying.INSTIGATOR)
         self._waiting = await self._store.waiting_runs(retrying.INSTIGATOR, self._clock.now())
+
+    async def _move_cursor(self, event_id: int) -> None:
+        """Fenced: a daemon that lost the cursor to another cannot move it."""
+        fence = None if self._keeper is None else self._keeper.fence([leases.RETRIES])
+        try:
+            await self._store.set_flag(CURSOR_FLAG, event_id, self._clock.now(), fence=fence)
+        except errors.LeaseLost as exc:
+            assert self._keeper is not None
+            self._keeper.lost([leases.RETRIES])
+            logger.warning("%s", exc, extra={"event": "retries.fenced"})
 
     async def _ends_after(self, cursor: int) -> list[events.Event]:
         found: list[events.Event] = []

@@ -3,7 +3,8 @@
 Each iteration:
 1. reads the catalogs (what each code location's evaluation process reported) and the
    instigators' states; a schedule runs when an operator started it, or by its
-   `default_status` until an operator says otherwise;
+   `default_status` until an operator says otherwise; with many daemons, each takes only
+   the running schedules it holds leases on (`leases.Keeper.share`);
 2. for each running schedule, computes the ticks due since its last tick (or since it was
    started), by the pure tick rules, and splits them by its catch-up policy: the ones to
    run are inserted STARTED, the others MISSED (in one transaction for all schedules);
@@ -12,7 +13,8 @@ Each iteration:
    overlaps and still has a run in flight gets SKIPPED instead), in chunks evaluated
    concurrently and round-robin across code locations, submitting the chunk's runs with
    their run keys (one transaction with the queued coordinator) and ending the chunk's
-   ticks in one transaction;
+   ticks in one transaction, fenced by the leases (a schedule taken over meanwhile by
+   another daemon keeps its tick STARTED for its new owner);
 4. tells the `DueTimer` when the next tick is due: the loop sleeps until then, or until its
    interval (`scheduling.poll_interval`) to see an operator's start or stop.
 
@@ -92,6 +94,7 @@ class SchedulerLoop(loop.Loop):
             if instigation.is_running(s.default_status, states.get(s.instigator))
         ]
         self._shared.count_instigators("schedule", len(schedules), len(running))
+        running = await self._owned(running)
         await self._ensure_states(running, states, now)
         last = await self._last_ticks()
         busy = self._lanes.busy()
@@ -106,6 +109,15 @@ class SchedulerLoop(loop.Loop):
         lanes = instigation.by_location(pending, lambda t: schedules[t.instigator].location)
         await self._lanes.run(lanes, functools.partial(self._run, schedules=schedules))
         await self._purge(now)
+
+    async def _owned(
+        self, running: Sequence[instigation.ScheduleInfo]
+    ) -> list[instigation.ScheduleInfo]:
+        """The running schedules this daemon owns (its share, with many daemons)."""
+        owned, gained = await self._shared.own("schedule:", [s.instigator for s in running])
+        if gained:
+            self._last = None  # their last ticks may be another daemon's: read them again
+        return [s for s in running if s.instigator in owned]
 
     async def _schedules(self) -> dict[str, instigation.ScheduleInfo]:
         """The schedules of every catalog, parsed again only when a catalog changed."""

@@ -5,7 +5,9 @@ Each iteration reads the catalogs and states, takes up ticks a dead daemon left 
 tick for each sensor whose interval has passed, evaluates them concurrently and
 round-robin across code locations, submits the requested runs (a run key is launched at
 most once per sensor: the store's unique index), and ends the ticks. A sensor's new cursor
-is written with its tick, only when the tick succeeds or skips.
+is written with its tick, only when the tick succeeds or skips. With many daemons, each
+evaluates only the sensors it holds leases on, and its tick endings (cursors with them)
+are fenced: a daemon that lost a sensor to another cannot move its cursor.
 
 A run status sensor's cursor is its place in the event log: each tick reads up to
 `EVENT_BATCH` events of the watched status after it, and the function is called for every
@@ -74,6 +76,10 @@ class SensorLoop(loop.Loop):
             if instigation.is_running(s.default_status, states.get(s.instigator))
         }
         self._shared.count_instigators("sensor", len(sensors), len(running))
+        owned, gained = await self._shared.own("sensor:", list(running))
+        if gained:
+            self._last = None  # their last ticks may be another daemon's: read them again
+        running = {name: s for name, s in running.items() if name in owned}
         last = await self._last_ticks()
         busy = self._lanes.busy()
         free = {name: s for name, s in running.items() if s.location not in busy}

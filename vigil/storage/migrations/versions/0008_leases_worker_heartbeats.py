@@ -1,8 +1,9 @@
 """Leases for many daemons on one store, and run workers' heartbeats.
 
-`leases`: one row per unit of daemon work that has one owner at a time (an instigator, a
-shard of the monitor's in-flight runs, a cursor); the owner's daemon id, the fencing token
-(raised at every change of owner) and the expiry. `runs.worker_heartbeat`: when the run's
+`daemon_leases`: each daemon's membership, renewed while it lives (its expiry is the expiry
+of every unit it owns). `leases`: one row per unit of daemon work that has one owner at a
+time (an instigator, a shard of the monitor's in-flight runs, a cursor): the owner's daemon
+id and the fencing token, raised at every change of owner. `runs.worker_heartbeat`: when the run's
 worker last proved it is alive, whatever the launcher.
 
 Revision ID: 0008
@@ -23,11 +24,19 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "daemon_leases",
+        sa.Column("daemon_id", sa.String(64), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.Double(), nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("daemon_id", name=op.f("pk_daemon_leases")),
+    )
+    op.create_table(
         "leases",
         sa.Column("unit", sa.String(512), nullable=False),
         sa.Column("owner", sa.String(64), nullable=True),
         sa.Column("token", sa.BigInteger(), nullable=False),
-        sa.Column("expires_at", sa.Double(), nullable=False),
         sa.Column("acquired_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("unit", name=op.f("pk_leases")),
     )
@@ -41,3 +50,4 @@ def downgrade() -> None:
         batch.drop_column("worker_heartbeat")
     op.drop_index(op.f("ix_leases_owner"), table_name="leases")
     op.drop_table("leases")
+    op.drop_table("daemon_leases")
