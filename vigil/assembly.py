@@ -33,7 +33,7 @@ def build_executor(settings: settings_mod.InstanceSettings) -> executors.Executo
     cls, options = plugins.build(
         "executor", settings.executor, executors.BUILTIN_EXECUTORS, executors.Executor
     )
-    return cls(options)
+    return cls.for_settings(options, settings)
 
 
 def build_coordinator(
