@@ -66,24 +66,6 @@ def run(run_id: str, resume: bool, token: str | None, secret_fd: int | None) -> 
         raise SystemExit(common.EXIT_FAILURE)
 
 
-@worker_group.command("step", hidden=True)
-@click.option("--request", "request_path", type=click.Path(path_type=pathlib.Path), required=True)
-@click.option("--report", "report_path", type=click.Path(path_type=pathlib.Path), required=True)
-@click.option("--secret-fd", type=int, default=None)
-@common.handle_errors
-def step(request_path: pathlib.Path, report_path: pathlib.Path, secret_fd: int | None) -> None:
-    """Run one step attempt of the celery executor (started by its step task)."""
-    import json
-
-    from vigil.celery import step as step_codec
-    from vigil.worker import step as step_mod
-
-    st = common.state()
-    settings = _settings_without_secret_variables(st.home, secret_fd)
-    request = step_codec.StepRequest.from_json(json.loads(request_path.read_text("utf-8")))
-    step_mod.run(settings, pathlib.Path.cwd(), request, report_path)
-
-
 def _settings_without_secret_variables(
     home: pathlib.Path, secret_fd: int | None
 ) -> settings_mod.InstanceSettings:
