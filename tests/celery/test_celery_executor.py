@@ -26,14 +26,20 @@ from tests.waiting import eventually
 RUN_DEADLINE = 90.0
 STEP_JOBS = pathlib.Path(step_jobs.__file__)
 EXECUTOR = "executor:\n  type: celery\n  options:\n    terminate_grace: 2\n"
+# Steps on their own queue; a started step's worker pinged every second, lost after two.
+WATCHFUL = EXECUTOR + "    queue: steps\n    check_interval: 1\n    lost_after: 2\n"
 
 
 @pytest.fixture
 def pg_instance(
-    tmp_path: pathlib.Path, redis: redis_server.Server, postgres_database: object
+    request: pytest.FixtureRequest,
+    tmp_path: pathlib.Path,
+    redis: redis_server.Server,
+    postgres_database: object,
 ) -> harness.Instance:
     """An instance on PostgreSQL whose runs and steps go to Celery through `redis`, with
-    outputs and logs on a shared path (what a shared mount is to each machine)."""
+    outputs and logs on a shared path (what a shared mount is to each machine); the
+    executor section is EXECUTOR unless the test names another (indirect parameter)."""
     home, cwd, shared = tmp_path / "home", tmp_path / "cwd", tmp_path / "shared"
     for directory in (home, cwd, shared):
         directory.mkdir()
@@ -41,7 +47,7 @@ def pg_instance(
     instance.write_config(
         f"workspace:\n  - name: steps\n    file: {STEP_JOBS}\n"
         + celery_yaml(redis.url)
-        + EXECUTOR
+        + getattr(request, "param", EXECUTOR)
         + f"storage_dir: {shared / 'storage'}\nlogs_dir: {shared / 'logs'}\n"
         + harness.store_yaml(postgres_database)
     )
@@ -194,3 +200,45 @@ async def test_a_steps_queue_tag_sends_its_task_to_the_workers_of_that_queue(
     assert found[("plain", 1)]["grandparent"] == plain.pid
     assert found[("gpu", 1)]["grandparent"] == gpu.pid
     assert found[("gpu", 1)]["received"] == "plain"
+
+
+async def test_a_step_whose_pool_process_dies_is_retried_and_the_run_succeeds(
+    pg_instance: harness.Instance, workers: Workers
+) -> None:
+    await workers.start("--concurrency", "2")
+    run_id = launch(pg_instance, "killable")
+    first = await recorded(pg_instance, run_id, "patient")
+
+    os.kill(first["parent"], signal.SIGKILL)  # the pool process running the step task
+
+    run = pg_instance.wait_until(run_id, ended, RUN_DEADLINE)
+    assert run["status"] == "SUCCESS", events(pg_instance, run_id)
+    await gone(first["pid"])  # the step process died with its pool process
+    assert records(pg_instance, run_id)[("patient", 2)]["parent"] != first["parent"]
+    retry = [e for e in events(pg_instance, run_id) if e["type"] == "STEP_RETRY"]
+    assert len(retry) == 1
+    assert retry[0]["data"]["error_type"] == "StepTaskLost"
+
+
+@pytest.mark.parametrize("pg_instance", [WATCHFUL], indirect=True)
+async def test_a_step_whose_celery_worker_vanished_is_retried_on_another_worker(
+    pg_instance: harness.Instance, workers: Workers
+) -> None:
+    await workers.start("--concurrency", "1")  # the run task's queue only
+    doomed = await workers.start("--queues", "steps", "--concurrency", "1")
+    run_id = launch(pg_instance, "killable")
+    first = await recorded(pg_instance, run_id, "patient")
+    assert first["grandparent"] == doomed.pid
+
+    os.killpg(doomed.pid, signal.SIGKILL)  # the whole machine, as far as Celery can tell
+    doomed.process.wait()
+    doomed.stopped = True
+    rescuer = await workers.start("--queues", "steps", "--concurrency", "1")
+
+    run = pg_instance.wait_until(run_id, ended, RUN_DEADLINE)
+    assert run["status"] == "SUCCESS", events(pg_instance, run_id)
+    assert records(pg_instance, run_id)[("patient", 2)]["grandparent"] == rescuer.pid
+    retry = [e for e in events(pg_instance, run_id) if e["type"] == "STEP_RETRY"]
+    assert len(retry) == 1
+    assert retry[0]["data"]["error_type"] == "StepTaskLost"
+    assert "stopped answering" in retry[0]["data"]["message"]
