@@ -121,3 +121,11 @@ def test_a_subprocess_instance_never_imports_celery(
             check=False,
         )
         assert json.loads(done.stderr.strip().splitlines()[-1]) == [], args
+
+
+def test_a_celery_worker_needs_the_celery_launcher(sqlite_instance: harness.Instance) -> None:
+    done = sqlite_instance.vigil("celery", "worker")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "run_launcher.type: vigil celery worker needs the celery launcher" in line

@@ -23,6 +23,7 @@ from vigil.celery import options
 from vigil.launchers import base
 from vigil.launchers import celery as celery_launcher
 
+pytestmark = pytest.mark.postgres
 H = base.WorkerHealth
 DEADLINE = 90.0
 
@@ -101,4 +102,4 @@ async def test_a_vanished_worker_or_a_broker_down_is_unknown(
     redis_server.stop(redis)
     check = await launcher.check_worker_health(run)
     assert check.health is H.UNKNOWN
-    assert not await launcher.terminate(run)
+    assert await launcher.terminate(run)  # cannot tell: a worker may be alive

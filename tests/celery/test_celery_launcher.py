@@ -8,11 +8,13 @@ import socket
 from typing import Any
 
 import psutil
+import pytest
 
 from tests.acceptance import harness
 from tests.celery.workers import Worker, Workers
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.postgres
 RUN_DEADLINE = 90.0
 
 

@@ -16,7 +16,7 @@ daemon_group = lazy.LazyGroup(
         "run": "Run the daemon in the foreground until SIGTERM or SIGINT.",
         "status": "One row a loop: state, last iteration, heartbeat age, daemon, last error.",
         "liveness-check": (
-            'Exit 0 ("ok: ...") while the daemon\'s loops are live; 1 with the reason otherwise.'
+            'Exit 0 ("ok: ...") while this daemon\'s loops are live; 1 with the reason otherwise.'
         ),
     },
 )

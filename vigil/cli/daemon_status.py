@@ -30,8 +30,10 @@ FOLLOW_POLL = 1.0  # seconds between two reads of the heartbeats by `status --fo
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON (one object a line with -f).")
 @common.handle_errors
 def status(follow: bool, as_json: bool) -> None:
-    """One row a loop: state, last iteration, heartbeat age, daemon, last error; then one
-    line a daemon: state, start, heartbeat age, loops, units of work it owns by kind."""
+    """One row a loop: state, last iteration, heartbeat age, daemon, last error.
+
+    Then one line a daemon: state, start, heartbeat age, loops, units of work it owns by
+    kind."""
     interval = common.heartbeat_interval()
     if not follow:
         _print_rows(common.read_store(lambda store: _read_rows(store, interval)), as_json)

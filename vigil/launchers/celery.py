@@ -97,8 +97,9 @@ class CeleryLauncher(base.RunLauncher):
 
     async def terminate(self, run: runs.Run) -> bool:
         """Revoke the task, terminating it with SIGTERM (passed on to the run worker); False
-        when it had not started (a revoked task is dropped: no worker will take the run) or
-        the broker cannot be reached."""
+        when it had not started (a revoked task is dropped: no worker will take the run).
+        True when the broker cannot be reached: a worker may be alive (the monitor's cancel
+        timeout settles a run nobody ends)."""
         return await self._revoke(run, "SIGTERM")
 
     async def kill(self, run: runs.Run) -> bool:
@@ -114,7 +115,7 @@ class CeleryLauncher(base.RunLauncher):
             state, _ = await anyio.to_thread.run_sync(self._task_state, info.task_id)
             await anyio.to_thread.run_sync(self._send_revoke, info.task_id, signame)
         except UNREACHABLE:
-            return False
+            return True
         return state in RUNNING_STATES
 
     def _send_revoke(self, task_id: str, signame: str) -> None:
