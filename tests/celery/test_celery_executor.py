@@ -23,6 +23,8 @@ from tests.celery.conftest import celery_yaml
 from tests.celery.workers import Worker, Workers
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.postgres
+
 RUN_DEADLINE = 90.0
 STEP_JOBS = pathlib.Path(step_jobs.__file__)
 EXECUTOR = "executor:\n  type: celery\n  options:\n    terminate_grace: 2\n"
@@ -242,20 +244,3 @@ async def test_a_step_whose_celery_worker_vanished_is_retried_on_another_worker(
     assert len(retry) == 1
     assert retry[0]["data"]["error_type"] == "StepTaskLost"
     assert "stopped answering" in retry[0]["data"]["message"]
-
-
-def test_config_check_refuses_the_celery_executor_without_the_celery_launcher(
-    tmp_path: pathlib.Path,
-) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    instance = harness.Instance(home=home, cwd=tmp_path, env=harness.base_env(home))
-    instance.write_config(EXECUTOR)
-
-    checked = instance.vigil("config", "check")
-
-    assert checked.returncode == 2
-    assert checked.stderr.strip().splitlines() == [
-        f"error: {home / 'vigil.yaml'}: executor.type: the celery executor sends steps "
-        "through the celery run launcher's broker (this instance's launcher is 'subprocess')"
-    ]
