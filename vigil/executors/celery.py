@@ -246,7 +246,7 @@ class _Tasks:
     async def _watch(
         self, task_id: str, run_id: str, step: str
     ) -> step_mod.StepReport | attempt.Failure:
-        watch = _Watch(self._opts.check_interval, self._opts.lost_after)
+        watch = Watch(self._opts.check_interval, self._opts.lost_after)
         while True:
             state, result = await self._state(task_id)
             if state == "SUCCESS" and isinstance(result, dict):
@@ -296,7 +296,7 @@ class _Tasks:
             await anyio.to_thread.run_sync(self.app.backend.forget, task_id)
 
 
-class _Watch:
+class Watch:
     """When the next ping of a started task's worker is due, and how many it missed."""
 
     def __init__(self, interval: float, lost_after: int) -> None:
