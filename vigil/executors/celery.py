@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import anyio
@@ -102,7 +103,8 @@ class CeleryExecutor(base.Executor):
         if self._broker is None:
             raise errors.ConfigError("executor.type: the celery executor needs a broker")
         tasks = _Tasks(app_mod.build_app(self._broker), self._opts, self._broker)
-        limiter = anyio.CapacityLimiter(self._opts.max_concurrent or 1_000_000)
+        maximum = self._opts.max_concurrent
+        limiter = None if maximum is None else anyio.CapacityLimiter(maximum)
         execution = _Execution(plan, services, tasks, limiter)
         try:
             async with anyio.create_task_group() as tg:
@@ -121,7 +123,7 @@ class _Execution:
         plan: plan_mod.StepPlan,
         services: base.ExecutionServices,
         tasks: _Tasks,
-        limiter: anyio.CapacityLimiter,
+        limiter: anyio.CapacityLimiter | None,
     ) -> None:
         self.plan = plan
         self.services = services
@@ -164,10 +166,14 @@ class _Execution:
         message = f"ran in process {report.pid} on {report.host} (Celery task {task_id})"
         self.services.sink.emit(
             events.NewEvent(
-                self.plan.run_id, events.EventType.ENGINE, self.services.clock(), step,
-                "INFO", message, where,
+                run_id=self.plan.run_id,
+                event_type=events.EventType.ENGINE,
+                timestamp=self.services.clock(),
+                step=step,
+                message=message,
+                data=where,
             )
-        )  # fmt: skip
+        )
         for event in report.events:
             self.services.sink.emit(event)
 
@@ -218,8 +224,8 @@ class _Tasks:
         self._default_queue = opts.queue or broker.queue
         self._timeout = broker.connect_timeout
 
-    def queue_of(self, tags: Any) -> str:
-        return str(tags.get(runs.TAG_CELERY_QUEUE) or self._default_queue)
+    def queue_of(self, tags: Mapping[str, str]) -> str:
+        return tags.get(runs.TAG_CELERY_QUEUE) or self._default_queue
 
     def publish(self, task_id: str, request: step_mod.StepRequest, queue: str) -> None:
         amqp = self.app.amqp
