@@ -150,12 +150,7 @@ class _Execution:
             return attempt.Failure.from_exception(exc)
         task_id = f"{self.plan.run_id}:{step}:{number}:{uuid.uuid4().hex[:12]}"
         queue = self._tasks.queue_of(self.plan.job.steps[step].tags)
-        try:
-            await anyio.to_thread.run_sync(self._tasks.publish, task_id, request, queue)
-        except UNREACHABLE as exc:
-            message = f"cannot send step {step} to the Celery broker at {self._tasks.where}"
-            return attempt.Failure(NOT_SENT, f"{message}: {_reason(exc)}")
-        report = await self._tasks.follow(task_id, self.plan.run_id, step)
+        report = await self._tasks.run(task_id, request, queue)
         if isinstance(report, attempt.Failure):
             return report
         self._emit_report(step, task_id, report)
@@ -233,14 +228,15 @@ class _Tasks:
         with self.app.producer_or_acquire() as producer:
             amqp.send_task_message(producer, step_mod.TASK_NAME, message, queue=queue, retry=False)
 
-    async def follow(
-        self, task_id: str, run_id: str, step: str
+    async def run(
+        self, task_id: str, request: step_mod.StepRequest, queue: str
     ) -> step_mod.StepReport | attempt.Failure:
-        """The task's report once it ends; a Failure when it ended without one or its
-        worker was lost. Cancelled: the task is revoked with termination."""
+        """Send the task and return its report once it ends; a Failure when it could not
+        be sent, ended without a report, or its worker was lost. Cancelled, even while the
+        message is on its way, the task is revoked with termination."""
         ended = False
         try:
-            found = await self._watch(task_id, run_id, step)
+            found = await self._send_and_watch(task_id, request, queue)
             ended = True
         finally:
             if not ended:
@@ -248,6 +244,16 @@ class _Tasks:
                     await self._revoke(task_id, "SIGTERM")
         await self._forget(task_id)
         return found
+
+    async def _send_and_watch(
+        self, task_id: str, request: step_mod.StepRequest, queue: str
+    ) -> step_mod.StepReport | attempt.Failure:
+        try:
+            await anyio.to_thread.run_sync(self.publish, task_id, request, queue)
+        except UNREACHABLE as exc:
+            message = f"cannot send step {request.step} to the Celery broker at {self.where}"
+            return attempt.Failure(NOT_SENT, f"{message}: {_reason(exc)}")
+        return await self._watch(task_id, request.run_id, request.step)
 
     async def _watch(
         self, task_id: str, run_id: str, step: str
