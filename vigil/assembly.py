@@ -33,7 +33,7 @@ def build_executor(settings: settings_mod.InstanceSettings) -> executors.Executo
     cls, options = plugins.build(
         "executor", settings.executor, executors.BUILTIN_EXECUTORS, executors.Executor
     )
-    return cls(options)
+    return cls.for_settings(options, settings)
 
 
 def build_coordinator(
@@ -58,7 +58,10 @@ def check_plugins(settings: settings_mod.InstanceSettings) -> None:
     plugins.build(
         "run_launcher", settings.run_launcher, launchers.BUILTIN_LAUNCHERS, launchers.RunLauncher
     )
-    plugins.build("executor", settings.executor, executors.BUILTIN_EXECUTORS, executors.Executor)
+    try:
+        build_executor(settings)
+    except errors.ConfigError as exc:
+        raise errors.PluginError(str(exc), "executor.type") from None
     plugins.build(
         "run_coordinator",
         settings.run_coordinator,

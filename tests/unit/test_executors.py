@@ -22,7 +22,7 @@ import pytest
 from vigil import blobs, errors, events
 from vigil.definitions import job, step
 from vigil.executors import (
-    BUILTIN_EXECUTORS,
+    LOCAL_EXECUTORS,
     ExecutionResult,
     ExecutionServices,
     Executor,
@@ -276,9 +276,9 @@ def harness(tmp_path: pathlib.Path) -> Harness:
     return Harness(tmp_path)
 
 
-@pytest.fixture(params=sorted(BUILTIN_EXECUTORS))
+@pytest.fixture(params=sorted(LOCAL_EXECUTORS))
 def executor(request: pytest.FixtureRequest) -> Executor:
-    return BUILTIN_EXECUTORS[request.param].from_options({})
+    return LOCAL_EXECUTORS[request.param].from_options({})
 
 
 @pytest.fixture

@@ -118,14 +118,14 @@ def _start(
                 env=env,
                 close_fds=True,
                 pass_fds=() if secret_fd is None else (secret_fd,),
-                preexec_fn=_die_with_parent(),  # the pool process runs no other threads
+                preexec_fn=die_with_parent(),  # the pool process runs no other threads
             )
     finally:
         if secret_fd is not None:
             os.close(secret_fd)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """In the child before exec: SIGKILL it when its parent (the pool process) dies."""
     if not sys.platform.startswith("linux"):
         return None

@@ -1,4 +1,5 @@
-"""`vigil celery worker`: Celery's own worker, configured by vigil, executing run tasks.
+"""`vigil celery worker`: Celery's own worker, configured by vigil, executing run tasks
+and the step tasks of the celery executor.
 
 It takes the instance's settings (the Celery launcher's options: broker, default queue)
 and starts each run it receives as a run worker process of its own (`vigil.celery.task`).
@@ -47,6 +48,7 @@ def worker(queues: str | None, concurrency: int | None, name: str | None, loglev
     from vigil import launchers, plugins
     from vigil.celery import app as app_mod
     from vigil.celery import options as options_mod
+    from vigil.celery import step_task
     from vigil.celery import task as task_mod
 
     st = common.state()
@@ -68,6 +70,7 @@ def worker(queues: str | None, concurrency: int | None, name: str | None, loglev
         environ=dict(os.environ),
     )
     task_mod.register(app, context)
+    step_task.register(app, context)
     argv = _worker_argv(queues or launcher_options.queue, concurrency, name, loglevel)
     app.worker_main(argv)
 

@@ -52,6 +52,9 @@ class StepDef:
     retry: RetryPolicy | None = None
     wants_context: bool = False
     description: str | None = None
+    # Free-form labels; `vigil/celery_queue` names the Celery queue of the step's task
+    # (the celery executor).
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -78,6 +81,7 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Callable[[StepFn], StepDef]: ...
 
 
@@ -88,11 +92,12 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> StepDef | Callable[[StepFn], StepDef]:
-    """Declare a step: `@step` or `@step(name=..., retry=..., description=...)`."""
+    """Declare a step: `@step` or `@step(name=..., retry=..., description=..., tags=...)`."""
 
     def decorate(func: StepFn) -> StepDef:
-        return make_step(func, name=name, retry=retry, description=description)
+        return make_step(func, name=name, retry=retry, description=description, tags=tags)
 
     if fn is None:
         return decorate
@@ -105,6 +110,7 @@ def make_step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> StepDef:
     """Build a StepDef from a function, checking its signature."""
     step_name = _step_name(fn, name)
@@ -117,6 +123,7 @@ def make_step(
         retry=retry,
         wants_context=CONTEXT_PARAM in params,
         description=description if description is not None else inspect.getdoc(fn),
+        tags=types.MappingProxyType(dict(tags or {})),
     )
 
 

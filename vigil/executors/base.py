@@ -18,13 +18,16 @@ import abc
 import dataclasses
 import pathlib
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import pydantic
 
 from vigil import blobs, errors, events
 from vigil.executors import outputs as outputs_mod
 from vigil.executors import plan as plan_mod
+
+if TYPE_CHECKING:
+    from vigil.config import settings as settings_mod
 
 
 class EventSink(Protocol):
@@ -95,6 +98,14 @@ class Executor(abc.ABC):
             )
             label = getattr(cls, "name", cls.__name__)
             raise errors.PluginError(f"executor '{label}' options: {problems}") from None
+        return cls(options)
+
+    @classmethod
+    def for_settings(
+        cls, options: pydantic.BaseModel, settings: settings_mod.InstanceSettings
+    ) -> Self:
+        """Build the executor from its validated options and the instance settings (the
+        default needs only the options; the celery executor takes the launcher's broker)."""
         return cls(options)
 
     @abc.abstractmethod

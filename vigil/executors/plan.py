@@ -29,6 +29,8 @@ class StepPlan:
     # The run's partition (tag `vigil/partition`) and, for time partitions, its window.
     partition_key: str | None = None
     partition_window: tuple[datetime.datetime, datetime.datetime] | None = None
+    # The code location the job was loaded from (a step run elsewhere loads it there).
+    code_location: str | None = None
 
     def __post_init__(self) -> None:
         order = self.job.topological_order()

@@ -78,7 +78,7 @@ async def _follow_and_reap(
         if own_fd:
             os.close(exit_fd)
         proc.close()
-    return follower.outcome or _crash(exitcode)
+    return follower.outcome or crash(exitcode)
 
 
 class _Follower:
@@ -159,7 +159,8 @@ def _signal_group(proc: multiprocessing.context.ForkProcess, signum: int) -> Non
             os.kill(pid, signum)
 
 
-def _crash(exitcode: int | None) -> attempt.Failure:
+def crash(exitcode: int | None) -> attempt.Failure:
+    """The failure of a step process that exited (code or signal) without reporting."""
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         message = f"step process was killed by signal {name}"

@@ -213,6 +213,7 @@ async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPla
         input_digests={step: source.digest for step, source in sources.items()},
         partition_key=partition,
         partition_window=_partition_window(job, partition),
+        code_location=run.code_location,
     )
 
 
