@@ -263,3 +263,27 @@ async def test_a_tick_taken_up_again_keeps_the_runs_submitted_before(rig: Rig) -
         "2026-01-02T00:00:00Z/a",
         "2026-01-02T00:00:00Z/b",
     ]
+
+
+async def test_a_sensor_tick_taken_up_again_is_evaluated_alone_from_its_cursor(
+    rig: Rig,
+) -> None:
+    """A tick left STARTED (its daemon died, or lost the sensor to this one) is evaluated
+    again, alone: a new tick beside it would be evaluated from the same cursor and list the
+    same runs."""
+    await rig.start("sensor:files")
+    left = rig.clock.now() - 5
+    [interrupted] = await rig.store.add_ticks([("sensor:files", left)], T.STARTED, left)
+    await rig.sensors.iterate()
+
+    [done] = await rig.store.list_ticks("sensor:files")
+    assert (done.tick_id, done.status, done.cursor) == (interrupted.tick_id, T.SUCCESS, "1")
+    rig.clock.advance(1)
+    await rig.sensors.iterate()
+
+    found = await rig.store.list_ticks("sensor:files")
+    assert [t.cursor for t in found] == ["2", "1"]
+    listed = [run_id for t in found for run_id in t.run_ids]
+    assert len(listed) == len(set(listed)) == 2
+    made = await rig.store.instigator_runs("sensor:files")
+    assert sorted(r.run_key or "" for r in made) == ["file-0", "file-1"]

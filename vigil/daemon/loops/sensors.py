@@ -1,10 +1,12 @@
 """The sensor loop: each running sensor evaluated at most every `minimum_interval`.
 
 Each iteration reads the catalogs and states, takes up ticks a dead daemon left STARTED
-(evaluated again as the same tick, so keyless requests get the same run keys), starts a
-tick for each sensor whose interval has passed, evaluates them concurrently and
-round-robin across code locations, submits the requested runs (a run key is launched at
-most once per sensor: the store's unique index), and ends the ticks. A sensor's new cursor
+(evaluated again as the same tick, so keyless requests get the same run keys; one a sensor
+an iteration, and no new tick of that sensor beside it, since both would be evaluated from
+the same cursor), starts a tick for each other sensor whose interval has passed,
+evaluates them concurrently and round-robin across code locations, submits the requested
+runs (a run key is launched at most once per sensor: the store's unique index), and ends
+the ticks. A sensor's new cursor
 is written with its tick, only when the tick succeeds or skips. With many daemons, each
 evaluates only the sensors it holds leases on, and its tick endings (cursors with them)
 are fenced: a daemon that lost a sensor to another cannot move its cursor.
@@ -83,9 +85,17 @@ class SensorLoop(loop.Loop):
         last = await self._last_ticks()
         busy = self._lanes.busy()
         free = {name: s for name, s in running.items() if s.location not in busy}
-        due = [s.instigator for s in free.values() if self._is_due(s, last, now)]
+        interrupted = await self._interrupted(free)
+        due = [
+            s.instigator
+            for s in free.values()
+            if s.instigator not in interrupted and self._is_due(s, last, now)
+        ]
         started = await store.add_ticks([(name, now) for name in due], T.STARTED, now)
-        pending = await self._with_interrupted(started, free)
+        fresh = [t for t in started if t.status is T.STARTED]
+        pending = sorted(
+            [*fresh, *interrupted.values()], key=lambda t: (t.scheduled_time, t.tick_id)
+        )
         for tick in pending:
             last[tick.instigator] = max(last.get(tick.instigator, 0.0), tick.scheduled_time)
         self.timer.set_due(self._next_due(free.values(), last))
@@ -134,14 +144,23 @@ class SensorLoop(loop.Loop):
                 due.append(previous + s.minimum_interval)
         return min(due, default=None)
 
-    async def _with_interrupted(
-        self, started: Sequence[ticks.Tick], running: Mapping[str, instigation.SensorInfo]
-    ) -> list[ticks.Tick]:
-        pending = {t.tick_id: t for t in started if t.status is T.STARTED}
+    async def _interrupted(
+        self, running: Mapping[str, instigation.SensorInfo]
+    ) -> dict[str, ticks.Tick]:
+        """The oldest tick each running sensor has left STARTED (a daemon died in it, or
+        lost the sensor to this one): taken up alone, so that no other tick of the sensor
+        is evaluated from the same cursor beside it; the next one waits for its end."""
+        found: dict[str, ticks.Tick] = {}
         for tick in await self._shared.store.list_ticks(statuses=[T.STARTED]):
-            if tick.instigator in running:
-                pending.setdefault(tick.tick_id, tick)
-        return sorted(pending.values(), key=lambda t: (t.scheduled_time, t.tick_id))
+            if tick.instigator not in running:
+                continue
+            known = found.get(tick.instigator)
+            if known is None or (tick.scheduled_time, tick.tick_id) < (
+                known.scheduled_time,
+                known.tick_id,
+            ):
+                found[tick.instigator] = tick
+        return found
 
     async def _run_chunk(
         self,
