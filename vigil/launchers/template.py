@@ -30,8 +30,11 @@ class TemplateClient:
         environ: Mapping[str, str],
         cwd: pathlib.Path,
         on_exit: ExitObserver | None = None,
+        tethered: bool = False,
     ) -> None:
         self._argv = [python, "-m", "vigil", "worker", "template"]
+        if tethered:
+            self._argv.append("--tethered")
         self._environ = dict(environ)
         self._cwd = cwd
         self._on_exit = on_exit
@@ -44,6 +47,16 @@ class TemplateClient:
         """The template process's pid, while it runs."""
         proc = self._proc
         return proc.pid if proc is not None else None
+
+    def start(self) -> None:
+        """Start the template now (it imports meanwhile), not at the first `spawn`."""
+        with self._lock:
+            self._running()
+
+    def alive(self) -> bool:
+        """Whether the template process runs (started and not exited)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     def spawn(
         self,
