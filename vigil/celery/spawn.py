@@ -136,6 +136,11 @@ class Spawner:
         except OSError as exc:
             logger.warning("cannot start the worker template: %s", exc)
 
+    def close(self) -> None:
+        """Stop this process's template (called when a pool process exits)."""
+        if self._template is not None and self._owner == os.getpid():
+            self._template.close()
+
     def _client(self) -> template.TemplateClient:
         """This process's template client (a forked pool process makes its own)."""
         if self._template is None or self._owner != os.getpid():

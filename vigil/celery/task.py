@@ -72,9 +72,13 @@ def register(app: celery.Celery, context: WorkerContext) -> None:
     def warm(**_: Any) -> None:
         spawner.warm()
 
+    def close(**_: Any) -> None:
+        spawner.close()
+
     app.task(name=app_mod.TASK_NAME, acks_late=True, typing=False)(run)
     # Each pool process starts its template as it starts, so the first run is warm too.
     celery.signals.worker_process_init.connect(warm, weak=False)
+    celery.signals.worker_process_shutdown.connect(close, weak=False)
 
 
 def execute(

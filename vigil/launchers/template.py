@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import queue
@@ -89,13 +90,25 @@ class TemplateClient:
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
         except OSError as exc:
-            self._proc = None
+            self._forget(proc)
             raise errors.LaunchError(f"the worker template is gone ({exc})") from exc
         reply = self._replies.get()
         if reply is None:
-            self._proc = None
+            self._forget(proc)
             raise errors.LaunchError("the worker template is gone (it exited)")
         return reply
+
+    def _forget(self, proc: subprocess.Popen[str]) -> None:
+        """Drop a template that went away, reaping it (killed if it lingers)."""
+        self._proc = None
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def _running(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
