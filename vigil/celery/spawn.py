@@ -125,14 +125,14 @@ class Spawner:
 
     def __init__(self, context: WorkerContext) -> None:
         self._context = context
-        self._board = exits.ExitBoard()
         self._template: template.TemplateClient | None = None
+        self._board: exits.ExitBoard | None = None  # made with the template, per process
         self._owner = 0
 
     def warm(self) -> None:
         """Start this process's template (called when a pool process starts)."""
         try:
-            self._client().start()
+            self._client()[0].start()
         except OSError as exc:
             logger.warning("cannot start the worker template: %s", exc)
 
@@ -141,9 +141,10 @@ class Spawner:
         if self._template is not None and self._owner == os.getpid():
             self._template.close()
 
-    def _client(self) -> template.TemplateClient:
-        """This process's template client (a forked pool process makes its own)."""
-        if self._template is None or self._owner != os.getpid():
+    def _client(self) -> tuple[template.TemplateClient, exits.ExitBoard]:
+        """This process's template client and the board of its exit notices (a forked
+        pool process makes its own)."""
+        if self._template is None or self._board is None or self._owner != os.getpid():
             env, _ = self._context.worker_env()
             self._board = exits.ExitBoard()
             self._template = template.TemplateClient(
@@ -154,12 +155,12 @@ class Spawner:
                 tethered=True,
             )
             self._owner = os.getpid()
-        return self._template
+        return self._template, self._board
 
     def start(self, run_id: str, args: list[str], log_path: pathlib.Path) -> RunWorker:
         """Start the run worker of `vigil <args>`: forked from the template, else cold."""
         filemodes.private_dirs(log_path.parent)
-        client = self._client()
+        client, board = self._client()
         env, secret = self._context.worker_env()
         since = time.time()
         try:
@@ -172,7 +173,7 @@ class Spawner:
                 extra={"event": "run_worker.cold_start", "run_id": run_id, "error": str(exc)},
             )
             return ColdWorker(cold_start(self._context, args, log_path))
-        return ForkedWorker(pid, since, self._board, client)
+        return ForkedWorker(pid, since, board, client)
 
 
 def cold_start(

@@ -81,15 +81,13 @@ def register(app: celery.Celery, context: WorkerContext) -> None:
     celery.signals.worker_process_shutdown.connect(close, weak=False)
 
 
-def execute(
-    context: WorkerContext, request: RunRequest, spawner: spawn.Spawner | None = None
-) -> dict[str, Any]:
+def execute(context: WorkerContext, request: RunRequest, spawner: spawn.Spawner) -> dict[str, Any]:
     """Start the run's worker, wait for it (forwarding SIGTERM), return how it ended."""
     log_path = context.logs_dir / request.run_id / "worker.log"
     args = ["worker", "run", request.run_id, *(["--resume"] if request.resume else [])]
     if request.token is not None:
         args += ["--token", request.token]
-    child = (spawner or spawn.Spawner(context)).start(request.run_id, args, log_path)
+    child = spawner.start(request.run_id, args, log_path)
     code = _wait_forwarding(child)
     return {
         "run_id": request.run_id,
