@@ -24,6 +24,7 @@ NO_JSON = {
     "daemon run": "runs in the foreground; what it prints is its log (--log-format json)",
     "worker run": "started by the launchers; its result is the run's status in the store",
     "worker template": "hidden: the subprocess launcher's fork protocol on stdin and stdout",
+    "celery worker": "runs Celery's worker in the foreground; what it prints is its log",
 }
 
 

@@ -32,8 +32,8 @@ from typing import Any, NoReturn
 import celery
 
 from vigil import filemodes, proctitle
+from vigil.celery import spawn
 from vigil.celery import step as step_mod
-from vigil.celery import task as task_mod
 from vigil.config import loader, secrets
 from vigil.executors import attempt
 from vigil.worker import step as step_process
@@ -43,7 +43,7 @@ class _Terminated(Exception):
     """SIGTERM reached the task while it waited for its step process."""
 
 
-def register(app: celery.Celery, context: task_mod.WorkerContext) -> None:
+def register(app: celery.Celery, context: spawn.WorkerContext) -> None:
     """Register the step task on `app`, starting step processes with `context`."""
 
     def run_step(**kwargs: Any) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def register(app: celery.Celery, context: task_mod.WorkerContext) -> None:
     app.task(name=step_mod.TASK_NAME, acks_late=False, typing=False)(run_step)
 
 
-def execute(context: task_mod.WorkerContext, request: step_mod.StepRequest) -> step_mod.StepReport:
+def execute(context: spawn.WorkerContext, request: step_mod.StepRequest) -> step_mod.StepReport:
     """Fork the step process for `request`, wait for it, read its report."""
     with tempfile.TemporaryDirectory(prefix="vigil-step-") as scratch:
         report_path = pathlib.Path(scratch) / "report.jsonl"
@@ -121,7 +121,7 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 def _child(
-    context: task_mod.WorkerContext,
+    context: spawn.WorkerContext,
     request: step_mod.StepRequest,
     report_path: pathlib.Path,
     logs: tuple[pathlib.Path, pathlib.Path],
@@ -149,7 +149,7 @@ def _prepare(pool_pid: int, logs: tuple[pathlib.Path, pathlib.Path]) -> None:
     """Own process group, death with the pool process, default signals, logs on fds 1, 2."""
     os.setpgid(0, 0)
     if proctitle.PRCTL is not None:
-        proctitle.PRCTL(task_mod.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        proctitle.PRCTL(spawn.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != pool_pid:
             os._exit(1)
     with contextlib.suppress(ValueError):

@@ -82,8 +82,9 @@ def _settings_without_secret_variables(
 
 
 @worker_group.command("template", hidden=True)
-def template() -> None:
-    """Serve fork requests from the subprocess launcher on stdin (see vigil.worker.template)."""
+@click.option("--tethered", is_flag=True, help="Workers die with the template (Celery).")
+def template(tethered: bool) -> None:
+    """Serve fork requests from a launcher on stdin (see vigil.worker.template)."""
     from vigil.config import loader, secrets
     from vigil.storage import sql
     from vigil.worker import template as template_mod
@@ -107,4 +108,6 @@ def template() -> None:
 
     # Before the first fork, so that every worker inherits it done (see the module doc).
     sql.warm_up()
-    template_mod.serve(run_command, sys.stdin, sys.stdout, prepare=build_settings)
+    template_mod.serve(
+        run_command, sys.stdin, sys.stdout, prepare=build_settings, tethered=tethered
+    )

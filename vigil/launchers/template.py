@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import queue
@@ -30,8 +31,11 @@ class TemplateClient:
         environ: Mapping[str, str],
         cwd: pathlib.Path,
         on_exit: ExitObserver | None = None,
+        tethered: bool = False,
     ) -> None:
         self._argv = [python, "-m", "vigil", "worker", "template"]
+        if tethered:
+            self._argv.append("--tethered")
         self._environ = dict(environ)
         self._cwd = cwd
         self._on_exit = on_exit
@@ -44,6 +48,16 @@ class TemplateClient:
         """The template process's pid, while it runs."""
         proc = self._proc
         return proc.pid if proc is not None else None
+
+    def start(self) -> None:
+        """Start the template now (it imports meanwhile), not at the first `spawn`."""
+        with self._lock:
+            self._running()
+
+    def alive(self) -> bool:
+        """Whether the template process runs (started and not exited)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     def spawn(
         self,
@@ -76,13 +90,25 @@ class TemplateClient:
             proc.stdin.write(line + "\n")
             proc.stdin.flush()
         except OSError as exc:
-            self._proc = None
+            self._forget(proc)
             raise errors.LaunchError(f"the worker template is gone ({exc})") from exc
         reply = self._replies.get()
         if reply is None:
-            self._proc = None
+            self._forget(proc)
             raise errors.LaunchError("the worker template is gone (it exited)")
         return reply
+
+    def _forget(self, proc: subprocess.Popen[str]) -> None:
+        """Drop a template that went away, reaping it (killed if it lingers)."""
+        self._proc = None
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def _running(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:

@@ -15,6 +15,13 @@ its children and tells the launcher of each exit on the reply pipe, as a line of
 a worker died and how. It exits when the launcher closes its stdin (or dies). User code is
 never imported here: each worker loads the code location itself, so new code is picked up.
 
+A *tethered* template (`vigil worker template --tethered`, started by a Celery pool
+process, see `vigil.celery.spawn`) belongs to its launcher: it ignores SIGTERM and SIGINT
+(a signal to the Celery worker's process group must not end it under its runs; it ends
+when its launcher closes its stdin or dies), and each worker it forks is SIGKILLed by the
+kernel when the template exits (`PR_SET_PDEATHSIG`), so a worker never outlives the
+launcher that waits for it.
+
 What a worker costs is mostly CPU, and much of it is the kernel's: every page of the
 template a worker writes to is copied first. So the template imports everything the
 worker path imports (a module imported in the worker is paid for by every run), and
@@ -38,7 +45,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
+from vigil import proctitle
 from vigil.config import secrets
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+TETHER_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 WARM_MODULES = (
     "sqlalchemy.dialects.sqlite.aiosqlite",
@@ -73,20 +84,24 @@ def serve(
     requests: IO[str],
     replies: IO[str],
     prepare: Prepare = _nothing,
+    tethered: bool = False,
 ) -> None:
     """Answer fork requests until `requests` ends.
 
     `prepare` runs here before each fork with the request's secret variables, to do once
     what every worker would do (the CLI builds the settings); it must start no thread.
     Whatever it fails at, the worker does again itself and reports, so its errors are not
-    the template's.
+    the template's. `tethered`: see the module doc.
     """
+    if tethered:
+        for signum in TETHER_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
     _warm()
     gc.collect()
     gc.freeze()
     signal.signal(signal.SIGCHLD, _ExitNotices(replies.fileno()).reap)
     for line in requests:
-        replies.write(json.dumps(_handle(run_command, line, prepare)) + "\n")
+        replies.write(json.dumps(_handle(run_command, line, prepare, tethered)) + "\n")
         replies.flush()
 
 
@@ -96,18 +111,23 @@ def _warm() -> None:
             importlib.import_module(name)
 
 
-def _handle(run_command: RunCommand, line: str, prepare: Prepare) -> dict[str, Any]:
+def _handle(
+    run_command: RunCommand, line: str, prepare: Prepare, tethered: bool = False
+) -> dict[str, Any]:
     try:
         request = json.loads(line)
     except ValueError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     with contextlib.suppress(Exception):
         prepare(request.get("secrets") or {})
+    template_pid = os.getpid()
     try:
         pid = os.fork()
     except (ValueError, OSError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     if pid == 0:
+        if tethered:
+            _tether(template_pid)
         _become_worker(run_command, request)
     return {"pid": pid}
 
@@ -130,6 +150,17 @@ def _become_worker(run_command: RunCommand, request: dict[str, Any]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _tether(template_pid: int) -> None:
+    """In the forked child: default SIGTERM and SIGINT again, and die with the template
+    (leave at once if it is already gone)."""
+    for signum in TETHER_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    if proctitle.PRCTL is not None:
+        proctitle.PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != template_pid:
+        os._exit(1)
 
 
 def _with_secrets(argv: Sequence[str], secret: Mapping[str, str] | None) -> list[str]:
