@@ -39,7 +39,7 @@ from vigil import errors, events, runs
 from vigil.celery import app as app_mod
 from vigil.celery import options as options_mod
 from vigil.celery import step as step_mod
-from vigil.executors import attempt, base, lifecycle, process, progress
+from vigil.executors import attempt, base, lifecycle, process
 from vigil.executors import plan as plan_mod
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class CeleryExecutor(base.Executor):
         return execution.tracker.result()
 
 
-class _Execution:
+class _Execution(lifecycle.StepDriver):
     """One call of `execute`: sends steps as their upstreams succeed."""
 
     def __init__(
@@ -125,23 +125,8 @@ class _Execution:
         tasks: _Tasks,
         limiter: anyio.CapacityLimiter | None,
     ) -> None:
-        self.plan = plan
-        self.services = services
-        self.tracker = progress.Progress(plan)
+        super().__init__(plan, services, limiter)
         self._tasks = tasks
-        self._limiter = limiter
-
-    def advance(self, tg: anyio.abc.TaskGroup) -> None:
-        lifecycle.emit_skipped(self.plan, self.services, self.tracker.take_skipped())
-        for step in self.tracker.take_ready():
-            tg.start_soon(self._run_step, tg, step, name=f"step {step}")
-
-    async def _run_step(self, tg: anyio.abc.TaskGroup, step: str) -> None:
-        ok = await lifecycle.run_step(
-            self.plan, step, self.services, self._run_attempt, self._limiter
-        )
-        self.tracker.finish(step, ok)
-        self.advance(tg)
 
     async def _run_attempt(self, step: str, number: int) -> attempt.Outcome:
         try:

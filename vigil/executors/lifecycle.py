@@ -1,20 +1,24 @@
 """The life of one step: attempts, retries with backoff, and the events that tell it.
 
-Both executors drive steps through `run_step`; they differ only in how one attempt runs
-(a worker thread or a forked process), which they pass in as `run_attempt`.
+Every executor drives steps through `run_step`; they differ only in how one attempt runs
+(a worker thread, a forked process, a Celery task), which they pass in as `run_attempt`.
+`StepDriver` is the part of a run the process-based executors share: it starts each step
+as soon as its inputs are ready, and leaves the attempt to its subclass.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from vigil import blobs, events
 from vigil.definitions import step as step_mod
-from vigil.executors import attempt, base
+from vigil.executors import attempt, base, progress
 from vigil.executors import plan as plan_mod
 from vigil.scheduling import backoff
 
@@ -22,6 +26,35 @@ AttemptRunner = Callable[[str, int], Awaitable[attempt.Outcome]]
 
 _NO_RETRY = step_mod.RetryPolicy()
 _T = events.EventType
+
+
+class StepDriver(abc.ABC):
+    """One run's steps, each started as soon as its inputs are ready; `advance` starts them."""
+
+    def __init__(
+        self,
+        plan: plan_mod.StepPlan,
+        services: base.ExecutionServices,
+        limiter: anyio.CapacityLimiter | None,
+    ) -> None:
+        self.plan = plan
+        self.services = services
+        self.tracker = progress.Progress(plan)
+        self._limiter = limiter
+
+    def advance(self, tg: anyio.abc.TaskGroup) -> None:
+        emit_skipped(self.plan, self.services, self.tracker.take_skipped())
+        for step in self.tracker.take_ready():
+            tg.start_soon(self._run_step, tg, step, name=f"step {step}")
+
+    async def _run_step(self, tg: anyio.abc.TaskGroup, step: str) -> None:
+        ok = await run_step(self.plan, step, self.services, self._run_attempt, self._limiter)
+        self.tracker.finish(step, ok)
+        self.advance(tg)
+
+    @abc.abstractmethod
+    async def _run_attempt(self, step: str, number: int) -> attempt.Outcome:
+        """Run one attempt of the step to its outcome."""
 
 
 async def run_step(

@@ -9,7 +9,7 @@ import anyio
 import anyio.abc
 import pydantic
 
-from vigil.executors import attempt, base, lifecycle, process, progress
+from vigil.executors import attempt, base, lifecycle, process
 from vigil.executors import plan as plan_mod
 
 
@@ -49,8 +49,8 @@ class MultiprocessExecutor(base.Executor):
         return execution.tracker.result()
 
 
-class _Execution:
-    """One call of `execute`: starts steps as their upstreams succeed."""
+class _Execution(lifecycle.StepDriver):
+    """One run's steps, each attempt in a forked process."""
 
     def __init__(
         self,
@@ -59,23 +59,8 @@ class _Execution:
         limiter: anyio.CapacityLimiter,
         grace: float,
     ) -> None:
-        self.plan = plan
-        self.services = services
-        self.tracker = progress.Progress(plan)
-        self._limiter = limiter
+        super().__init__(plan, services, limiter)
         self._grace = grace
-
-    def advance(self, tg: anyio.abc.TaskGroup) -> None:
-        lifecycle.emit_skipped(self.plan, self.services, self.tracker.take_skipped())
-        for step in self.tracker.take_ready():
-            tg.start_soon(self._run_step, tg, step, name=f"step {step}")
-
-    async def _run_step(self, tg: anyio.abc.TaskGroup, step: str) -> None:
-        ok = await lifecycle.run_step(
-            self.plan, step, self.services, self._run_attempt, self._limiter
-        )
-        self.tracker.finish(step, ok)
-        self.advance(tg)
 
     async def _run_attempt(self, step: str, number: int) -> attempt.Outcome:
         return await process.run_attempt(self.plan, step, number, self.services, self._grace)

@@ -286,12 +286,7 @@ class SqlStore(store.Store):
         table = schema.runs
         statement = (
             sa.update(table)
-            .where(
-                table.c.run_id == run_id,
-                table.c.status == S.STARTING.value,
-                table.c.launched_at.is_(None),
-                _token_is(token),
-            )
+            .where(*_unlaunched_claim(run_id, token))
             .values(updated_at=now, **_new_launch(claimer))
             .returning(*table.c)
         )
@@ -309,12 +304,7 @@ class SqlStore(store.Store):
         table = schema.runs
         statement = (
             sa.update(table)
-            .where(
-                table.c.run_id == run_id,
-                table.c.status == S.STARTING.value,
-                table.c.launched_at.is_(None),
-                _token_is(token),
-            )
+            .where(*_unlaunched_claim(run_id, token))
             .values(status=S.QUEUED.value, updated_at=now, not_before=not_before, claimed_by=None)
         )
         async with self._write() as conn:
@@ -1063,6 +1053,17 @@ def _beat_statement(run_id: str, token: str | None, now: float) -> sa.Update:
     if token is not None:
         statement = statement.where(table.c.launch_token == token)
     return statement.values(worker_heartbeat=now)
+
+
+def _unlaunched_claim(run_id: str, token: str | None) -> list[sa.ColumnElement[bool]]:
+    """The run is STARTING under this launch token, and no launch was recorded for it."""
+    table = schema.runs
+    return [
+        table.c.run_id == run_id,
+        table.c.status == S.STARTING.value,
+        table.c.launched_at.is_(None),
+        _token_is(token),
+    ]
 
 
 def _token_is(token: str | None) -> sa.ColumnElement[bool]:

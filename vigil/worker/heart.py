@@ -24,20 +24,11 @@ from typing import Protocol
 import anyio
 
 from vigil import errors, events
+from vigil.storage import store as store_mod
 
 
-class BeatStore(Protocol):
+class BeatStore(store_mod.WorkerBeats, store_mod.EventWriter, Protocol):
     """The store verbs the heart uses: the heartbeat (with events), and events alone."""
-
-    async def record_worker_heartbeat(
-        self,
-        run_id: str,
-        token: str | None,
-        now: float,
-        batch: Sequence[events.NewEvent] = (),
-    ) -> bool: ...
-
-    async def append_events(self, batch: Sequence[events.NewEvent]) -> None: ...
 
 
 class Heart:

@@ -31,17 +31,9 @@ _NO_UPDATE = store_mod.RunUpdate()
 DEFAULT_OUTAGE_TIMEOUT = 600.0
 
 
-class WorkerStore(store_mod.LineageReader, store_mod.EventWriter, Protocol):
+class WorkerStore(store_mod.LineageReader, store_mod.EventWriter, store_mod.WorkerBeats, Protocol):
     """The store verbs a run worker uses: its run's start, heartbeat and end, its events,
     and its lineage (read when planning)."""
-
-    async def record_worker_heartbeat(
-        self,
-        run_id: str,
-        token: str | None,
-        now: float,
-        batch: Sequence[events.NewEvent] = (),
-    ) -> bool: ...
 
     async def start_run(
         self,
