@@ -23,9 +23,9 @@ and, for parts 2 to 4, `vigil daemon run` with the queued coordinator. Run it as
    seconds until the monitor resumes the run (resume_attempt 1), until it is STARTED again
    on the other worker, and until it ends (target noticed <= 15 s); how many times each step
    ran (the first must have run once). The monitor polls every second; a started task whose
-   Celery worker does not answer a ping is UNKNOWN, taken for dead after `--unknown-grace`
-   (`run_monitoring.unknown_grace`, 600 s by default): this branch has no run-worker
-   heartbeats, so that grace is what bounds the figure.
+   Celery worker does not answer a ping is only UNKNOWN to the launcher: what finds the dead
+   run worker is its heartbeat in the store, silent for `--heartbeat-misses` beats of
+   `--heartbeat-interval` s (`run_monitoring.worker_heartbeat_*`; 6 of 5 s by default).
 4. outage: redis-server stopped, `--outage-runs` runs submitted over `--outage` seconds,
    redis started again on the same port; from the store: every run SUCCESS (none lost), one
    RUN_START each (none launched twice), and the seconds from the broker's return to the
@@ -83,7 +83,8 @@ class Sizes:
     runs: int
     concurrency: int
     kills: int
-    unknown_grace: float
+    heartbeat_interval: float
+    heartbeat_misses: int
     outage: float
     outage_runs: int
     executor: str = "multiprocess"
@@ -100,8 +101,13 @@ def queued_yaml(**options: Any) -> str:
     return f"run_coordinator:\n  type: queued\n  options: {json.dumps(options)}\n"
 
 
-def monitor_yaml(unknown_grace: float) -> str:
-    return f"run_monitoring:\n  poll_interval: 1\n  unknown_grace: {unknown_grace}\n"
+def monitor_yaml(interval: float, misses: int) -> str:
+    """Run workers beat every `interval` s; `misses` silent intervals make one dead (the
+    launcher's UNKNOWN keeps its default grace, 600 s: the heartbeat is what decides)."""
+    return (
+        "run_monitoring:\n  poll_interval: 1\n"
+        f"  worker_heartbeat_interval: {interval}\n  worker_heartbeat_misses: {misses}\n"
+    )
 
 
 @contextlib.contextmanager
@@ -411,7 +417,8 @@ async def show(home: pathlib.Path, env: dict[str, str], run_id: str) -> runs.Run
 
 
 def measure_kill(server: sa.engine.URL, broker: redis_server.Server, sizes: Sizes) -> None:
-    extra = launcher_yaml(broker.url) + queued_yaml() + monitor_yaml(sizes.unknown_grace)
+    beats = monitor_yaml(sizes.heartbeat_interval, sizes.heartbeat_misses)
+    extra = launcher_yaml(broker.url) + queued_yaml() + beats
     found: list[Kill] = []
     with contextlib.ExitStack() as stack:
         home, env = stack.enter_context(instance(server, extra))
@@ -422,7 +429,8 @@ def measure_kill(server: sa.engine.URL, broker: redis_server.Server, sizes: Size
     for kill in found:
         print(
             f"celery worker SIGKILLed mid-run: resumed after {kill.noticed:.1f} s "
-            f"(target <= 15 s; unknown_grace {sizes.unknown_grace:g} s, monitor poll 1 s), "
+            f"(target <= 15 s; worker heartbeat every {sizes.heartbeat_interval:g} s, dead after "
+            f"{sizes.heartbeat_misses} silent, monitor poll 1 s), "
             f"STARTED again after {kill.restarted:.1f} s on worker {kill.taken_by}, "
             f"ended {kill.status} after {kill.ended:.1f} s; "
             f"first step ran {kill.firsts}x (must be 1), second {kill.seconds}x"
@@ -510,14 +518,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000, help="runs drained (2.)")
     parser.add_argument("--concurrency", type=int, default=10, help="per Celery worker (1., 2.)")
     parser.add_argument("--kills", type=int, default=5, help="workers killed (3.)")
-    parser.add_argument("--unknown-grace", type=float, default=10.0, help="seconds (3.)")
+    parser.add_argument(
+        "--heartbeat-interval", type=float, default=2.0, help="run workers' beat, seconds (3.)"
+    )
+    parser.add_argument(
+        "--heartbeat-misses", type=int, default=5, help="silent beats: worker dead (3.)"
+    )
     parser.add_argument("--outage", type=float, default=30.0, help="broker down, seconds (4.)")
     parser.add_argument("--outage-runs", type=int, default=20, help="runs submitted (4.)")
     parser.add_argument("--executor", default="multiprocess", help="of the runs (1., 2.)")
     parser.add_argument("--parts", default="latency,drain,kill,outage")
     args = parser.parse_args()
     sizes = Sizes(
-        args.samples, args.runs, args.concurrency, args.kills, args.unknown_grace,
+        args.samples, args.runs, args.concurrency, args.kills,
+        args.heartbeat_interval, args.heartbeat_misses,
         args.outage, args.outage_runs, args.executor,
     )  # fmt: skip
     if args.quick:
