@@ -376,21 +376,23 @@ def wait_until(what: str, done: Callable[[], bool]) -> None:
         time.sleep(WATCH)
 
 
-async def watch_resume(home: pathlib.Path, env: dict[str, str], run_id: str, old_pid: int) -> Kill:
-    """Poll the run from the kill until it ends; the moments it was resumed and restarted."""
-    killed, noticed, restarted = time.perf_counter(), math.nan, math.nan
+async def watch_resume(home: pathlib.Path, env: dict[str, str], run_id: str) -> Kill:
+    """Poll the run from the kill until it ends; the moments it was resumed (polled) and
+    restarted (the new run worker's "resumed" event, stamped by the worker: a quick run can
+    be resumed and end between two polls)."""
+    killed, killed_at, noticed = time.perf_counter(), time.time(), math.nan
     async with common.Launcher(home, env).opened() as bench:
         while True:
             run = await bench.store.get_run(run_id)
             now = time.perf_counter() - killed
             if run.resume_attempt >= 1 and math.isnan(noticed):
                 noticed = now
-            moved = run.worker_pid not in (None, old_pid)
-            if run.status is S.STARTED and moved and math.isnan(restarted):
-                restarted = now
             if run.status.is_terminal or now > DEADLINE:
                 break
             await anyio.sleep(WATCH)
+        engine = await bench.store.get_events(run_id, event_types=(E.ENGINE,))
+    resumed = [e.timestamp for e in engine if e.message.endswith(" resumed")]
+    restarted = min(resumed, default=math.nan) - killed_at
     return Kill(noticed, restarted, now, run.status, 0, 0, "")
 
 
@@ -403,7 +405,7 @@ def one_kill(home: pathlib.Path, env: dict[str, str], pool: list[Worker], sizes:
     os.killpg(victim.process.pid, signal.SIGKILL)
     victim.process.wait(WORKER_STOP)
     pool.remove(victim)
-    found = anyio.run(watch_resume, home, env, run_id, run.worker_pid)
+    found = anyio.run(watch_resume, home, env, run_id)
     found.firsts, found.seconds = count(home, run_id, "first"), count(home, run_id, "second")
     takers = [w.name for w in pool if f"vigil.run[{run_id}:" in w.log()]
     found.taken_by = ",".join(takers) or "none"
