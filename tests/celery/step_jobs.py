@@ -7,6 +7,9 @@ its pid, its parent (the pool process) and that one's parent (the Celery worker)
 - killable: source -> patient (retried once): attempt 1 waits to be killed, attempt 2 ends.
 - lingering: one step that waits to be canceled.
 - routed: plain -> gpu, whose tag sends its task to the Celery queue `gpu`.
+- resumable: counted -> stall: stall waits to be killed the first time it runs, in any
+  attempt of any run worker, and ends the next (each execution is a line in
+  `records/RUN-STEP.runs`).
 """
 
 from __future__ import annotations
@@ -102,6 +105,35 @@ def gpu(context: StepContext, plain: str) -> str:
     return plain + "+gpu"
 
 
+def executions(run_id: str, step: str, cwd: pathlib.Path | None = None) -> int:
+    """How many times the step has started in the run, by the processes working in `cwd`
+    (by default this process's working directory)."""
+    path = (cwd or pathlib.Path.cwd()) / RECORDS / f"{run_id}-{step}.runs"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def count_execution(context: StepContext) -> int:
+    """Add this execution of the step to its count; the count, this one included."""
+    directory = pathlib.Path.cwd() / RECORDS
+    directory.mkdir(exist_ok=True)
+    with (directory / f"{context.run_id}-{context.step}.runs").open("a") as counts:
+        counts.write(f"{os.getpid()}\n")
+    return executions(context.run_id, context.step)
+
+
+@step
+def counted(context: StepContext) -> int:
+    count_execution(context)
+    return 20
+
+
+@step
+def stall(context: StepContext, counted: int) -> int:
+    if count_execution(context) == 1:
+        threading.Event().wait(600)  # until the test kills this machine
+    return counted + 1
+
+
 defs = Definitions(
     jobs=[
         job("diamond", [source, left, right, join]),
@@ -109,5 +141,6 @@ defs = Definitions(
         job("killable", [source, patient]),
         job("lingering", [linger]),
         job("routed", [plain, gpu]),
+        job("resumable", [counted, stall]),
     ]
 )
