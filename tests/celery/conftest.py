@@ -35,13 +35,20 @@ def celery_yaml(broker_url: str, coordinator: str = "immediate") -> str:
 
 
 def celery_instance(
-    tmp_path: pathlib.Path, broker_url: str, store_section: str, coordinator: str = "immediate"
+    tmp_path: pathlib.Path,
+    broker_url: str,
+    store_section: str,
+    coordinator: str = "immediate",
+    workspace: str | None = None,
 ) -> harness.Instance:
+    """A migrated instance launching on Celery; `store_section` may carry more settings,
+    `workspace` replaces the test workspace."""
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
     cwd.mkdir()
     instance = harness.Instance(home=home, cwd=cwd, env=harness.base_env(home))
-    config = harness.workspace_yaml() + celery_yaml(broker_url, coordinator) + store_section
+    workspace = workspace or harness.workspace_yaml()
+    config = workspace + celery_yaml(broker_url, coordinator) + store_section
     instance.write_config(config)
     instance.ok("instance", "migrate")
     return instance

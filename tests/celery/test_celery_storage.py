@@ -16,7 +16,7 @@ import pytest
 
 from tests import redis_server
 from tests.acceptance import harness
-from tests.celery.conftest import celery_yaml
+from tests.celery.conftest import celery_instance
 from tests.celery.workers import Worker, Workers
 from tests.waiting import eventually
 
@@ -30,20 +30,14 @@ def pg_instance(
     tmp_path: pathlib.Path, redis: redis_server.Server, postgres_database: object
 ) -> harness.Instance:
     """Runs and steps on Celery; storage_dir and logs_dir at URLs under tmp_path/shared."""
-    home, cwd, shared = tmp_path / "home", tmp_path / "cwd", tmp_path / "shared"
-    for directory in (home, cwd, shared):
-        directory.mkdir()
-    instance = harness.Instance(home=home, cwd=cwd, env=harness.base_env(home))
-    instance.write_config(
-        harness.workspace_yaml()
-        + celery_yaml(redis.url)
-        + EXECUTOR
+    shared = tmp_path / "shared"
+    settings = (
+        EXECUTOR
         + f"storage_dir: simplecache::file://{shared}/storage\n"
         + f"logs_dir: simplecache::file://{shared}/logs\n"
         + harness.store_yaml(postgres_database)
     )
-    instance.ok("instance", "migrate")
-    return instance
+    return celery_instance(tmp_path, redis.url, settings)
 
 
 def events(instance: harness.Instance, run_id: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import pytest
 from tests import redis_server
 from tests.acceptance import harness
 from tests.celery import step_jobs
-from tests.celery.conftest import QUEUED, celery_yaml
+from tests.celery.conftest import QUEUED, celery_instance
 from tests.celery.workers import Workers
 from tests.daemon import process
 from tests.daemon.process import Daemons, wait_for_rows
@@ -33,16 +33,8 @@ BEATS = (
 def sqlite_celery_instance(tmp_path: pathlib.Path, redis: redis_server.Server) -> harness.Instance:
     """One machine's SQLite instance running the step_jobs on Celery, a daemon's queue
     launching them, and its monitor judging heartbeats quickly."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir()
-    cwd.mkdir()
-    instance = harness.Instance(home=home, cwd=cwd, env=harness.base_env(home))
-    instance.write_config(
-        f"workspace:\n  - name: steps\n    file: {step_jobs.__file__}\n"
-        + celery_yaml(redis.url, coordinator=QUEUED)
-        + BEATS
-    )
-    instance.ok("instance", "migrate")
+    workspace = f"workspace:\n  - name: steps\n    file: {step_jobs.__file__}\n"
+    instance = celery_instance(tmp_path, redis.url, BEATS, QUEUED, workspace)
     process.configure(instance, "    []\n")
     return instance
 
