@@ -88,3 +88,79 @@ async def test_a_worker_beating_through_a_long_step_is_never_judged_dead(
     instance.ok("run", "cancel", run_id)
     instance.wait_until(run_id, lambda r: r["status"] == "CANCELED", deadline=120)
     wait_gone(instance, run_id, worker_pid(first))
+
+
+SLOW_IMPORT = """\
+import pathlib
+import sys
+import time
+
+from vigil import Definitions, job, step
+
+if "worker" in sys.argv:  # in run workers only, not in the CLI that launches
+    time.sleep(float((pathlib.Path(__file__).parent / "import_seconds").read_text()))
+
+
+@step
+def quick() -> int:
+    return 1
+
+
+defs = Definitions(jobs=[job("slow_import", [quick])])
+"""
+
+
+def ended(run: dict[str, object]) -> bool:
+    return run["status"] in {status.value for status in runs.TERMINAL_STATUSES}
+
+
+def slow_location(instance: Instance, seconds: float, load_timeout: float = 120) -> None:
+    """Add a code location whose import takes `seconds` in a run worker."""
+    directory = instance.home / "slow"
+    directory.mkdir()
+    (directory / "slow_jobs.py").write_text(SLOW_IMPORT)
+    (directory / "import_seconds").write_text(str(seconds))
+    path = instance.home / "vigil.yaml"
+    config = path.read_text().replace(
+        "workspace:\n", f"workspace:\n  - name: slow\n    file: {directory / 'slow_jobs.py'}\n", 1
+    )
+    scheduling = "scheduling:\n  enabled: false\n"
+    assert scheduling in config
+    path.write_text(config.replace(scheduling, scheduling + f"  load_timeout: {load_timeout}\n"))
+
+
+async def test_a_worker_beats_while_its_code_location_imports_for_longer_than_the_timeout(
+    sqlite_instance: Instance, daemons: Daemons
+) -> None:
+    instance = sqlite_instance
+    monitoring(instance, **BEATS)
+    await start_daemon(instance, daemons)
+    slow_location(instance, seconds=3 * INTERVAL * MISSES)
+
+    run_id = run_id_of(instance.ok("run", "launch", "slow_import"))
+    run = instance.wait_until(run_id, ended, 120)
+
+    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    assert run["status"] == "SUCCESS", notes
+    assert not [m for m in notes if "no heartbeat for" in m or "resum" in m]
+
+
+async def test_a_code_location_that_hangs_on_import_fails_the_run_at_the_load_timeout(
+    sqlite_instance: Instance, daemons: Daemons
+) -> None:
+    instance = sqlite_instance
+    monitoring(instance, **BEATS)
+    await start_daemon(instance, daemons)
+    slow_location(instance, seconds=600, load_timeout=2)
+
+    run_id = run_id_of(instance.ok("run", "launch", "slow_import"))
+    run = instance.wait_until(run_id, ended, 120)
+
+    assert run["status"] == "FAILURE"
+    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    assert not [m for m in notes if "no heartbeat for" in m or "resum" in m]
+    [failure] = [e for e in events_of(instance, run_id) if e["type"] == "RUN_FAILURE"]
+    assert failure["message"].startswith(
+        "code location 'slow' did not load within 2 s (scheduling.load_timeout)"
+    )
+    wait_gone(instance, run_id, worker_pid(run))  # the hung import died with its process

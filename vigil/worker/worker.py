@@ -9,6 +9,7 @@ was given to another worker, or ended) stops its steps, and it leaves the run al
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -17,11 +18,14 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 
 from vigil import blobs, errors, events, proctitle, reexecution, runs
 from vigil.config import settings as settings_mod
@@ -185,9 +189,43 @@ async def _settle_lost_start(env: WorkerEnv, run_id: str) -> runs.RunStatus:
     return run.status
 
 
+async def _load(
+    env: WorkerEnv, settings: settings_mod.CodeLocationSettings
+) -> workspace_mod.CodeLocation:
+    """Import the run's code location in a thread of its own, so that the heart beats and
+    signals are heard while user code imports (a large library on a cold disk takes tens of
+    seconds, which the monitor would otherwise take for a dead worker). An import that
+    takes longer than `scheduling.load_timeout` fails the run; its thread is a daemon, so
+    a hung import dies with this process. What the import raises (even SystemExit) is
+    raised here."""
+    timeout = env.settings.scheduling.load_timeout
+    outcome: list[workspace_mod.CodeLocation | BaseException] = []
+    loaded = anyio.Event()
+    token = anyio.lowlevel.current_token()
+
+    def load() -> None:
+        try:
+            outcome.append(workspace_mod.load_location(settings, env.base_dir))
+        except BaseException as exc:  # handed to the event loop as it is
+            outcome.append(exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            anyio.from_thread.run_sync(loaded.set, token=token)
+
+    threading.Thread(target=load, name=f"load {settings.location_name}", daemon=True).start()
+    with anyio.move_on_after(timeout):
+        await loaded.wait()
+    if not outcome:
+        raise errors.CodeLocationLoadError(
+            f"code location '{settings.location_name}' did not load within {timeout:g} s "
+            "(scheduling.load_timeout): its import hangs or is too slow"
+        )
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 async def _plan(env: WorkerEnv, run: runs.Run, resume: bool) -> plan_mod.StepPlan:
-    location_settings = _location_settings(env.settings, run)
-    location = workspace_mod.load_location(location_settings, env.base_dir)
+    location = await _load(env, _location_settings(env.settings, run))
     job = location.definitions.get_job(run.job_name)
     configs = job.validate_run_config(run.run_config)
     order = job.topological_order()
