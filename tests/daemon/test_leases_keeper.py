@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.daemon.fakes import ManualClock
-from vigil import storage
+from vigil import storage, ticks
 from vigil.daemon import leases, loop, vitals
 from vigil.storage import sql
 
@@ -88,6 +88,26 @@ async def test_a_joiner_takes_its_share_from_the_others_and_a_leaver_hands_all_b
     after = await shares([a, b])
     assert after[0] | after[1] == set(UNITS)
     assert a.takeovers == b.takeovers == {}  # handed over, never taken from the dead
+
+
+async def test_a_stopped_schedule_stays_held_so_its_tick_in_flight_is_recorded(
+    store: sql.SqlStore,
+) -> None:
+    """A schedule stopped while its tick is evaluated: its daemon, still the preferred
+    owner, keeps the lease, so the tick's fenced ending lands rather than being refused
+    and left STARTED (a stopped schedule's ticks are taken up by nobody)."""
+    clock = ManualClock()
+    [a] = await joined(store, clock, "a")
+    nightly = "schedule:nightly"
+    assert await a.share("schedule:", [nightly]) == {nightly}
+    [tick] = await store.add_ticks([(nightly, 50.0)], ticks.TickStatus.STARTED, clock.now())
+
+    assert await a.share("schedule:", []) == frozenset()  # the schedule was stopped
+    outcome = ticks.TickOutcome(tick.tick_id, nightly, ticks.TickStatus.SKIPPED)
+    refused = await store.finish_ticks([outcome], clock.now(), a.fence([nightly]))
+
+    assert refused == []
+    assert [t.status for t in await store.list_ticks(nightly)] == [ticks.TickStatus.SKIPPED]
 
 
 async def test_a_daemon_that_stops_renewing_loses_its_units_after_the_ttl(

@@ -113,12 +113,17 @@ class Keeper:
 
     async def share(self, prefix: str, units: Collection[str]) -> frozenset[str]:
         """Move toward this daemon's fair share of `units` (all starting with `prefix`):
-        release the ones another member prefers, take the free ones it prefers. The units
-        of `units` it holds after."""
+        release the held units another member prefers, take the free ones of `units` it
+        prefers. The units of `units` it holds after.
+
+        A held unit missing from `units` (a schedule just stopped) is kept while this
+        daemon is its preferred owner: work for it may still be in flight (a tick being
+        evaluated), and releasing the unit would have that work's fenced write refused and
+        the tick left STARTED with nobody to finish it."""
         await self._refresh_if_stale()
         mine = {u for u in units if self._prefers_me(u)}
         held = {u for u in self._held if u.startswith(prefix)}
-        await self._release(held - mine)
+        await self._release({u for u in held if not self._prefers_me(u)})
         wanted = mine - held
         if wanted:
             await self._acquire(wanted)
