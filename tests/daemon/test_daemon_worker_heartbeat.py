@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from typing import Any
 
 from tests.acceptance.harness import Instance, run_id_of
 from tests.daemon.process import Daemons
@@ -129,18 +130,25 @@ def slow_location(instance: Instance, seconds: float, load_timeout: float = 120)
     path.write_text(config.replace(scheduling, scheduling + f"  load_timeout: {load_timeout}\n"))
 
 
+async def slow_run(
+    instance: Instance, daemons: Daemons, seconds: float, load_timeout: float = 120
+) -> tuple[dict[str, Any], list[str]]:
+    """A run of the slow location under a daemon judging heartbeats; the ended run and
+    its ENGINE notes."""
+    monitoring(instance, **BEATS)
+    await start_daemon(instance, daemons)
+    slow_location(instance, seconds, load_timeout)
+    run_id = run_id_of(instance.ok("run", "launch", "slow_import"))
+    run = instance.wait_until(run_id, ended, 120)
+    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    return run, notes
+
+
 async def test_a_worker_beats_while_its_code_location_imports_for_longer_than_the_timeout(
     sqlite_instance: Instance, daemons: Daemons
 ) -> None:
-    instance = sqlite_instance
-    monitoring(instance, **BEATS)
-    await start_daemon(instance, daemons)
-    slow_location(instance, seconds=3 * INTERVAL * MISSES)
+    run, notes = await slow_run(sqlite_instance, daemons, seconds=3 * INTERVAL * MISSES)
 
-    run_id = run_id_of(instance.ok("run", "launch", "slow_import"))
-    run = instance.wait_until(run_id, ended, 120)
-
-    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
     assert run["status"] == "SUCCESS", notes
     assert not [m for m in notes if "no heartbeat for" in m or "resum" in m]
 
@@ -149,15 +157,10 @@ async def test_a_code_location_that_hangs_on_import_fails_the_run_at_the_load_ti
     sqlite_instance: Instance, daemons: Daemons
 ) -> None:
     instance = sqlite_instance
-    monitoring(instance, **BEATS)
-    await start_daemon(instance, daemons)
-    slow_location(instance, seconds=600, load_timeout=2)
-
-    run_id = run_id_of(instance.ok("run", "launch", "slow_import"))
-    run = instance.wait_until(run_id, ended, 120)
+    run, notes = await slow_run(instance, daemons, seconds=600, load_timeout=2)
 
     assert run["status"] == "FAILURE"
-    notes = [e["message"] for e in events_of(instance, run_id) if e["type"] == "ENGINE"]
+    run_id = run["run_id"]
     assert not [m for m in notes if "no heartbeat for" in m or "resum" in m]
     [failure] = [e for e in events_of(instance, run_id) if e["type"] == "RUN_FAILURE"]
     assert failure["message"].startswith(
